@@ -1,0 +1,84 @@
+"""twistd service makers for ``frpc`` and ``frps``.
+
+``twistd frpc`` and ``twistd frps`` share this module: the dropin in ``twisted/plugins`` names
+:mod:`frptw.tap.frpc` or :mod:`frptw.tap.frps`, each of which pairs its ``Options`` class with
+:func:`makeService`.  The configuration is loaded and validated before any service is
+built, so a bad file stops twistd before a port is opened.
+"""
+
+import hashlib
+import os
+from typing import Optional
+
+from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorCore
+from twisted.python import usage
+
+from frptw.config import load_config
+from frptw.errors import ConfigError
+
+
+class Options(usage.Options):
+    """Command line of ``twistd frpc`` / ``twistd frps``."""
+
+    optParameters = [
+        ["config", "c", None, "configuration file (frp INI, TOML, YAML or JSON)"],
+    ]
+    optFlags = [
+        ["strict-config", None, "reject unknown keys in TOML/YAML/JSON (frp's default)"],
+        ["no-strict-config", None, "ignore unknown keys in TOML/YAML/JSON"],
+    ]
+
+    role = "frpc"
+
+    def postOptions(self) -> None:
+        if not self["config"]:
+            raise usage.UsageError("--config FILE is required")
+        try:
+            self.loaded = load_config(
+                self["config"], role=self.role, strict=not self["no-strict-config"]
+            )
+        except ConfigError as e:
+            raise usage.UsageError(str(e))
+        self._choosePidfile()
+
+    def _choosePidfile(self) -> None:
+        """Give each config its own pid file, so several twistd runs can share a directory.
+
+        twistd's default ``twistd.pid`` would make a second ``twistd frpc`` (or an frps next to
+        an frpc) in the same directory refuse to start; an explicit ``--pidfile`` is kept.
+        """
+        parent = getattr(self, "parent", None)
+        if parent is None or parent.get("pidfile") != "twistd.pid":
+            return
+        stem = os.path.splitext(os.path.basename(self["config"]))[0]
+        digest = hashlib.sha1(os.path.abspath(self["config"]).encode()).hexdigest()[:8]
+        parent["pidfile"] = f"{self.role}-{stem}-{digest}.pid"
+
+
+class ClientOptions(Options):
+    role = "frpc"
+
+
+class ServerOptions(Options):
+    role = "frps"
+
+
+def makeService(options: Options, reactor: Optional[IReactorCore] = None) -> IService:
+    """Build the frpc or frps service from parsed, validated options."""
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
+    from twisted.logger import Logger
+
+    log = Logger(namespace="frptw")
+    for warning in options.loaded.warnings:
+        log.warn("{warning}", warning=warning)
+    if options.role == "frpc":
+        from frptw.client import FrpClientService
+
+        return FrpClientService(options.loaded, reactor=reactor)
+    from frptw.server import FrpServerService
+
+    return FrpServerService(options.loaded, reactor=reactor)

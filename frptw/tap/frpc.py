@@ -1,0 +1,5 @@
+"""``twistd frpc``: the Options class and service maker for the client."""
+
+from frptw.tap import ClientOptions as Options, makeService
+
+__all__ = ["Options", "makeService"]

