@@ -1,0 +1,140 @@
+"""Run the real Go ``frps``/``frpc`` as subprocesses of the Twisted reactor, for interop tests.
+
+The config text is written to a private temporary file; the process's output (colour codes
+stripped) accumulates in :attr:`GoFrp.output` so tests can wait for frp's own log lines, e.g.
+``frps started successfully`` or ``start proxy success``.  :meth:`GoFrp.stop` ends only the
+process this object started (SIGTERM, then SIGKILL after a grace period).
+"""
+
+import os
+import re
+import tempfile
+from typing import List, Optional, Tuple
+
+from twisted.internet import defer, error, protocol
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
+
+from tests.frpbin import frp_binary
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+#: The line each program logs once it is ready to be used.
+READY_LINES = {"frps": "frps started successfully", "frpc": "login to server success"}
+
+
+class _Output(protocol.ProcessProtocol):
+    def __init__(self, owner: "GoFrp") -> None:
+        self._owner = owner
+
+    def outReceived(self, data: bytes) -> None:
+        self._owner._received(data)
+
+    errReceived = outReceived
+
+    def processEnded(self, reason) -> None:
+        self._owner._ended(reason)
+
+
+class GoFrp:
+    """One running real frp program."""
+
+    def __init__(self, reactor: IReactorProcess, kind: str, config_path: str) -> None:
+        self.reactor = reactor
+        self.kind = kind
+        self.config_path = config_path
+        self.output = ""
+        self.exitReason = None
+        self._waiters: List[Tuple[str, defer.Deferred]] = []
+        self._exit = defer.Deferred()
+        self._process = None
+
+    @classmethod
+    def start(
+        cls,
+        reactor,
+        kind: str,
+        config_text: str,
+        fmt: str = "toml",
+        ready: Optional[str] = "default",
+        timeout: float = 15.0,
+    ) -> defer.Deferred:
+        """Start ``kind`` ("frps" or "frpc") with ``config_text``; fire with the GoFrp once
+        ``ready`` (by default frp's own ready line; ``None`` = don't wait) has been logged."""
+        binary = frp_binary(kind)
+        directory = tempfile.mkdtemp(prefix=f"frptw-{kind}-")
+        path = os.path.join(directory, f"{kind}.{fmt}")
+        with open(path, "w") as f:
+            f.write(config_text)
+        self = cls(reactor, kind, path)
+        self._process = reactor.spawnProcess(
+            _Output(self), binary, [binary, "-c", path], env={"PATH": os.environ.get("PATH", "")}, path=directory
+        )
+        if ready == "default":
+            ready = READY_LINES[kind]
+        if ready is None:
+            return defer.succeed(self)
+        d = self.waitFor(ready, timeout)
+        d.addCallback(lambda _: self)
+
+        def failed(f):
+            return self.stop().addBoth(lambda _: f)
+
+        d.addErrback(failed)
+        return d
+
+    def _received(self, data: bytes) -> None:
+        self.output += _ANSI.sub("", data.decode("utf-8", "replace"))
+        still = []
+        for text, d in self._waiters:
+            if text in self.output:
+                d.callback(self.output)
+            else:
+                still.append((text, d))
+        self._waiters = still
+
+    def _ended(self, reason) -> None:
+        self.exitReason = reason
+        self._process = None
+        waiters, self._waiters = self._waiters, []
+        for text, d in waiters:
+            d.errback(AssertionError(f"{self.kind} exited before logging {text!r}:\n{self.output}"))
+        self._exit.callback(None)
+
+    def waitFor(self, text: str, timeout: float = 15.0) -> defer.Deferred:
+        """Fire with the output so far once ``text`` appears in it; fail after ``timeout`` s."""
+        if text in self.output:
+            return defer.succeed(self.output)
+        if self._process is None and self.exitReason is not None:
+            return defer.fail(AssertionError(f"{self.kind} has exited:\n{self.output}"))
+        d = defer.Deferred()
+        self._waiters.append((text, d))
+
+        def expired(f):
+            f.trap(defer.TimeoutError, defer.CancelledError)
+            raise AssertionError(f"{self.kind} did not log {text!r} within {timeout}s:\n{self.output}")
+
+        d.addTimeout(timeout, self.reactor)
+        d.addErrback(expired)
+        return d
+
+    def stop(self, grace: float = 5.0) -> defer.Deferred:
+        """End the process (SIGTERM, then SIGKILL after ``grace`` s); fire when it has exited."""
+        if self._process is None:
+            return defer.succeed(None)
+        done = defer.Deferred()
+        self._exit.addBoth(lambda r: (done.callback(None), r)[1])
+        try:
+            self._process.signalProcess("TERM")
+        except error.ProcessExitedAlready:
+            return done
+
+        def kill():
+            if self._process is not None:
+                try:
+                    self._process.signalProcess("KILL")
+                except error.ProcessExitedAlready:
+                    pass
+
+        call = self.reactor.callLater(grace, kill)
+        done.addBoth(lambda r: (call.active() and call.cancel(), r)[1])
+        return done

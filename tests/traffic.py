@@ -1,0 +1,146 @@
+"""Traffic for end-to-end tests: an echo backend and a checked bulk exchange through a proxy.
+
+:func:`exchange` opens ``connections`` concurrent TCP connections to a port (usually an frp
+proxy's remote port in front of an :class:`EchoServer`), streams ``nbytes`` pseudo-random bytes
+on each with a push producer (so the test itself respects backpressure), and checks that the
+echoed bytes have the same sha256.  Bytes therefore move both ways through the proxy.
+"""
+
+import hashlib
+import random
+from typing import List, Optional
+
+from twisted.internet import defer, protocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+CHUNK = 64 * 1024
+
+
+class _Echo(protocol.Protocol):
+    def connectionMade(self) -> None:
+        # A slow reader of our echo pauses our reading: the transport produces for itself.
+        self.transport.registerProducer(self.transport, True)
+        self.factory.connections.append(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:
+        self.factory.connections.remove(self)
+
+
+class EchoServer(protocol.Factory):
+    """Echoes every byte back on 127.0.0.1; ``port`` is known after :meth:`listen`."""
+
+    protocol = _Echo
+
+    def __init__(self) -> None:
+        self.connections: List[_Echo] = []
+        self.port: Optional[int] = None
+        self._listening = None
+
+    @classmethod
+    def listen(cls, reactor, interface: str = "127.0.0.1") -> defer.Deferred:
+        """Start listening on an ephemeral port; fire with the EchoServer."""
+        self = cls()
+        d = TCP4ServerEndpoint(reactor, 0, interface=interface).listen(self)
+
+        def listening(port):
+            self._listening = port
+            self.port = port.getHost().port
+            return self
+
+        return d.addCallback(listening)
+
+    def stop(self) -> defer.Deferred:
+        """Stop listening and drop open connections."""
+        for conn in list(self.connections):
+            conn.transport.abortConnection()
+        return defer.maybeDeferred(self._listening.stopListening)
+
+
+@implementer(IPushProducer)
+class _Exchanger(protocol.Protocol):
+    def __init__(self, nbytes: int, seed: int) -> None:
+        self.remaining = nbytes
+        self.expected = nbytes
+        self.received = 0
+        self.sent_digest = hashlib.sha256()
+        self.got_digest = hashlib.sha256()
+        self._random = random.Random(seed)
+        self._paused = False
+        self.done = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)
+        self.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        while not self._paused and self.remaining > 0:
+            chunk = self._random.randbytes(min(CHUNK, self.remaining))
+            self.remaining -= len(chunk)
+            self.sent_digest.update(chunk)
+            self.transport.write(chunk)
+        if self.remaining == 0:
+            self.transport.unregisterProducer()
+
+    def stopProducing(self) -> None:
+        self._paused = True
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+        self.got_digest.update(data)
+        if self.received >= self.expected:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:
+        if self.received != self.expected:
+            self.done.errback(AssertionError(f"echoed {self.received} of {self.expected} bytes: {reason.value}"))
+        elif self.got_digest.digest() != self.sent_digest.digest():
+            self.done.errback(AssertionError("echoed bytes differ from sent bytes (sha256)"))
+        else:
+            self.done.callback(self.received)
+
+
+def exchange(
+    reactor, port: int, nbytes: int, connections: int = 1, host: str = "127.0.0.1", timeout: float = 120.0
+) -> defer.Deferred:
+    """Send ``nbytes`` on each of ``connections`` concurrent connections and check the echo.
+
+    Fires with the total number of bytes echoed (each also sent); fails with AssertionError on
+    a short or corrupted echo, or after ``timeout`` seconds.
+    """
+    endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=10)
+    exchangers = []
+
+    def one(seed: int) -> defer.Deferred:
+        ex = _Exchanger(nbytes, seed)
+        exchangers.append(ex)
+        d = endpoint.connect(protocol.Factory.forProtocol(lambda: ex))
+        d.addCallback(lambda _: ex.done)
+        return d
+
+    d = defer.gatherResults([one(i) for i in range(connections)], consumeErrors=True)
+    d.addCallback(sum)
+
+    def unwrap(f):
+        f.trap(defer.FirstError)
+        return f.value.subFailure
+
+    d.addErrback(unwrap)
+
+    def cleanup(result):
+        for ex in exchangers:
+            if ex.transport is not None and ex.transport.connected:
+                ex.transport.abortConnection()
+        return result
+
+    d.addTimeout(timeout, reactor)
+    d.addBoth(cleanup)
+    return d
