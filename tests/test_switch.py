@@ -84,3 +84,19 @@ class SwitchableProtocolTests(SynchronousTestCase):
         proto, transport = self.connected()
         proto.switchTo(Recorder())
         self.assertRaises(RuntimeError, proto.switchTo, Recorder())
+
+    def test_pause_requested_during_handover_sticks(self):
+        """The new protocol may pause the transport while taking the held bytes."""
+
+        class Pauser(Recorder):
+            def dataReceived(self, data):
+                super().dataReceived(data)
+                self.transport.pauseProducing()
+
+        proto, transport = self.connected(bufferLimit=4)
+        proto.dataReceived(b"12345")
+        self.assertEqual(transport.producerState, "paused")
+        target = Pauser()
+        proto.switchTo(target)
+        self.assertEqual(target.data, [b"12345"])
+        self.assertEqual(transport.producerState, "paused")

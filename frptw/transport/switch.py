@@ -33,7 +33,7 @@ class SwitchableProtocol(Protocol):
     """
 
     def __init__(self, bufferLimit: int = DEFAULT_BUFFER_LIMIT, pauseOnConnect: bool = False) -> None:
-        self._bufferLimit = bufferLimit
+        self._bufferLimit: Optional[int] = bufferLimit
         self._pauseOnConnect = pauseOnConnect
         self._held: List[bytes] = []
         self._heldSize = 0
@@ -58,7 +58,7 @@ class SwitchableProtocol(Protocol):
         if data:
             self._held.append(data)
             self._heldSize += len(data)
-            if self._heldSize > self._bufferLimit:
+            if self._bufferLimit is not None and self._heldSize > self._bufferLimit:
                 self._pause()
 
     def _pause(self) -> None:
@@ -102,6 +102,13 @@ class SwitchableProtocol(Protocol):
         """
         if self.switchedTo is not None:
             raise RuntimeError("already switched")
+        if self._paused:
+            # Resume before handing over, so that a pause the new protocol asks for while it
+            # takes the held bytes sticks.  A transport that delivers synchronously on resume
+            # (a yamux stream) lands in hold(); that is bounded by its window, so no re-pause.
+            self._paused = False
+            self._bufferLimit = None
+            self.transport.resumeProducing()
         self.switchedTo = protocol
         held = b"".join(self._held) + leftover
         self._held = []
@@ -111,9 +118,5 @@ class SwitchableProtocol(Protocol):
             protocol.dataReceived(held)
         if self._lostReason is not None:
             protocol.connectionLost(self._lostReason)
-            return
-        if self._readLost:
+        elif self._readLost:
             self.readConnectionLost()
-        if self._paused:
-            self._paused = False
-            self.transport.resumeProducing()

@@ -1,0 +1,210 @@
+"""TLS the way frp does it, as a layer started on a live connection.
+
+frp settings (wire-protocol.md §2.3):
+
+* client: SNI is ``transport.tls.serverName`` (or the server address; like Go, no SNI is sent
+  for an IP address); the server certificate is **not verified** unless a trusted CA file is
+  configured, in which case the chain and the server name are both verified; a client
+  certificate is presented when configured.  With ``disableCustomTLSFirstByte = false`` the
+  client writes one ``0x17`` byte on the raw connection before the ClientHello.
+* server: the configured certificate, or else a random self-signed RSA-2048 certificate made
+  at start-up (about 10 years, random serial, no names); a trusted CA file makes client
+  certificates mandatory and verified.
+
+TLS is started on a :class:`~frptw.transport.switch.SwitchableProtocol` (a connection that may
+already have spoken, e.g. a first byte sniffed by frps), by switching it to Twisted's
+memory-BIO TLS protocol, which passes producer calls through to the connection below it.  The
+caller gets a fresh switchable protocol connected on top of TLS, just as with
+:func:`frptw.transport.layered.layer`.
+"""
+
+import datetime
+import os
+from typing import List, Optional
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from OpenSSL import SSL, crypto
+from service_identity import CertificateError, VerificationError
+from service_identity.cryptography import verify_certificate_hostname, verify_certificate_ip_address
+from twisted.internet import ssl
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+    IReactorTime,
+)
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from frptw.errors import ConfigError
+from frptw.transport.switch import SwitchableProtocol
+
+#: The byte frpc writes before its ClientHello when the custom first byte is on.
+CUSTOM_FIRST_BYTE = b"\x17"
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read {what}: {e.strerror}") from None
+
+
+def _loadCertificates(path: str, what: str) -> List[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(_read(path, what))
+    except ValueError as e:
+        raise ConfigError(f"{path}: not a PEM {what}: {e}") from None
+
+
+def _identity(certFile: Optional[str], keyFile: Optional[str]) -> dict:
+    """CertificateOptions arguments presenting ``certFile`` (leaf first, then its chain) with
+    ``keyFile``; none when neither is given."""
+    if not certFile and not keyFile:
+        return {}
+    if not certFile or not keyFile:
+        raise ConfigError(f"TLS certificate {certFile!r} and key {keyFile!r}: both or neither must be set")
+    chain = _loadCertificates(certFile, "certificate")
+    try:
+        key = serialization.load_pem_private_key(_read(keyFile, "private key"), password=None)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{keyFile}: not an unencrypted PEM private key: {e}") from None
+    return {"certificate": chain[0], "privateKey": key, "extraCertChain": chain[1:]}
+
+
+def _trustRoot(trustedCaFile: str):
+    cas = _loadCertificates(trustedCaFile, "CA certificate")
+    return ssl.trustRootFromCertificates([ssl.Certificate(crypto.X509.from_cryptography(ca)) for ca in cas])
+
+
+def _selfSignedIdentity() -> dict:
+    """A fresh self-signed RSA-2048 certificate like the one frps 0.65 makes when it has none
+    configured: no names, no extensions, a random 128-bit serial, valid from an hour ago for
+    3650 days."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    nobody = x509.Name([])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(nobody)
+        .issuer_name(nobody)
+        .public_key(key.public_key())
+        .serial_number(int.from_bytes(os.urandom(16), "big") or 1)
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
+    return {"certificate": certificate, "privateKey": key}
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _FrpClientOptions:
+    """Client connections as frpc makes them: SNI for a host name (none for an address, as in
+    Go), and, only when a CA is trusted, verification of the chain and of the server name."""
+
+    def __init__(self, serverName: str, options: ssl.CertificateOptions, verify: bool) -> None:
+        self._isAddress = isIPAddress(serverName) or isIPv6Address(serverName)
+        self._serverName = serverName
+        self._sni = None if self._isAddress or not serverName else serverName.encode("idna")
+        self._options = options
+        self._verify = verify
+
+    def clientConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
+        connection = self._options.clientConnectionForTLS(tlsProtocol)
+        if self._sni is not None:
+            connection.set_tlsext_host_name(self._sni)
+        if self._verify:
+            connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._checker(tlsProtocol))
+        return connection
+
+    def _checker(self, tlsProtocol):
+        """An OpenSSL verify callback that also checks the server certificate's names.
+
+        OpenSSL itself fails the handshake on a bad chain (``ok`` false); a name mismatch is
+        reported to the TLS protocol so that the connection's failure says which name.
+        """
+
+        def check(connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
+            if not ok or depth != 0:
+                return bool(ok)
+            certificate = cert.to_cryptography()
+            try:
+                if self._isAddress:
+                    verify_certificate_ip_address(certificate, self._serverName)
+                else:
+                    verify_certificate_hostname(certificate, self._serverName)
+            except (VerificationError, CertificateError) as e:
+                tlsProtocol.failVerification(Failure(e))
+                return False
+            return True
+
+        return check
+
+
+def clientContextFactory(
+    serverName: str,
+    trustedCaFile: Optional[str] = None,
+    certFile: Optional[str] = None,
+    keyFile: Optional[str] = None,
+) -> IOpenSSLClientConnectionCreator:
+    """TLS client settings of frpc; raises ConfigError naming a file that cannot be used."""
+    options = _identity(certFile, keyFile)
+    if trustedCaFile:
+        options["trustRoot"] = _trustRoot(trustedCaFile)
+    return _FrpClientOptions(serverName, ssl.CertificateOptions(**options), verify=bool(trustedCaFile))
+
+
+def serverContextFactory(
+    certFile: Optional[str] = None, keyFile: Optional[str] = None, trustedCaFile: Optional[str] = None
+) -> ssl.CertificateOptions:
+    """TLS server settings of frps; raises ConfigError naming a file that cannot be used."""
+    identity = _identity(certFile, keyFile) or _selfSignedIdentity()
+    if trustedCaFile:
+        identity["trustRoot"] = _trustRoot(trustedCaFile)
+    return ssl.CertificateOptions(**identity)
+
+
+def _startTLS(
+    proto: SwitchableProtocol, contextFactory, isClient: bool, leftover: bytes, clock: Optional[IReactorTime]
+) -> SwitchableProtocol:
+    # The factory's protocol (Twisted's BufferingTLSTransport) coalesces the small writes of
+    # one reactor turn (a yamux header and its payload, say) into one TLS record.  It wraps
+    # no factory of ours: the protocol on top is the switchable we return.
+    top = SwitchableProtocol()
+    factory = TLSMemoryBIOFactory(contextFactory, isClient, None, clock)
+    proto.switchTo(factory.protocol(factory, top), leftover)
+    return top
+
+
+def startClientTLS(
+    proto: SwitchableProtocol,
+    contextFactory: IOpenSSLClientConnectionCreator,
+    customFirstByte: bool,
+    clock: Optional[IReactorTime] = None,
+) -> SwitchableProtocol:
+    """Start a TLS client handshake on ``proto``'s connection; return the protocol above TLS.
+
+    What is written to the returned protocol's transport before the handshake completes is
+    sent once it has.  ``clock`` (default: the reactor) times the coalescing of small writes.
+    """
+    if customFirstByte:
+        proto.transport.write(CUSTOM_FIRST_BYTE)
+    return _startTLS(proto, contextFactory, True, b"", clock)
+
+
+def startServerTLS(
+    proto: SwitchableProtocol,
+    contextFactory: IOpenSSLServerConnectionCreator,
+    leftover: bytes = b"",
+    clock: Optional[IReactorTime] = None,
+) -> SwitchableProtocol:
+    """Start a TLS server handshake on ``proto``'s connection; return the protocol above TLS.
+
+    ``leftover`` is what a sniffer read past the first byte frps consumes (``0x17``), or the
+    whole sniffed prefix when it kept it (``0x16``).
+    """
+    return _startTLS(proto, contextFactory, False, leftover, clock)
