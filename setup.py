@@ -22,6 +22,8 @@ setup(
         "cryptography",
         # Snappy block compression (C/Rust speed) under frp's snappy framing format.
         "cramjam",
+        # CRC-32C (hardware-accelerated C) for the snappy framing checksums; Apache-2.0.
+        "google-crc32c",
         # frp's v1 configuration format is TOML (tomllib is stdlib only from 3.11).
         "tomli>=1.1; python_version < '3.11'",
         # frp's v1 configuration may also be YAML.

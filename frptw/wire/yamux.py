@@ -103,6 +103,11 @@ class Flag(enum.IntFlag):
     RST = 0x8
 
 
+# Plain ints for the hot paths: enum arithmetic costs a Python call per frame.
+_DATA, _WINDOW_UPDATE, _PING, _GO_AWAY = (int(t) for t in FrameType)
+_SYN, _ACK, _FIN, _RST = (int(f) for f in (Flag.SYN, Flag.ACK, Flag.FIN, Flag.RST))
+
+
 class GoAwayCode(enum.IntEnum):
     NORMAL = 0
     PROTOCOL_ERROR = 1
@@ -318,13 +323,13 @@ class YamuxConnection:
         if stream.need_ack:
             stream.need_ack = False
             self._unaccepted -= 1
-            return Flag.ACK
+            return _ACK
         return 0
 
     def _grant_window(self, stream: _Stream, flags: int) -> None:
         delta = self._max_window - stream.buffered - stream.recv_window
         stream.recv_window += delta
-        self._queue(FrameType.WINDOW_UPDATE, flags, stream.id, delta)
+        self._queue(_WINDOW_UPDATE, flags, stream.id, delta)
 
     def _known(self, stream_id: int) -> _Stream:
         stream = self._streams.get(stream_id)
@@ -354,7 +359,7 @@ class YamuxConnection:
         stream.awaiting_ack = True
         self._inflight += 1
         self._streams[stream_id] = stream
-        self._grant_window(stream, Flag.SYN)
+        self._grant_window(stream, _SYN)
         return stream_id
 
     def accept_stream(self, stream_id: int) -> None:
@@ -376,7 +381,7 @@ class YamuxConnection:
         size = min(len(data), stream.send_window, _MAX_U32)
         if size == 0:
             return 0
-        self._queue(FrameType.DATA, self._take_flags(stream), stream_id, size)
+        self._queue(_DATA, self._take_flags(stream), stream_id, size)
         if type(data) is bytes:
             self._out.append(data if size == len(data) else memoryview(data)[:size])
         else:
@@ -406,7 +411,7 @@ class YamuxConnection:
         stream = self._streams.get(stream_id)
         if stream is None or stream.local_fin:
             return
-        self._queue(FrameType.WINDOW_UPDATE, self._take_flags(stream) | Flag.FIN, stream_id, 0)
+        self._queue(_WINDOW_UPDATE, self._take_flags(stream) | _FIN, stream_id, 0)
         stream.local_fin = True
         if stream.remote_fin:
             self._forget(stream)
@@ -416,7 +421,7 @@ class YamuxConnection:
         stream = self._streams.get(stream_id)
         if stream is None:
             return
-        self._queue(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+        self._queue(_WINDOW_UPDATE, _RST, stream_id, 0)
         self._forget(stream)
 
     def ping(self) -> int:
@@ -424,14 +429,14 @@ class YamuxConnection:
         self._check_alive()
         ping_id = self._next_ping
         self._next_ping = (ping_id + 1) & _MAX_U32
-        self._queue(FrameType.PING, Flag.SYN, 0, ping_id)
+        self._queue(_PING, _SYN, 0, ping_id)
         return ping_id
 
     def go_away(self, code: int = GoAwayCode.NORMAL) -> None:
         """Queue Go Away; from now on streams the peer opens are refused with RST."""
         self._check_alive()
         self._local_go_away = True
-        self._queue(FrameType.GO_AWAY, 0, 0, code)
+        self._queue(_GO_AWAY, 0, 0, code)
 
     def _forget(self, stream: _Stream) -> None:
         del self._streams[stream.id]
@@ -491,22 +496,22 @@ class YamuxConnection:
 
     def _protocol_error(self, message: str) -> ProtocolError:
         """Queue Go Away 1 (as yamux does for stream-level violations) and build the error."""
-        self._queue(FrameType.GO_AWAY, 0, 0, GoAwayCode.PROTOCOL_ERROR)
+        self._queue(_GO_AWAY, 0, 0, GoAwayCode.PROTOCOL_ERROR)
         return ProtocolError(message)
 
     def _frame(self, fields: tuple, events: List[Event]) -> None:
         version, frame_type, flags, stream_id, length = fields
         if version != PROTOCOL_VERSION:
             raise ProtocolError(f"unsupported yamux version {version}")
-        if frame_type == FrameType.DATA or frame_type == FrameType.WINDOW_UPDATE:
-            self._stream_frame(frame_type == FrameType.DATA, flags, stream_id, length, events)
-        elif frame_type == FrameType.PING:
-            if flags & Flag.SYN:
-                self._queue(FrameType.PING, Flag.ACK, 0, length)
+        if frame_type == _DATA or frame_type == _WINDOW_UPDATE:
+            self._stream_frame(frame_type == _DATA, flags, stream_id, length, events)
+        elif frame_type == _PING:
+            if flags & _SYN:
+                self._queue(_PING, _ACK, 0, length)
                 events.append(PingReceived(length))
             else:
                 events.append(PongReceived(length))
-        elif frame_type == FrameType.GO_AWAY:
+        elif frame_type == _GO_AWAY:
             events.append(GoAwayReceived(length))
             if length != GoAwayCode.NORMAL:
                 try:
@@ -519,7 +524,7 @@ class YamuxConnection:
             raise ProtocolError(f"unknown yamux frame type {frame_type}")
 
     def _stream_frame(self, is_data: bool, flags: int, stream_id: int, length: int, events: List[Event]) -> None:
-        if flags & Flag.SYN:
+        if flags & _SYN:
             stream = self._incoming(stream_id, events)
         else:
             stream = self._streams.get(stream_id)
@@ -527,16 +532,16 @@ class YamuxConnection:
             # Usually a stream we reset; its payload is drained.
             self._drain(is_data, length)
             return
-        if flags & Flag.ACK and stream.awaiting_ack:
+        if flags & _ACK and stream.awaiting_ack:
             stream.awaiting_ack = False
             self._inflight -= 1
             events.append(StreamAcknowledged(stream_id))
-        if flags & Flag.RST:
+        if flags & _RST:
             self._forget(stream)
             events.append(StreamReset(stream_id))
             self._drain(is_data, length)
             return
-        fin = bool(flags & Flag.FIN)
+        fin = bool(flags & _FIN)
         if fin and stream.remote_fin:
             raise self._protocol_error(f"second FIN on stream {stream_id}")
         if is_data:
@@ -576,12 +581,12 @@ class YamuxConnection:
     def _incoming(self, stream_id: int, events: List[Event]) -> Optional[_Stream]:
         """Register a stream the peer opens, or refuse it with RST."""
         if self._local_go_away:
-            self._queue(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+            self._queue(_WINDOW_UPDATE, _RST, stream_id, 0)
             return None
         if stream_id in self._streams:
             raise self._protocol_error(f"duplicate SYN for stream {stream_id}")
         if self._unaccepted >= self._backlog:
-            self._queue(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+            self._queue(_WINDOW_UPDATE, _RST, stream_id, 0)
             return None
         stream = _Stream(stream_id)
         stream.need_ack = True

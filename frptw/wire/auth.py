@@ -1,0 +1,28 @@
+"""frp's token authentication keys (wire-protocol.md §5.3).
+
+frpc proves it knows the shared token by sending ``MD5(token || decimal timestamp)`` as hex in
+``Login.privilege_key`` (and, with the additional scopes, in every ``Ping`` and
+``NewWorkConn``).  Visitors sign with the proxy's secret key the same way
+(``NewVisitorConn.sign_key``, ``NatHoleVisitor.sign_key``).  frps does not check the
+timestamp's age, so neither do we.
+"""
+
+import hashlib
+import hmac
+
+__all__ = ["privilege_key", "verify_privilege_key"]
+
+
+def privilege_key(token: str, timestamp: int) -> str:
+    """Lowercase hex MD5 of ``token`` followed by ``timestamp`` in decimal."""
+    return hashlib.md5(f"{token}{timestamp}".encode("utf-8")).hexdigest()
+
+
+def verify_privilege_key(token: str, timestamp: int, key: str) -> bool:
+    """Whether ``key`` is the privilege key for ``token`` and ``timestamp``.
+
+    The comparison takes the same time wherever the first difference is, so a peer cannot
+    recover the expected key byte by byte from response timing.
+    """
+    expected = privilege_key(token, timestamp).encode("ascii")
+    return hmac.compare_digest(expected, key.encode("utf-8", "surrogatepass"))
