@@ -48,10 +48,13 @@ class _Collect(protocol.ProcessProtocol):
 
 
 def twistd(*args, cwd=None):
-    """Spawn ``python -m twisted.scripts.twistd ARGS``; return the collecting protocol."""
+    """Spawn ``twistd ARGS`` with this interpreter; return the collecting protocol.
+
+    (``python -m twisted.scripts.twistd`` does nothing: that module has no ``__main__`` block.)
+    """
     proc = _Collect()
     env = dict(os.environ, PYTHONPATH=ROOT)
-    argv = [sys.executable, "-m", "twisted.scripts.twistd", *args]
+    argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", *args]
     proc.transport = reactor.spawnProcess(proc, sys.executable, argv, env=env, path=cwd or ROOT)
     return proc
 

@@ -1,0 +1,197 @@
+"""``bandwidth_limit`` with ``bandwidth_limit_mode = "client"``: a token bucket on the work
+connection's raw bytes (wire-protocol.md §7.5).
+
+frp limits reads and writes separately with a bucket of rate N bytes/s and burst N bytes.  Here
+each direction has a :class:`TokenBucket`, and :class:`BandwidthLimiter` sits between the work
+connection and the codecs (it is the transport of the layer above, like
+:class:`frptw.transport.layered.LayeredProtocol`), spending tokens as bytes pass:
+
+* reading: bytes are delivered at once; when that overdraws the bucket the lower transport is
+  paused until the bucket is back to zero, so the peer is slowed by TCP/yamux flow control;
+* writing: bytes are written at once; when that overdraws the bucket the producer that feeds us
+  (the local service's transport, registered by ``splice``) is paused until the bucket refills.
+
+Nothing is buffered here, so backpressure rule 3 holds; both pauses combine with the normal
+flow-control pauses (a pause is lifted only when no reason for it is left).  Timers use the
+injected clock.
+"""
+
+from typing import Iterable, Optional
+
+from twisted.internet.interfaces import (
+    IConsumer,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IProducer,
+    IPushProducer,
+    IReactorTime,
+    ITransport,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from frptw.transport.switch import SwitchableProtocol
+
+class TokenBucket:
+    """Rate ``rate`` tokens/s, burst ``rate`` tokens, starting full; may go into debt."""
+
+    def __init__(self, rate: int, clock: IReactorTime) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._tokens = float(rate)
+        self._stamp = clock.seconds()
+
+    def spend(self, n: int) -> float:
+        """Take ``n`` tokens; return the seconds until the balance is back to zero (0 if none)."""
+        now = self._clock.seconds()
+        self._tokens = min(float(self.rate), self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self._tokens -= n
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+@implementer(ITransport, IConsumer, IPushProducer, IHalfCloseableProtocol)
+class BandwidthLimiter(Protocol):
+    """Protocol of the work connection and transport of the layer above, throttled both ways."""
+
+    disconnecting = False
+
+    def __init__(self, rate: int, clock: IReactorTime, wrappedProtocol: SwitchableProtocol) -> None:
+        self._clock = clock
+        self._read = TokenBucket(rate, clock)
+        self._write = TokenBucket(rate, clock)
+        self.wrappedProtocol = wrappedProtocol
+        # Reading from the lower transport is paused while any of these is true.
+        self._readPausedByUpper = False
+        self._readThrottle: Optional[IDelayedCall] = None
+        # The producer writing into us is paused while any of these is true.
+        self._producer: Optional[IPushProducer] = None
+        self._writePausedByLower = False
+        self._writeThrottle: Optional[IDelayedCall] = None
+
+    # -- facing the lower transport ----------------------------------------------------------
+    def connectionMade(self) -> None:
+        self.wrappedProtocol.makeConnection(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.wrappedProtocol.dataReceived(data)
+        wait = self._read.spend(len(data))
+        if wait > 0 and self._readThrottle is None and self.transport is not None:
+            self._readThrottle = self._clock.callLater(wait, self._readRefilled)
+            self._updateReading()
+
+    def _readRefilled(self) -> None:
+        self._readThrottle = None
+        self._updateReading()
+
+    def _updateReading(self) -> None:
+        if self._readPausedByUpper or self._readThrottle is not None:
+            self.transport.pauseProducing()
+        else:
+            self.transport.resumeProducing()
+
+    def readConnectionLost(self) -> None:
+        self.wrappedProtocol.readConnectionLost()
+
+    def writeConnectionLost(self) -> None:
+        self.wrappedProtocol.writeConnectionLost()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        for call in (self._readThrottle, self._writeThrottle):
+            if call is not None and call.active():
+                call.cancel()
+        self._readThrottle = self._writeThrottle = None
+        self.wrappedProtocol.connectionLost(reason)
+
+    # -- ITransport for the layer above ------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.transport.write(data)
+        wait = self._write.spend(len(data))
+        if wait > 0 and self._writeThrottle is None:
+            self._writeThrottle = self._clock.callLater(wait, self._writeRefilled)
+            self._updateWriting()
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def _writeRefilled(self) -> None:
+        self._writeThrottle = None
+        self._updateWriting()
+
+    def _updateWriting(self) -> None:
+        if self._producer is None:
+            return
+        if self._writePausedByLower or self._writeThrottle is not None:
+            self._producer.pauseProducing()
+        else:
+            self._producer.resumeProducing()
+
+    def loseConnection(self) -> None:
+        self.disconnecting = True
+        self.transport.loseConnection()
+
+    def abortConnection(self) -> None:
+        self.disconnecting = True
+        self.transport.abortConnection()
+
+    def loseWriteConnection(self) -> None:
+        self.transport.loseWriteConnection()
+
+    def getPeer(self):
+        return self.transport.getPeer()
+
+    def getHost(self):
+        return self.transport.getHost()
+
+    # -- IConsumer: we stand between the upper producer and the lower transport --------------
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        self._producer = producer
+        self.transport.registerProducer(_LowerPauses(self), True)
+
+    def unregisterProducer(self) -> None:
+        self._producer = None
+        self.transport.unregisterProducer()
+
+    # -- IPushProducer: the layer above pausing our reading ----------------------------------
+    def pauseProducing(self) -> None:
+        self._readPausedByUpper = True
+        self._updateReading()
+
+    def resumeProducing(self) -> None:
+        self._readPausedByUpper = False
+        self._updateReading()
+
+    def stopProducing(self) -> None:
+        self.transport.stopProducing()
+
+
+@implementer(IPushProducer)
+class _LowerPauses:
+    """What the lower transport sees as our producer: its pauses combine with the throttle."""
+
+    def __init__(self, limiter: BandwidthLimiter) -> None:
+        self._limiter = limiter
+
+    def pauseProducing(self) -> None:
+        self._limiter._writePausedByLower = True
+        self._limiter._updateWriting()
+
+    def resumeProducing(self) -> None:
+        self._limiter._writePausedByLower = False
+        self._limiter._updateWriting()
+
+    def stopProducing(self) -> None:
+        producer = self._limiter._producer
+        if producer is not None:
+            producer.stopProducing()
+
+
+def throttle(proto: SwitchableProtocol, rate: int, clock: IReactorTime) -> SwitchableProtocol:
+    """Switch ``proto``'s connection to a :class:`BandwidthLimiter` of ``rate`` bytes/s each way
+    and return the switchable protocol above it (held bytes pass through first)."""
+    top = SwitchableProtocol()
+    proto.switchTo(BandwidthLimiter(rate, clock, top))
+    return top

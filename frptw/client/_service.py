@@ -1,0 +1,454 @@
+"""frpc as a Twisted service: connect, log in, keep the session alive, serve work connections.
+
+Theory of operation
+-------------------
+Reconnecting is Twisted's :class:`~twisted.application.internet.ClientService`.  Its endpoint
+is :class:`_SessionEndpoint`, whose ``connect`` only succeeds once frps has *accepted our
+Login*: it dials frps (TCP, then TLS, then a yamux session when tcp_mux is on), runs a
+:class:`~frptw.client._session.ControlSession` on the control stream and fires when
+``LoginResp`` was positive.  So a refused login counts as a failed connection attempt for the
+retry policy (:class:`~frptw.client._reconnect.ReconnectPolicy`, frp's back-off), and the
+"connection" ``ClientService`` then holds stands for the whole logged-in session: it is lost
+when the TCP connection to frps is gone, which makes ``ClientService`` log in again with the
+same run id, and the new session registers every proxy of the table again.  (Logging in from
+``prepareConnection`` instead would not work: when a connection it rejected closes later,
+Twisted 26.10's ClientService state machine raises ``NoTransition`` from ``connectionLost``.)
+
+With ``login_fail_exit`` (frp's default) the first failed attempt is fatal: the service stops
+and calls ``onFatal`` -- by default :func:`exitProcess`, which stops the reactor and makes
+the process (e.g. ``twistd frpc``) exit with status 1, as frpc does.  Embedders pass their own
+``onFatal`` or set ``login_fail_exit = false`` to keep retrying.
+
+Work connections are new yamux streams of the session's connection, or (tcp_mux off) new
+TCP(+TLS) connections; see :mod:`frptw.client._work`.
+"""
+
+import atexit
+import os
+import resource
+import sys
+from typing import Callable, List, Optional, Set, Tuple
+
+from twisted.application.internet import ClientService
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from frptw.client._proxies import RUNNING, ProxyStatus, ProxyTable
+from frptw.client._reconnect import ReconnectPolicy
+from frptw.client._session import ControlSession, SessionState
+from frptw.client._work import WorkConnection, quietFactory
+from frptw.config import ClientConfig, ProxyConfig
+from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyNotFound
+from frptw.transport.switch import SwitchableProtocol
+from frptw.transport.tls import clientContextFactory, startClientTLS
+from frptw.transport.yamux import YamuxSession
+from frptw.wire.messages import NewWorkConn
+
+#: After a graceful close, how long the connection to frps may take to flush before it is aborted.
+CLOSE_GRACE = 5.0
+
+_log = Logger(namespace="frptw.client")
+
+
+def raiseFileLimit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: every proxied connection costs
+    descriptors, and running out of them is a classic frp complaint."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft >= hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as e:
+        _log.warn("could not raise the open file limit from {soft} to {hard}: {error}", soft=soft, hard=hard, error=e)
+
+
+def exitProcess(reactor, status: int = 1) -> None:
+    """Stop the reactor and make the process exit with ``status`` once it has unwound.
+
+    twistd has no way for a service to choose the exit status, so the status is applied at
+    interpreter exit (after twistd removed its pid file), flushing stdio first.
+    """
+
+    def hardExit() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    atexit.register(hardExit)
+    if reactor.running:
+        reactor.stop()
+    else:
+        reactor.callWhenRunning(reactor.stop)
+
+
+def _checkSupported(config: ClientConfig) -> None:
+    """Refuse settings that would make us speak something other than what frps expects."""
+    if config.transport.protocol != "tcp":
+        raise ConfigError(f"transport.protocol {config.transport.protocol!r}: only \"tcp\" is supported by this frpc")
+    if config.auth.method != "token":
+        raise ConfigError(f"auth.method {config.auth.method!r}: only \"token\" is supported by this frpc")
+
+
+class _RootProtocol(SwitchableProtocol):
+    """The raw TCP connection to frps; :attr:`whenLost` fires (with None; the reason is
+    :attr:`lostReason`) after the stack above saw the end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.whenLost: Deferred = Deferred()
+        self.lostReason: Optional[Failure] = None
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        self.lostReason = reason
+        self.whenLost.callback(None)
+
+
+class _Dialer:
+    """Opens one connection to frps: TCP (with the configured timeout and source address),
+    then TLS when enabled.  Fires with ``(root, top)``: the raw connection and the protocol
+    the frp bytes go through."""
+
+    def __init__(self, config: ClientConfig, reactor) -> None:
+        transport = config.transport
+        local = transport.connect_server_local_ip
+        self._reactor = reactor
+        self._endpoint = HostnameEndpoint(
+            reactor,
+            config.server_addr,
+            config.server_port,
+            timeout=transport.dial_server_timeout,
+            bindAddress=(local, 0) if local else None,
+        )
+        tls = transport.tls
+        self._tls = None
+        if tls.enable:
+            self._tls = clientContextFactory(
+                tls.server_name or config.server_addr,
+                tls.trusted_ca_file or None,
+                tls.cert_file or None,
+                tls.key_file or None,
+            )
+        self._customFirstByte = not tls.disable_custom_tls_first_byte
+        self.description = f"{config.server_addr}:{config.server_port}"
+
+    def dial(self) -> Deferred:
+        d = self._endpoint.connect(quietFactory(_RootProtocol))
+        return d.addCallback(self._stack)
+
+    def _stack(self, root: _RootProtocol) -> Tuple[_RootProtocol, SwitchableProtocol]:
+        if self._tls is None:
+            return root, root
+        return root, startClientTLS(root, self._tls, self._customFirstByte, clock=self._reactor)
+
+
+class _Session:
+    """A logged-in session: its TCP connection and its control session."""
+
+    def __init__(self, root: _RootProtocol, control: ControlSession) -> None:
+        self.root = root
+        self.control = control
+
+
+class _SessionLink:
+    """What ClientService sees as the transport of its connection: closing it ends the
+    session gracefully (CloseProxy for each proxy first)."""
+
+    def __init__(self, session: _Session, reactor) -> None:
+        self._session = session
+        self._reactor = reactor
+
+    def loseConnection(self) -> None:
+        self._session.control.close()
+        closeGracefully(self._session.root, self._reactor)
+
+    def getPeer(self):
+        return self._session.root.transport.getPeer()
+
+    def getHost(self):
+        return self._session.root.transport.getHost()
+
+
+def closeGracefully(root: _RootProtocol, reactor) -> None:
+    """Close a connection to frps, flushing first, but abort it if that takes too long."""
+    if root.whenLost.called:
+        return
+    root.transport.loseConnection()
+    timer = reactor.callLater(CLOSE_GRACE, root.transport.abortConnection)
+    root.whenLost.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+
+
+class _LoginAttempt:
+    """One connection attempt of ClientService: dial, stack, log in.  Cancellable throughout."""
+
+    def __init__(self, service: "FrpClientService", factory) -> None:
+        self._service = service
+        self._factory = factory
+        self._root: Optional[_RootProtocol] = None
+        self._dialing: Optional[Deferred] = None
+        self.result: Deferred = Deferred(self._cancel)
+
+    def start(self) -> Deferred:
+        self._dialing = self._service._dialer.dial()
+        self._dialing.addCallbacks(self._connected, self._failed)
+        return self.result
+
+    def _cancel(self, _: Deferred) -> None:
+        if self._root is not None:
+            self._root.transport.abortConnection()
+        elif self._dialing is not None:
+            self._dialing.cancel()
+
+    def _failed(self, failure: Failure) -> None:
+        if not self.result.called:
+            self.result.errback(failure)
+
+    def _connected(self, pair: Tuple[_RootProtocol, SwitchableProtocol]) -> None:
+        root, top = pair
+        self._dialing = None
+        if self.result.called:  # cancelled while dialing
+            root.transport.abortConnection()
+            return
+        self._root = root
+        service = self._service
+        mux = None
+        if service.config.transport.tcp_mux:
+            mux = YamuxSession(
+                isClient=True,
+                clock=service._reactor,
+                keepaliveInterval=service.config.transport.tcp_mux_keepalive_interval,
+            )
+        control = ControlSession(
+            service.config, service._proxies, service._reactor, service.runId, lambda hello: service._openWork(hello, mux)
+        )
+        if mux is not None:
+            top.switchTo(mux)
+            mux.openStream(control).addErrback(self._streamFailed, root)
+        else:
+            top.switchTo(control)
+        control.ended.addCallback(lambda _: closeGracefully(root, service._reactor))
+        root.whenLost.addCallback(self._lostEarly, root)
+        control.loggedIn.addCallbacks(self._loggedIn, self._failed, callbackArgs=(root, control))
+
+    def _streamFailed(self, failure: Failure, root: _RootProtocol) -> None:
+        self._failed(failure)
+        root.transport.abortConnection()
+
+    def _lostEarly(self, _: None, root: _RootProtocol) -> None:
+        if not self.result.called:
+            why = root.lostReason.getErrorMessage()
+            self.result.errback(ConnectionClosed(f"connection to frps lost during login: {why}"))
+
+    def _loggedIn(self, _resp, root: _RootProtocol, control: ControlSession) -> None:
+        if self.result.called:  # cancelled while logging in
+            return
+        if control.state is not SessionState.RUNNING:
+            self.result.errback(ConnectionClosed("control session ended right after login"))
+            return
+        proto = self._factory.buildProtocol(root.transport.getPeer())
+        session = _Session(root, control)
+        self._service._sessionUp(session)
+        proto.makeConnection(_SessionLink(session, self._service._reactor))
+        root.whenLost.addCallback(self._service._sessionDown, session, proto)
+        self.result.callback(proto)
+
+
+@implementer(IStreamClientEndpoint)
+class _SessionEndpoint:
+    """ClientService's endpoint: "connected" means "logged in to frps"."""
+
+    def __init__(self, service: "FrpClientService") -> None:
+        self._service = service
+
+    def connect(self, protocolFactory) -> Deferred:
+        attempt = _LoginAttempt(self._service, protocolFactory)
+        return attempt.start().addErrback(self._service._attemptFailed)
+
+    def __repr__(self) -> str:
+        return f"<frps {self._service._dialer.description}>"
+
+
+class FrpClientService(Service):
+    """frpc: keeps a session with frps and serves the configured proxies.
+
+    :param config: a ``frptw.config`` ClientConfig.
+    :param reactor: the reactor (default: the global one); also the clock.
+    :param onFatal: called with the Failure when the first login fails and
+        ``login_fail_exit`` is set; default :func:`exitProcess` (like frpc, exit non-zero).
+    """
+
+    def __init__(
+        self, config: ClientConfig, reactor=None, onFatal: Optional[Callable[[Failure], None]] = None
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        _checkSupported(config)
+        self.config = config
+        self._reactor = reactor
+        self._onFatal = onFatal if onFatal is not None else (lambda failure: exitProcess(self._reactor))
+        self._dialer = _Dialer(config, reactor)
+        self._proxies = ProxyTable(config.user)
+        for proxy in config.proxies:
+            self._proxies.add(proxy)
+        self._policy = ReconnectPolicy(reactor)
+        self._clientService: Optional[ClientService] = None
+        self._session: Optional[_Session] = None
+        self._everLoggedIn = False
+        self._loginWaiters: List[Deferred] = []
+        self._workRoots: Set[_RootProtocol] = set()
+        #: The run id frps gave us; sent again on every reconnect.
+        self.runId = ""
+
+    # -- IService -------------------------------------------------------------------------
+    def startService(self) -> None:
+        if self._clientService is not None:
+            return
+        super().startService()
+        raiseFileLimit()
+        for entry in self._proxies:
+            if not entry.sendable:
+                _log.warn("[{name}] {error}", name=entry.config.name, error=entry.status.error)
+        for visitor in self.config.visitors:
+            _log.warn("[{name}] visitors are not supported by this frpc yet", name=visitor.name)
+        if self.config.transport.proxy_url:
+            _log.warn(
+                "transport.proxyURL {url} is not supported by this frpc yet: connecting to frps directly",
+                url=self.config.transport.proxy_url,
+            )
+        self._clientService = ClientService(
+            _SessionEndpoint(self),
+            Factory.forProtocol(Protocol),
+            retryPolicy=self._policy,
+            clock=self._reactor,
+        )
+        self._clientService.startService()
+
+    def stopService(self) -> Deferred:
+        super().stopService()
+        clientService, self._clientService = self._clientService, None
+        if clientService is None:
+            return succeed(None)
+        self._failLoginWaiters(Failure(ConnectionClosed("frpc service stopped")))
+        self._proxies.abandon("frpc service stopped")
+        for root in list(self._workRoots):
+            root.transport.abortConnection()
+        return clientService.stopService()
+
+    # -- public API -----------------------------------------------------------------------
+    def whenLoggedIn(self) -> Deferred:
+        """Fires with the run id once a session is logged in (now, if one is)."""
+        if self._session is not None:
+            return succeed(self.runId)
+        d: Deferred = Deferred()
+        self._loginWaiters.append(d)
+        return d
+
+    def addProxy(self, proxyConfig: ProxyConfig) -> Deferred:
+        """Register a proxy; fires with its ProxyStatus once frps accepted it, fails with
+        ProxyError (frps's text) if frps refused it."""
+        try:
+            self._proxies.add(proxyConfig)
+        except Exception:
+            return fail()
+        d = self._proxies.waitStarted(proxyConfig.name)
+        if self._session is not None:
+            self._session.control.registerProxy(proxyConfig.name)
+        return d
+
+    def removeProxy(self, name: str) -> Deferred:
+        """Unregister a proxy (CloseProxy to frps); fails with ProxyNotFound."""
+        try:
+            entry = self._proxies.get(name)
+        except ProxyNotFound:
+            return fail()
+        previous = entry.status.state
+        self._proxies.remove(name)
+        if self._session is not None:
+            self._session.control.unregisterProxy(entry, previous)
+        return succeed(None)
+
+    def proxyStatus(self, name: str) -> ProxyStatus:
+        """The current status of a proxy; raises ProxyNotFound."""
+        return self._proxies.get(name).status
+
+    # -- sessions -------------------------------------------------------------------------
+    def _sessionUp(self, session: _Session) -> None:
+        self._session = session
+        self._everLoggedIn = True
+        self.runId = session.control.runId
+        self._policy.loggedIn()
+        waiters, self._loginWaiters = self._loginWaiters, []
+        for d in waiters:
+            d.callback(self.runId)
+
+    def _sessionDown(self, _: None, session: _Session, proto: Protocol) -> None:
+        if self._session is session:
+            self._session = None
+        self._policy.sessionLost()
+        proto.connectionLost(session.root.lostReason)
+
+    def _attemptFailed(self, failure: Failure) -> Failure:
+        if failure.check(CancelledError):
+            return failure
+        if not failure.check(LoginError):  # the session logged frps's text already
+            _log.warn("connect to frps [{server}] failed: {error}", server=self._dialer.description, error=failure.value)
+        if not self._everLoggedIn and self.config.login_fail_exit and self._clientService is not None:
+            # Let ClientService finish handling this failure before we stop it.
+            self._reactor.callLater(0, self._fatal, failure)
+        return failure
+
+    def _fatal(self, failure: Failure) -> None:
+        if self._clientService is None:
+            return
+        _log.critical(
+            "login to frps failed and login_fail_exit is set, stopping: {error}", error=failure.value
+        )
+        waiters, self._loginWaiters = self._loginWaiters, []
+
+        def stopped(_: object) -> None:
+            self._onFatal(failure)
+            for d in waiters:
+                d.errback(failure)
+
+        self.stopService().addBoth(stopped)
+
+    def _failLoginWaiters(self, failure: Failure) -> None:
+        waiters, self._loginWaiters = self._loginWaiters, []
+        for d in waiters:
+            d.errback(failure)
+
+    # -- work connections -----------------------------------------------------------------
+    def _runningProxy(self, wireName: str) -> Optional[ProxyConfig]:
+        entry = self._proxies.find(self._proxies.localName(wireName))
+        if entry is None or entry.status.state != RUNNING:
+            return None
+        return entry.config
+
+    def _openWork(self, hello: NewWorkConn, mux: Optional[YamuxSession]) -> None:
+        """Open a work connection: a stream of the session's yamux ``mux``, or (None) a new
+        connection to frps."""
+        work = WorkConnection(hello, self._runningProxy, self._reactor, self.config.auth.token)
+        if mux is not None:
+            mux.openStream(work).addErrback(self._workFailed)
+            return
+        d = self._dialer.dial()
+        d.addCallbacks(self._workDialed, self._workFailed, callbackArgs=(work,))
+
+    def _workDialed(self, pair: Tuple[_RootProtocol, SwitchableProtocol], work: WorkConnection) -> None:
+        root, top = pair
+        if self._clientService is None:
+            root.transport.abortConnection()
+            return
+        self._workRoots.add(root)
+        root.whenLost.addBoth(lambda r: self._workRoots.discard(root))
+        top.switchTo(work)
+
+    def _workFailed(self, failure: Failure) -> None:
+        _log.warn("could not open a work connection to frps: {error}", error=failure.value)
+

@@ -1,0 +1,175 @@
+"""One work connection of frpc, from ``NewWorkConn`` to a spliced byte pipe (wire-protocol.md §7).
+
+States of a :class:`WorkConnection`::
+
+    WAITING ──StartWorkConn──> DIALING ──local service connected──> SPLICED
+       │                          │
+       └── error / unknown proxy / local dial failed / connection lost ──> CLOSED
+
+* ``WAITING``: ``NewWorkConn`` written; frps may keep a pooled work connection idle for as
+  long as it likes, so there is no timeout.
+* ``DIALING``: ``StartWorkConn`` named a running proxy; we connect to its local service (10 s).
+  Bytes frps already sent after ``StartWorkConn`` are held (bounded: the switchable protocol
+  pauses the connection past its buffer limit).
+* ``SPLICED``: the PROXY protocol header (if configured) went to the local service first; the
+  work side is stacked as the proxy asks (bandwidth limiter, then AES-CFB, then snappy,
+  outermost first) and :func:`~frptw.transport.splice.splice` joins the two connections.
+"""
+
+from enum import Enum
+from typing import Callable, Optional
+
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IReactorTCP
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from frptw.client._bandwidth import throttle
+from frptw.client.proxyprotocol import proxy_protocol_header
+from frptw.config import ProxyConfig
+from frptw.config.bandwidth import parse_bandwidth
+from frptw.transport.layered import layer
+from frptw.transport.splice import splice
+from frptw.transport.switch import SwitchableProtocol
+from frptw.wire.codec import ChainCodec
+from frptw.wire.crypto import AESCFBCodec, derive_key
+from frptw.wire.errors import ProtocolError
+from frptw.wire.messages import MessageReader, NewWorkConn, StartWorkConn, encode_message
+from frptw.wire.snappy import SnappyFramingCodec
+
+LOCAL_DIAL_TIMEOUT = 10.0
+
+
+def quietFactory(protocol) -> Factory:
+    """A factory for client connections, without Twisted's start/stop log line per connection."""
+    factory = Factory.forProtocol(protocol)
+    factory.noisy = False
+    return factory
+
+
+class WorkState(Enum):
+    WAITING = "waiting for StartWorkConn"
+    DIALING = "dialing the local service"
+    SPLICED = "spliced"
+    CLOSED = "closed"
+
+
+class WorkConnection(SwitchableProtocol):
+    """Protocol of a new work connection (a yamux stream or its own TCP(+TLS) connection).
+
+    :param hello: the ``NewWorkConn`` to send first.
+    :param lookup: maps the proxy name in ``StartWorkConn`` to the config of a *running*
+        proxy, or None.
+    :param token: ``auth.token``, the key material of ``use_encryption``.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        hello: NewWorkConn,
+        lookup: Callable[[str], Optional[ProxyConfig]],
+        reactor: IReactorTCP,
+        token: str,
+    ) -> None:
+        super().__init__()
+        self._hello = hello
+        self._lookup = lookup
+        self._reactor = reactor
+        self._token = token
+        self._reader: Optional[MessageReader] = MessageReader()
+        self.state = WorkState.WAITING
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.write(encode_message(self._hello))
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._reader is None:
+            super().dataReceived(data)
+            return
+        self._reader.feed(data)
+        try:
+            msg = self._reader.next_message()
+        except ProtocolError as e:
+            self._log.warn("closing work connection: frps sent bad data: {error}", error=e)
+            self._close(abort=True)
+            return
+        if msg is None:
+            return
+        leftover = self._reader.take_unconsumed()
+        self._reader = None
+        self.hold(leftover)
+        if not isinstance(msg, StartWorkConn):
+            self._log.warn("closing work connection: expected StartWorkConn, got {type}", type=type(msg).__name__)
+            self._close()
+        else:
+            self._start(msg)
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        if self.state in (WorkState.WAITING, WorkState.DIALING):
+            self.state = WorkState.CLOSED
+
+    def _close(self, abort: bool = False) -> None:
+        self.state = WorkState.CLOSED
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    def _start(self, msg: StartWorkConn) -> None:
+        if msg.error:
+            self._log.warn("work connection refused by frps: {error}", error=msg.error)
+            self._close()
+            return
+        config = self._lookup(msg.proxy_name)
+        if config is None:
+            self._log.warn("work connection for unknown or stopped proxy [{name}]", name=msg.proxy_name)
+            self._close()
+            return
+        self.state = WorkState.DIALING
+        endpoint = HostnameEndpoint(self._reactor, config.local_ip, config.local_port, timeout=LOCAL_DIAL_TIMEOUT)
+        d = endpoint.connect(quietFactory(SwitchableProtocol))
+        d.addCallbacks(self._localConnected, self._localFailed, callbackArgs=(config, msg), errbackArgs=(config,))
+
+    def _localFailed(self, failure: Failure, config: ProxyConfig) -> None:
+        self._log.warn(
+            "[{name}] connect to local service [{ip}:{port}] error: {error}",
+            name=config.name,
+            ip=config.local_ip,
+            port=config.local_port,
+            error=failure.value,
+        )
+        if self.state is WorkState.DIALING:
+            self._close()
+
+    def _localConnected(self, local: SwitchableProtocol, config: ProxyConfig, msg: StartWorkConn) -> None:
+        if self.state is not WorkState.DIALING:  # the work connection went away meanwhile
+            local.transport.loseConnection()
+            return
+        self.state = WorkState.SPLICED
+        version = config.transport.proxy_protocol_version
+        if version:
+            header = proxy_protocol_header(version, msg.src_addr, msg.src_port, msg.dst_addr, msg.dst_port)
+            if header:
+                local.transport.write(header)
+        splice(self._stack(config), local)
+
+    def _stack(self, config: ProxyConfig) -> SwitchableProtocol:
+        """The work side as the proxy wants it, outermost first: limiter, AES-CFB, snappy."""
+        top: SwitchableProtocol = self
+        transport = config.transport
+        rate = parse_bandwidth(transport.bandwidth_limit) if transport.bandwidth_limit_mode == "client" else 0
+        if rate > 0:
+            top = throttle(top, rate, self._reactor)
+        codecs = []
+        if transport.use_encryption:
+            codecs.append(AESCFBCodec(derive_key(self._token)))
+        if transport.use_compression:
+            codecs.append(SnappyFramingCodec())
+        if codecs:
+            top = layer(top, codecs[0] if len(codecs) == 1 else ChainCodec(codecs))
+        return top
+

@@ -1,0 +1,291 @@
+"""FrpClientService without a network: a MemoryReactorClock plays the sockets and frps's part.
+
+These tests use tcp_mux off and TLS off so that the scripted frps speaks plain frp; the other
+stacks are exercised against the real frps in tests/test_client_interop.py.
+"""
+
+import resource
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from frptw.client import FrpClientService, ProxyStatus
+from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound
+from frptw.wire.messages import CloseProxy, LoginResp, NewProxy, NewProxyResp, NewWorkConn, ReqWorkConn, encode_message
+from tests.test_client_session import BAD_TOKEN, CAPTURE_TIME, TCP_PROXY, FakeFrps, config
+
+PLAIN = "transport.tcpMux = false\ntransport.tls.enable = false\ntransport.heartbeatInterval = -1\n"
+
+UDP_PROXY = """
+[[proxies]]
+name = "u"
+type = "udp"
+localPort = 53
+remotePort = 6053
+"""
+
+
+class FakeConnection:
+    """The oldest pending connection frpc asked the MemoryReactor for, now established."""
+
+    def __init__(self, reactor: MemoryReactorClock) -> None:
+        reactor.advance(0)
+        host, port, factory, self.timeout, self.bindAddress = reactor.tcpClients.pop(0)
+        self.address = (host, port)
+        self.protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        self.protocol.makeConnection(self.transport)
+        self.frps = FakeFrps(self.transport)
+        self.lost = False
+        reactor.advance(0)
+
+    def lose(self) -> None:
+        if not self.lost:
+            self.lost = True
+            self.protocol.connectionLost(Failure(ConnectionLost("frps went away")))
+
+
+def refuse(reactor: MemoryReactorClock) -> None:
+    """Refuse the pending connection; HostnameEndpoint reports it on its next 0.3 s tick."""
+    reactor.advance(0)
+    _, _, factory, _, _ = reactor.tcpClients.pop(0)
+    factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+    reactor.advance(0.3)
+
+
+class ServiceTestMixin:
+    def makeService(self, extra: str = "", proxies: str = TCP_PROXY) -> FrpClientService:
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(CAPTURE_TIME)
+        self.fatal = []
+        self.service = FrpClientService(config(PLAIN + extra, proxies), self.reactor, onFatal=self.fatal.append)
+        self.service.startService()
+        self.addCleanup(self.stop)
+        return self.service
+
+    def stop(self) -> None:
+        d = self.service.stopService()
+        for conn in getattr(self, "connections", []):
+            if conn.transport.disconnecting:
+                conn.lose()
+        self.reactor.advance(10)
+        self.successResultOf(d)
+
+    def login(self, runId: str = "r1") -> FakeConnection:
+        conn = FakeConnection(self.reactor)
+        self.connections = getattr(self, "connections", []) + [conn]
+        conn.loginMsg = conn.frps.login()
+        conn.protocol.dataReceived(encode_message(LoginResp(version="0.65.0", run_id=runId)))
+        return conn
+
+
+class ServiceTests(ServiceTestMixin, SynchronousTestCase):
+    def test_dial_settings(self) -> None:
+        self.makeService('transport.dialServerTimeout = 3\ntransport.connectServerLocalIP = "127.0.0.2"')
+        self.reactor.advance(0)
+        [(host, port, _, timeout, bindAddress)] = self.reactor.tcpClients
+        self.assertEqual((host, port, timeout, bindAddress), ("127.0.0.1", 7000, 3, ("127.0.0.2", 0)))
+        refuse(self.reactor)
+
+    def test_login_registers_configured_proxies(self) -> None:
+        service = self.makeService('user = "u1"')
+        loggedIn = service.whenLoggedIn()
+        conn = self.login("r1")
+        self.assertEqual(self.successResultOf(loggedIn), "r1")
+        self.assertEqual(self.successResultOf(service.whenLoggedIn()), "r1")
+        self.assertEqual(conn.loginMsg.user, "u1")
+        self.assertEqual(conn.frps.messages(), [NewProxy(proxy_name="u1.t1", proxy_type="tcp", remote_port=6000)])
+        self.assertEqual(service.proxyStatus("t1"), ProxyStatus("t1", "tcp", "wait start"))
+        conn.protocol.dataReceived(conn.frps.encrypted(NewProxyResp(proxy_name="u1.t1", remote_addr=":6000")))
+        self.assertEqual(service.proxyStatus("t1"), ProxyStatus("t1", "tcp", "running", "", ":6000"))
+
+    def test_add_and_remove_proxy(self) -> None:
+        service = self.makeService(proxies="")
+        added = service.addProxy(config(proxies=TCP_PROXY).proxies[0])
+        self.assertEqual(service.proxyStatus("t1").state, "new")  # not logged in yet
+        conn = self.login()
+        self.assertEqual([m.proxy_name for m in conn.frps.messages()], ["t1"])
+        self.assertNoResult(added)
+        conn.protocol.dataReceived(conn.frps.encrypted(NewProxyResp(proxy_name="t1", remote_addr=":6000")))
+        self.assertEqual(self.successResultOf(added).remote_addr, ":6000")
+        self.successResultOf(service.removeProxy("t1"))
+        self.assertEqual(conn.frps.messages(), [CloseProxy(proxy_name="t1")])
+        self.assertRaises(ProxyNotFound, service.proxyStatus, "t1")
+
+    def test_add_proxy_refused_by_frps(self) -> None:
+        service = self.makeService(proxies="")
+        conn = self.login()
+        added = service.addProxy(config(proxies=TCP_PROXY).proxies[0])
+        conn.frps.messages()
+        conn.protocol.dataReceived(conn.frps.encrypted(NewProxyResp(proxy_name="t1", error="port not allowed")))
+        self.assertEqual(str(self.failureResultOf(added, ProxyError).value), "port not allowed")
+        self.assertEqual(service.proxyStatus("t1").state, "start error")
+
+    def test_api_errors(self) -> None:
+        service = self.makeService()
+        self.failureResultOf(service.addProxy(config(proxies=TCP_PROXY).proxies[0]), ProxyError)
+        self.failureResultOf(service.removeProxy("nope"), ProxyNotFound)
+        self.assertRaises(ProxyNotFound, service.proxyStatus, "nope")
+        refuse(self.reactor)
+
+    def test_unsupported_proxy_type_is_not_sent(self) -> None:
+        service = self.makeService(proxies=UDP_PROXY)
+        self.assertEqual(service.proxyStatus("u").state, "start error")
+        conn = self.login()
+        self.assertEqual(conn.frps.messages(), [])
+
+    def test_reconnect_reuses_run_id_and_registers_again(self) -> None:
+        service = self.makeService()
+        first = self.login("r1")
+        first.frps.messages()
+        first.protocol.dataReceived(first.frps.encrypted(NewProxyResp(proxy_name="t1", remote_addr=":6000")))
+        first.lose()
+        self.assertEqual(service.proxyStatus("t1").state, "new")
+        self.reactor.advance(0.19)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.reactor.advance(0.11)  # quick retry: 0.2 s + up to 50 % jitter
+        second = self.login("r1")
+        self.assertEqual(second.loginMsg.run_id, "r1")
+        self.assertEqual([m.proxy_name for m in second.frps.messages()], ["t1"])
+
+    def test_work_connection_without_mux_is_a_new_connection(self) -> None:
+        self.makeService()
+        conn = self.login("r1")
+        conn.protocol.dataReceived(conn.frps.encrypted(ReqWorkConn()))
+        work = FakeConnection(self.reactor)
+        self.assertEqual(work.transport.value(), encode_message(NewWorkConn(run_id="r1")))
+
+    def test_stop_closes_proxies_gracefully(self) -> None:
+        service = self.makeService()
+        conn = self.login()
+        conn.frps.messages()
+        conn.protocol.dataReceived(conn.frps.encrypted(NewProxyResp(proxy_name="t1", remote_addr=":6000")))
+        waiting = service.whenLoggedIn()
+        d = service.stopService()
+        self.assertEqual(conn.frps.messages(), [CloseProxy(proxy_name="t1")])
+        self.assertTrue(conn.transport.disconnecting)
+        self.assertNoResult(d)
+        conn.lose()
+        self.successResultOf(d)
+        self.successResultOf(waiting)
+        self.reactor.advance(60)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_stop_aborts_a_connection_that_does_not_close(self) -> None:
+        service = self.makeService()
+        conn = self.login()
+        d = service.stopService()
+        self.reactor.advance(5)
+        self.assertTrue(conn.transport.disconnecting)
+        conn.lose()
+        self.successResultOf(d)
+
+    def test_raises_open_file_limit(self) -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        lowered = min(soft, 256)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        self.makeService()
+        # An unlimited hard limit cannot be the soft one for descriptors: then nothing changes.
+        expected = (lowered, hard) if hard == resource.RLIM_INFINITY else (hard, hard)
+        self.assertEqual(resource.getrlimit(resource.RLIMIT_NOFILE), expected)
+        refuse(self.reactor)
+
+
+class LoginFailureTests(ServiceTestMixin, SynchronousTestCase):
+    def refuseLogin(self) -> FakeConnection:
+        conn = FakeConnection(self.reactor)
+        conn.frps.login()
+        conn.protocol.dataReceived(encode_message(LoginResp(version="0.65.0", error=BAD_TOKEN)))
+        self.assertTrue(conn.transport.disconnecting)
+        conn.lose()
+        self.reactor.advance(0)
+        return conn
+
+    def test_login_fail_exit_stops_at_the_first_refusal(self) -> None:
+        service = self.makeService()
+        loggedIn = service.whenLoggedIn()
+        self.refuseLogin()
+        failure = self.failureResultOf(loggedIn, LoginError)
+        self.assertEqual(str(failure.value), BAD_TOKEN)
+        [fatal] = self.fatal
+        self.assertEqual(str(fatal.value), BAD_TOKEN)
+        self.assertFalse(service.running)
+        self.reactor.advance(60)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_login_fail_exit_also_covers_an_unreachable_server(self) -> None:
+        self.makeService()
+        refuse(self.reactor)
+        [fatal] = self.fatal
+        fatal.trap(ConnectionRefusedError)
+
+    def test_without_login_fail_exit_retries_with_backoff(self) -> None:
+        service = self.makeService("loginFailExit = false")
+        loggedIn = service.whenLoggedIn()
+        self.refuseLogin()
+        self.reactor.advance(0.99)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.reactor.advance(0.12)  # 1 s + up to 10 % jitter
+        self.refuseLogin()
+        self.reactor.advance(1.99)
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.reactor.advance(0.22)
+        refuse(self.reactor)
+        self.reactor.advance(4.41)
+        self.login("r9")
+        self.assertEqual(self.successResultOf(loggedIn), "r9")
+        self.assertEqual(self.fatal, [])
+
+    def test_login_timeout_counts_as_a_failed_attempt(self) -> None:
+        service = self.makeService("loginFailExit = false")
+        conn = FakeConnection(self.reactor)
+        self.reactor.advance(10)
+        self.assertTrue(conn.transport.disconnecting)
+        conn.lose()
+        self.reactor.advance(1.1)
+        self.login("r2")
+        self.assertEqual(self.successResultOf(service.whenLoggedIn()), "r2")
+
+    def test_stop_while_dialing(self) -> None:
+        service = self.makeService()
+        self.reactor.advance(0)
+        [connector] = self.reactor.connectors
+        self.successResultOf(service.stopService())
+        self.assertTrue(connector.stoppedConnecting)
+        self.assertEqual(self.fatal, [])
+
+    def test_stop_while_logging_in_aborts_the_connection(self) -> None:
+        service = self.makeService()
+        loggedIn = service.whenLoggedIn()
+        conn = FakeConnection(self.reactor)
+        d = service.stopService()
+        self.assertTrue(conn.transport.disconnecting)
+        conn.lose()
+        self.successResultOf(d)
+        self.failureResultOf(loggedIn, ConnectionClosed)
+        self.assertEqual(self.fatal, [])
+
+    def test_stop_while_waiting_fails_login_waiters(self) -> None:
+        service = self.makeService("loginFailExit = false")
+        loggedIn = service.whenLoggedIn()
+        refuse(self.reactor)
+        self.successResultOf(service.stopService())
+        self.failureResultOf(loggedIn, ConnectionClosed)
+
+
+class UnsupportedSettingsTests(SynchronousTestCase):
+    def test_refused_at_construction(self) -> None:
+        for extra in ('transport.protocol = "kcp"', 'auth.method = "oidc"\nauth.oidc.clientID = "x"\n'
+                      'auth.oidc.tokenEndpointURL = "http://127.0.0.1/token"'):
+            error = self.assertRaises(ConfigError, FrpClientService, config(extra), MemoryReactorClock())
+            self.assertIn("is supported by this frpc", str(error))
+
+    def test_plugin_proxies_are_not_sent(self) -> None:
+        plugin = TCP_PROXY + '[proxies.plugin]\ntype = "http_proxy"\n'
+        service = FrpClientService(config(PLAIN, plugin), MemoryReactorClock())
+        status = service.proxyStatus("t1")
+        self.assertEqual((status.state, status.error), ("start error", "client plugin 'http_proxy' is not supported by this frpc"))
