@@ -26,9 +26,9 @@ class FrptwPairTests(TestCase):
 
     async def pair(self, serverExtra: str = "", clientExtra: str = "", proxyExtra: str = "", token: str = "abc", failExit: bool = False):
         """Start our frps and our frpc with one tcp proxy to an echo server; return (port, client)."""
-        server = FrpServerService(
-            parse_server_config(f'bindAddr = "127.0.0.1"\nbindPort = 0\nauth.token = "abc"\n{serverExtra}\n', "toml")
-        )
+        config = parse_server_config(f'bindAddr = "127.0.0.1"\nauth.token = "abc"\n{serverExtra}\n', "toml")
+        config.bind_port = 0  # in a file 0 means frp's default, 7000; here: any free port
+        server = FrpServerService(config)
         server.startService()
         self.addCleanup(server.stopService)
         listening = await server.whenListening()

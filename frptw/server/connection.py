@@ -1,0 +1,242 @@
+"""What frps does with a connection to its bind port, up to its first frp message.
+
+Theory of operation (wire-protocol.md §2.1, §3.1).  Every accepted TCP connection starts as a
+:class:`BindConnection`, which waits (10 s at most) for the first byte:
+
+* ``0x17``: frp's custom TLS first byte; it is consumed and TLS starts on what follows;
+* ``0x16``: a TLS ClientHello; TLS starts with it;
+* anything else: plain frp, refused when the server requires TLS (``transport.tls.force`` or a
+  trusted CA file).
+
+Above that byte stream there is either a yamux session (``transport.tcp_mux``, frps is the
+yamux server), where every stream the client opens is one *logical connection*, or, without
+mux, the stream is itself the one logical connection.  A logical connection is a
+:class:`LogicalConnection`: it reads exactly one frp message (10 s at most) and hands the
+connection, the message and the bytes after it to the host's ``dispatch``, which turns it into
+a control session (``Login``), a pooled work connection (``NewWorkConn``) or a visitor
+connection (``NewVisitorConn``).  A pooled work connection stays a LogicalConnection (a
+:class:`~frptw.transport.switch.SwitchableProtocol`, holding any early bytes) until a user
+connection needs it.
+
+Bad input (garbage, a client that never speaks, an oversized frame) closes only that
+connection, with one log line.
+"""
+
+from typing import Callable, Optional, Protocol as TypingProtocol
+
+from OpenSSL import SSL
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Factory, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from frptw.server._event import Event
+from frptw.transport.switch import SwitchableProtocol
+from frptw.transport.tls import startServerTLS
+from frptw.transport.yamux import YamuxSession
+from frptw.wire.errors import ProtocolError
+from frptw.wire.messages import Message, MessageReader
+
+#: Seconds frps waits for the first byte of a connection (TLS detection).
+FIRST_BYTE_TIMEOUT = 10.0
+#: Seconds frps waits for the first message of a logical connection.
+FIRST_MESSAGE_TIMEOUT = 10.0
+
+CUSTOM_TLS_FIRST_BYTE = 0x17
+TLS_HANDSHAKE_BYTE = 0x16
+
+log = Logger()
+
+
+class ConnectionHost(TypingProtocol):
+    """What bind-port connections need from the server (the service implements it)."""
+
+    clock: IReactorTime
+    tcpMux: bool
+    muxKeepaliveInterval: float
+    tlsRequired: bool
+
+    def tlsContextFactory(self) -> object:
+        """The server's TLS settings (made once)."""
+
+    def connectionOpened(self, conn: "BindConnection") -> None:
+        """Track an accepted connection (so stopping the server can close it)."""
+
+    def connectionClosed(self, conn: "BindConnection") -> None:
+        """Forget a connection that has closed."""
+
+    def dispatch(self, conn: "LogicalConnection", message: Message, leftover: bytes) -> None:
+        """Take over a logical connection whose first message was ``message``."""
+
+
+def describePeer(transport) -> str:
+    """``ip:port`` of the far end of ``transport`` (or its repr when it has no address)."""
+    peer = transport.getPeer()
+    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+    return f"{host}:{port}" if host is not None else str(peer)
+
+
+def logTLSFailure(transport, reason: Failure) -> None:
+    """One log line when a connection ended because its TLS handshake (or record) failed:
+    nothing above TLS saw a byte, so nobody else would say why it closed."""
+    if reason.check(SSL.Error):
+        log.info("closing connection from {peer}: TLS error: {error}", peer=describePeer(transport),
+                 error=reason.getErrorMessage())
+
+
+class _ServerSession(YamuxSession):
+    """frps's yamux session: the same, plus the TLS failure line."""
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        logTLSFailure(self.transport, reason)
+        super().connectionLost(reason)
+
+
+class _Deadline:
+    """A timer that runs ``expired`` unless cancelled first."""
+
+    def __init__(self, clock: IReactorTime, seconds: float, expired: Callable[[], None]) -> None:
+        self._call: Optional[IDelayedCall] = clock.callLater(seconds, expired)
+
+    def cancel(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+
+class BindConnection(SwitchableProtocol):
+    """One TCP connection to the bind port: TLS detection, then yamux or one logical conn."""
+
+    def __init__(self, host: ConnectionHost) -> None:
+        super().__init__()
+        self._host = host
+        self._deadline: Optional[_Deadline] = None
+        self._closed = Event()
+        self._refused = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._host.connectionOpened(self)
+        self._deadline = _Deadline(self._host.clock, FIRST_BYTE_TIMEOUT, self._noFirstByte)
+
+    def _noFirstByte(self) -> None:
+        log.info("closing connection from {peer}: nothing received in {t:.0f} s", peer=describePeer(self.transport),
+                 t=FIRST_BYTE_TIMEOUT)
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.switchedTo is not None:
+            super().dataReceived(data)
+            return
+        if self._refused:
+            return
+        self._deadline.cancel()
+        first = data[0]
+        if first == CUSTOM_TLS_FIRST_BYTE:
+            top = startServerTLS(self, self._host.tlsContextFactory(), data[1:], self._host.clock)
+            leftover = b""
+        elif first == TLS_HANDSHAKE_BYTE:
+            top = startServerTLS(self, self._host.tlsContextFactory(), data, self._host.clock)
+            leftover = b""
+        elif self._host.tlsRequired:
+            log.warn(
+                "refusing plain connection from {peer}: this server requires TLS",
+                peer=describePeer(self.transport),
+            )
+            self._refused = True
+            self.transport.abortConnection()
+            return
+        else:
+            top, leftover = self, data
+        if self._host.tcpMux:
+            session = _ServerSession(
+                isClient=False,
+                clock=self._host.clock,
+                acceptFactory=_StreamFactory(self._host),
+                keepaliveInterval=self._host.muxKeepaliveInterval,
+            )
+            top.switchTo(session, leftover)
+        else:
+            top.switchTo(LogicalConnection(self._host), leftover)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._host.connectionClosed(self)
+        self._closed.fire()
+
+    def whenClosed(self) -> "Deferred[None]":
+        """Fires once the TCP connection has closed."""
+        return self._closed.wait()
+
+
+class _StreamFactory(Factory):
+    """Builds a logical connection for each yamux stream the client opens."""
+
+    def __init__(self, host: ConnectionHost) -> None:
+        self._host = host
+
+    def buildProtocol(self, addr) -> "LogicalConnection":
+        return LogicalConnection(self._host)
+
+
+class LogicalConnection(SwitchableProtocol):
+    """A logical connection (a yamux stream, or a whole plain/TLS connection) that reads its
+    first frp message and is then dispatched by it.
+
+    ``onLost`` is called if the connection closes before it was switched to another protocol
+    (the work-connection pool uses it to forget an idle connection).
+    """
+
+    def __init__(self, host: ConnectionHost) -> None:
+        super().__init__()
+        self._host = host
+        self._reader: Optional[MessageReader] = MessageReader()
+        self._deadline: Optional[_Deadline] = None
+        self.onLost: Optional[Callable[["LogicalConnection"], None]] = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._deadline = _Deadline(self._host.clock, FIRST_MESSAGE_TIMEOUT, self._noMessage)
+
+    def _noMessage(self) -> None:
+        log.info(
+            "closing connection from {peer}: no frp message in {t:.0f} s",
+            peer=describePeer(self.transport),
+            t=FIRST_MESSAGE_TIMEOUT,
+        )
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.switchedTo is not None or self._reader is None:
+            # Switched, or dispatched and waiting in a pool: SwitchableProtocol forwards/holds.
+            super().dataReceived(data)
+            return
+        self._reader.feed(data)
+        try:
+            message = self._reader.next_message()
+        except ProtocolError as e:
+            log.warn("closing connection from {peer}: bad first message: {error}", peer=describePeer(self.transport),
+                     error=e)
+            self._reader = None
+            self._deadline.cancel()
+            self.transport.abortConnection()
+            return
+        if message is None:
+            return
+        self._deadline.cancel()
+        leftover = self._reader.take_unconsumed()
+        self._reader = None
+        self._host.dispatch(self, message, leftover)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        switched = self.switchedTo is not None
+        if self._reader is not None:
+            logTLSFailure(self.transport, reason)
+        super().connectionLost(reason)
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if not switched and self.onLost is not None:
+            self.onLost(self)

@@ -1,0 +1,232 @@
+"""The Twisted side of a control session: bytes, encryption, timers and proxies.
+
+:class:`ControlConnection` is the protocol of a control connection after its ``Login``.  It
+decrypts (AES-128-CFB with the token key, wire-protocol.md §6.1), parses messages, asks the
+:class:`~frptw.server.control.ControlSession` what they mean and carries out the actions.
+Messages are handled one at a time in arrival order: starting or stopping a proxy may take a
+reactor turn (a closed listening port is only free once the reactor has closed it), and a
+``CloseProxy`` followed by a ``NewProxy`` for the same port must see the port free.  At most
+:data:`MAX_QUEUED` parsed messages wait; beyond that the connection stops being read.
+
+It also owns the client's :class:`~frptw.server.workpool.WorkConnPool`, asking frpc for work
+connections with ``ReqWorkConn``, and checks heartbeats once per second when
+``heartbeat_timeout > 0``.
+"""
+
+from collections import deque
+from typing import Callable, Deque, List, Optional, Protocol as TypingProtocol
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from frptw.errors import ProxyError
+from frptw.server._event import Event
+from frptw.server.connection import describePeer
+from frptw.server.control import Action, ControlSession, ControlState, Send, StartProxy, StopProxy, proxy_type
+from frptw.server.workpool import WorkConnPool
+from frptw.transport.switch import SwitchableProtocol
+from frptw.wire import messages as m
+from frptw.wire.crypto import AESCFBCodec
+from frptw.wire.errors import ProtocolError
+
+#: Parsed control messages that may wait for the one being handled before reading pauses.
+MAX_QUEUED = 64
+
+#: Work connections frps keeps beyond the client's pool_count (frp: pool_count + 10).
+POOL_HEADROOM = 10
+
+log = Logger()
+
+
+class ProxyHost(TypingProtocol):
+    """The server-wide proxy registry, as a control session uses it."""
+
+    def startProxy(self, control: "ControlConnection", request: m.NewProxy) -> "Deferred[str] | str":
+        """Start the proxy; its remote address, or fail/raise ProxyError with frp's text."""
+
+    def stopProxy(self, name: str) -> "Deferred[None]":
+        """Close the named proxy and everything it holds."""
+
+
+class ControlConnection(Protocol):
+    """One logged-in client's control connection."""
+
+    def __init__(
+        self,
+        session: ControlSession,
+        proxies: ProxyHost,
+        key: bytes,
+        clock: IReactorTime,
+        userConnTimeout: float,
+        onClosed: Callable[["ControlConnection"], None],
+    ) -> None:
+        self.session = session
+        self._proxies = proxies
+        self._codec = AESCFBCodec(key)
+        self._reader = m.MessageReader()
+        self._clock = clock
+        self._onClosed = onClosed
+        self._queue: Deque[m.Message] = deque()
+        self._busy = False
+        self._readPaused = False
+        self._heartbeat: Optional[LoopingCall] = None
+        self._lost = False
+        self._closing = False
+        self._closed = Event()
+        self.pool = WorkConnPool(session.pool_count + POOL_HEADROOM, userConnTimeout, clock, self._requestWorkConn)
+
+    @property
+    def runId(self) -> str:
+        return self.session.run_id
+
+    @property
+    def peer(self) -> str:
+        return describePeer(self.transport)
+
+    # -- life cycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Answer the Login (the server calls this once an older control is gone)."""
+        if self._lost or self._closing:
+            return
+        self._perform(self.session.start(self._clock.seconds()))
+        if self.session.heartbeat_timeout > 0:
+            self._heartbeat = LoopingCall(self._checkHeartbeat)
+            self._heartbeat.clock = self._clock
+            self._heartbeat.start(1.0, now=False)
+        self._drain()
+
+    def _checkHeartbeat(self) -> None:
+        if self.session.heartbeat_expired(self._clock.seconds()):
+            log.warn("[{run_id}] heartbeat timeout", run_id=self.runId)
+            self.close()
+
+    def close(self) -> "Deferred[None]":
+        """End the session: stop its proxies, close its idle work connections and the control
+        connection.  Fires once the proxies are closed (their ports are free)."""
+        if not self._closing:
+            self._closing = True
+            self._queue.clear()
+            if self._heartbeat is not None and self._heartbeat.running:
+                self._heartbeat.stop()
+            for conn in self.pool.close():
+                conn.transport.loseConnection()
+            done = self._perform(self.session.close())
+            self._onClosed(self)
+            if not self._lost:
+                self.transport.loseConnection()
+            done.addBoth(lambda _: self._closed.fire())
+        return self._closed.wait()
+
+    def replaced(self) -> "Deferred[None]":
+        """A newer Login with our run id arrived: close, as frp does, before it goes on."""
+        log.info("[{run_id}] replaced by a new login of the same client", run_id=self.runId)
+        return self.close()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
+        if not self._closing:
+            log.info("[{run_id}] client exit success", run_id=self.runId)
+        self.close()
+
+    # -- bytes in ------------------------------------------------------------------------------
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._reader.feed(self._codec.decode(data))
+            while True:
+                message = self._reader.next_message()
+                if message is None:
+                    break
+                self._queue.append(message)
+        except ProtocolError as e:
+            log.warn("[{run_id}] closing control connection from {peer}: {error}", run_id=self.runId,
+                     peer=self.peer, error=e)
+            self.transport.abortConnection()
+            self.close()
+            return
+        if len(self._queue) >= MAX_QUEUED and not self._readPaused:
+            self._readPaused = True
+            self.transport.pauseProducing()
+        self._drain()
+
+    def _drain(self) -> None:
+        """Handle queued messages in order, waiting whenever one takes a reactor turn."""
+        while self._queue and not self._busy and self.session.state is ControlState.ACTIVE:
+            message = self._queue.popleft()
+            done = self._perform(self.session.receive(message, self._clock.seconds()))
+            finished: List[object] = []
+            done.addBoth(finished.append)  # ``done.called`` is already true while it waits
+            if not finished:
+                self._busy = True
+                done.addBoth(self._handled)
+                return
+        if self._readPaused and len(self._queue) < MAX_QUEUED // 2 and not self._closing:
+            self._readPaused = False
+            self.transport.resumeProducing()
+
+    def _handled(self, _: object) -> None:
+        self._busy = False
+        self._drain()
+
+    # -- actions -------------------------------------------------------------------------------
+    def _perform(self, actions: List[Action]) -> "Deferred[None]":
+        d: Deferred = succeed(None)
+        for action in actions:
+            d.addCallback(lambda _, a=action: self._performOne(a))
+        return d
+
+    def _performOne(self, action: Action) -> "Deferred[None] | None":
+        if isinstance(action, Send):
+            self._send(action.message)
+            return None
+        if isinstance(action, StopProxy):
+            d = self._proxies.stopProxy(action.name)
+            d.addErrback(lambda f: log.failure("closing proxy [{name}]", f, name=action.name))
+            return d
+        return self._startProxy(action)
+
+    def _startProxy(self, action: StartProxy) -> "Deferred[None]":
+        request = action.request
+        kind = proxy_type(request)
+
+        def started(remoteAddr: str) -> "Deferred[None]":
+            log.info("[{run_id}] new proxy [{name}] type [{type}] success", run_id=self.runId,
+                     name=request.proxy_name, type=kind)
+            return self._perform(self.session.proxy_started(request, remoteAddr))
+
+        def failed(f: Failure) -> "Deferred[None]":
+            if not f.check(ProxyError):
+                log.failure("[{run_id}] starting proxy [{name}]", f, run_id=self.runId, name=request.proxy_name)
+            log.warn("[{run_id}] new proxy [{name}] type [{type}] error: {error}", run_id=self.runId,
+                     name=request.proxy_name, type=kind, error=f.getErrorMessage())
+            return self._perform(self.session.proxy_failed(request, f.getErrorMessage()))
+
+        d = maybeDeferred(self._proxies.startProxy, self, request)
+        d.addCallbacks(started, failed)
+        return d
+
+    def _send(self, message: m.Message) -> None:
+        data = m.encode_message(message)
+        if isinstance(message, m.LoginResp):
+            self.transport.write(data)  # the only message in clear; encryption starts after it
+        else:
+            self.transport.write(self._codec.encode(data))
+
+    # -- work connections ----------------------------------------------------------------------
+    def _requestWorkConn(self) -> None:
+        if self.session.state is ControlState.ACTIVE and not self._closing:
+            self._send(m.ReqWorkConn())
+
+    def registerWorkConn(self, conn: SwitchableProtocol) -> bool:
+        """Pool a new work connection; False if the pool is full or the client is gone."""
+        conn.onLost = self.pool.discard
+        return self.pool.put(conn)
+
+    def getWorkConn(self) -> "Deferred[SwitchableProtocol]":
+        """A work connection of this client (see :meth:`WorkConnPool.get`)."""
+        return self.pool.get()

@@ -1,0 +1,93 @@
+"""The server-wide proxy registry: proxy names are global on one frps (wire-protocol.md §5.8).
+
+:class:`ProxyRegistry` starts a proxy for a client's ``NewProxy`` (checking, in frp's order,
+the type, then that the name is free, then whatever the proxy type checks, such as its port)
+and stops it on ``CloseProxy`` or when the client goes away.  Each proxy type is a builder
+registered in :attr:`ProxyRegistry.builders`; a later proxy type adds itself there.
+"""
+
+from types import MappingProxyType
+from typing import Callable, Dict, Mapping, Optional
+
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.logger import Logger
+
+from frptw.errors import ProxyError
+from frptw.server.control import proxy_type
+from frptw.server.ports import PortAllocator
+from frptw.server.proxy import BaseProxy
+from frptw.server.tcp import TCPProxy
+from frptw.server.visitor import VisitorProxy
+from frptw.wire.messages import NewProxy
+
+log = Logger()
+
+#: Every proxy type frp knows; others are ``unknown proxy type``.
+KNOWN_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "sudp", "xtcp")
+
+Builder = Callable[["ProxyRegistry", object, NewProxy], BaseProxy]
+
+
+class ProxyRegistry:
+    """All running proxies of one frps, by wire name."""
+
+    def __init__(self, config, reactor, key: bytes) -> None:
+        self.config = config
+        self.reactor = reactor
+        #: The token key of the data plane (use_encryption on work connections).
+        self.key = key
+        self.bindAddr = config.proxy_bind_addr or config.bind_addr
+        self.tcpPorts = PortAllocator(config.allow_ports, reactor)
+        self._proxies: Dict[str, BaseProxy] = {}
+        self.builders: Dict[str, Builder] = {"tcp": _buildTCP, "stcp": _buildVisitorProxy, "sudp": _buildVisitorProxy}
+
+    def view(self) -> Mapping[str, BaseProxy]:
+        """A read-only live view of the running proxies by name."""
+        return MappingProxyType(self._proxies)
+
+    def _unsupported(self, kind: str) -> str:
+        if kind == "http" and not self.config.vhost_http_port:
+            return "type [http] not supported when vhost http port is not set"
+        if kind == "https" and not self.config.vhost_https_port:
+            return "type [https] not supported when vhost https port is not set"
+        if kind in KNOWN_TYPES:
+            return f"type [{kind}] not supported by this frps"
+        return f"unknown proxy type: {kind}"
+
+    def startProxy(self, control, request: NewProxy) -> str:
+        """Start the proxy ``request`` asks for; its remote address, or ProxyError."""
+        kind = proxy_type(request)
+        builder = self.builders.get(kind)
+        if builder is None:
+            raise ProxyError(self._unsupported(kind))
+        if request.proxy_name in self._proxies:
+            raise ProxyError(f"proxy [{request.proxy_name}] already exists")
+        proxy = builder(self, control, request)
+        self._proxies[proxy.name] = proxy
+        return proxy.remote_addr
+
+    def visitorTarget(self, name: str) -> Optional[VisitorProxy]:
+        """The stcp/sudp proxy a visitor connection names, if there is one."""
+        proxy = self._proxies.get(name)
+        return proxy if isinstance(proxy, VisitorProxy) else None
+
+    def stopProxy(self, name: str) -> "Deferred[None]":
+        proxy = self._proxies.pop(name, None)
+        if proxy is None:
+            return succeed(None)
+        d = proxy.close()
+        d.addCallback(lambda _: log.info("[{run_id}] close proxy [{name}] success", run_id=proxy.runId, name=name))
+        return d
+
+    def stopAll(self) -> "Deferred[None]":
+        d = DeferredList([self.stopProxy(name) for name in list(self._proxies)], consumeErrors=True)
+        d.addCallback(lambda _: None)
+        return d
+
+
+def _buildTCP(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
+    return TCPProxy(control, request, registry.key, registry.reactor, registry.tcpPorts, registry.bindAddr)
+
+
+def _buildVisitorProxy(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
+    return VisitorProxy(control, request, registry.key, proxy_type(request))

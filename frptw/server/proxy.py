@@ -1,0 +1,173 @@
+"""What every frps proxy that carries user connections over work connections shares.
+
+A user connection arrives paused (a :class:`~frptw.transport.switch.SwitchableProtocol` with
+``pauseOnConnect``: its bytes wait in the kernel, not in our memory).  :class:`BaseProxy`
+then (wire-protocol.md §7.1):
+
+1. gets a work connection from the owning client's pool, writes ``StartWorkConn`` on it and, if
+   that connection turned out to be gone already, tries another, up to ``pool_count + 1``
+   times;
+2. stacks the data-plane layers the client asked for in its NewProxy (AES-128-CFB with the
+   token key, then snappy; §7.3) on the work connection;
+3. splices the two connections (:func:`frptw.transport.splice.splice`), which also gives
+   backpressure and frp's close rule.
+
+A user connection that gets no work connection within ``user_conn_timeout`` is closed.
+Closing the proxy closes its user connections, including those still waiting.
+"""
+
+from typing import Dict, List, Optional, Set
+
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from frptw.server._event import Event
+from frptw.transport.layered import layer
+from frptw.transport.splice import splice
+from frptw.transport.switch import SwitchableProtocol
+from frptw.wire.codec import ChainCodec, StreamCodec
+from frptw.wire.crypto import AESCFBCodec
+from frptw.wire.messages import NewProxy, StartWorkConn, encode_message
+from frptw.wire.snappy import SnappyFramingCodec
+
+log = Logger()
+
+
+class NoWorkConnection(Exception):
+    """Every work connection tried for a user connection was already closed."""
+
+
+def work_codec(key: bytes, use_encryption: bool, use_compression: bool) -> Optional[StreamCodec]:
+    """The data-plane codec of one work connection, outermost first: AES-CFB, then snappy."""
+    codecs: List[StreamCodec] = []
+    if use_encryption:
+        codecs.append(AESCFBCodec(key))
+    if use_compression:
+        codecs.append(SnappyFramingCodec())
+    if not codecs:
+        return None
+    return codecs[0] if len(codecs) == 1 else ChainCodec(codecs)
+
+
+def _hostPort(address: Optional[IAddress]) -> "tuple[str, int]":
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if not isinstance(host, str) or not isinstance(port, int):
+        return "", 0
+    return host, port
+
+
+class UserConnection(SwitchableProtocol):
+    """A user's connection to a proxy, paused until its work connection is ready."""
+
+    def __init__(self, proxy: "BaseProxy") -> None:
+        super().__init__(pauseOnConnect=True)
+        self._proxy = proxy
+        self.closed = Event()
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._proxy.userConnected(self)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        self._proxy.userLeft(self)
+        self.closed.fire()
+
+
+class BaseProxy:
+    """A running proxy of one client; subclasses open the listener(s) and feed user
+    connections to :meth:`userConnected`."""
+
+    type = ""
+
+    def __init__(self, control, request: NewProxy, key: bytes) -> None:
+        self.control = control
+        self.request = request
+        self.name = request.proxy_name
+        self._key = key
+        self.remote_addr = ""
+        self.listeners: List[IListeningPort] = []
+        self._waiting: Dict[UserConnection, Deferred] = {}
+        self._users: Set[UserConnection] = set()
+        self._closing = False
+        if request.bandwidth_limit and request.bandwidth_limit_mode == "server":
+            log.warn("[{run_id}] [{name}] bandwidth_limit [{limit}] in server mode is not enforced by this frps",
+                     run_id=self.runId, name=self.name, limit=request.bandwidth_limit)
+
+    @property
+    def runId(self) -> str:
+        return self.control.runId
+
+    # -- user connections ----------------------------------------------------------------------
+    def userConnected(self, user: UserConnection) -> None:
+        """A user connected: find a work connection for it, then join the two."""
+        self._users.add(user)
+        host, port = _hostPort(user.transport.getPeer())
+        log.info("[{run_id}] [{name}] get a user connection [{host}:{port}]", run_id=self.runId, name=self.name,
+                 host=host, port=port)
+        if self._closing:
+            user.transport.abortConnection()
+            return
+        d = Deferred.fromCoroutine(self._startWorkConn(user.transport.getPeer(), user.transport.getHost()))
+        self._waiting[user] = d
+        d.addCallbacks(lambda work: self._join(user, work), lambda f: self._noWorkConn(user, f))
+
+    def userLeft(self, user: UserConnection) -> None:
+        """A user connection closed; if it was still waiting, withdraw its request."""
+        self._users.discard(user)
+        waiting = self._waiting.pop(user, None)
+        if waiting is not None:
+            waiting.cancel()
+
+    async def _startWorkConn(self, src: IAddress, dst: IAddress) -> SwitchableProtocol:
+        srcAddr, srcPort = _hostPort(src)
+        dstAddr, dstPort = _hostPort(dst)
+        start = encode_message(
+            StartWorkConn(proxy_name=self.name, src_addr=srcAddr, src_port=srcPort, dst_addr=dstAddr, dst_port=dstPort)
+        )
+        attempts = self.control.session.pool_count + 1
+        for attempt in range(attempts):
+            work = await self.control.getWorkConn()
+            if work.lost or getattr(work.transport, "disconnecting", False):
+                log.warn("[{run_id}] [{name}] work connection from the pool is closed, times: {n}", run_id=self.runId,
+                         name=self.name, n=attempt)
+                continue
+            work.transport.write(start)
+            return work
+        raise NoWorkConnection("try to get work connection failed in the end")
+
+    def _join(self, user: UserConnection, work: SwitchableProtocol) -> None:
+        self._waiting.pop(user, None)
+        codec = work_codec(self._key, self.request.use_encryption, self.request.use_compression)
+        workSide = layer(work, codec) if codec is not None else work
+        splice(user, workSide)
+
+    def _noWorkConn(self, user: UserConnection, failure: Failure) -> None:
+        self._waiting.pop(user, None)
+        if failure.check(CancelledError):
+            return  # the user left first
+        log.warn("[{run_id}] [{name}] failed to get work connection: {error}", run_id=self.runId, name=self.name,
+                 error=failure.getErrorMessage())
+        user.transport.loseConnection()
+
+    # -- closing -------------------------------------------------------------------------------
+    def close(self) -> "Deferred[None]":
+        """Stop accepting, close every user connection; fires when all are closed."""
+        if self._closing:
+            return succeed(None)
+        self._closing = True
+        log.info("[{run_id}] [{name}] proxy closing", run_id=self.runId, name=self.name)
+        waits = [maybeDeferred(port.stopListening) for port in self.listeners]
+        self.released()
+        for user in list(self._users):
+            waits.append(user.closed.wait())
+            user.transport.abortConnection()
+        d = DeferredList(waits, consumeErrors=True)
+        d.addCallback(lambda _: None)
+        return d
+
+    def released(self) -> None:
+        """The listeners are closing: give back what the proxy holds (ports, routes)."""

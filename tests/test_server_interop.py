@@ -1,0 +1,218 @@
+"""Interop: the real Go frpc (0.65.0) logs in to our in-process frps and carries checked traffic.
+
+Each cell of the matrix starts our FrpServerService on 127.0.0.1 (bind port 0), the real frpc
+as a subprocess with a tcp proxy in front of an echo server, and moves more than 8 MiB each way
+over 52 concurrent connections, checking sha256 of every echoed stream.
+"""
+
+import datetime
+import os
+import tempfile
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from frptw.config import parse_server_config
+from frptw.server import FrpServerService
+from tests.frpbin import free_port
+from tests.gofrp import GoFrp
+from tests.traffic import EchoServer, exchange
+
+TOKEN = "interop-token"
+CONNECTIONS = 52
+PER_CONNECTION = 160 * 1024  # 52 x 160 KiB > 8 MiB each way
+
+
+def toml(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def makePKI(directory: str) -> dict:
+    """A CA and two certificates it signed (server "frps.test", client "frpc"), as PEM files."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    caKey = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("test CA")).issuer_name(_name("test CA"))
+          .public_key(caKey.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(caKey, hashes.SHA256()))
+    paths = {"ca": os.path.join(directory, "ca.pem")}
+    with open(paths["ca"], "wb") as f:
+        f.write(ca.public_bytes(serialization.Encoding.PEM))
+    for role, usage in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = "frps.test" if role == "server" else "frpc"
+        cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+                .sign(caKey, hashes.SHA256()))
+        paths[f"{role}_cert"] = os.path.join(directory, f"{role}.crt")
+        paths[f"{role}_key"] = os.path.join(directory, f"{role}.key")
+        with open(paths[f"{role}_cert"], "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        with open(paths[f"{role}_key"], "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    return paths
+
+
+class GoFrpcToOurFrps(TestCase):
+    timeout = 180
+
+    async def startServer(self, mux=True, port=0, extra=""):
+        config = parse_server_config(
+            f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\ntransport.tcpMux = {toml(mux)}\n{extra}', "toml"
+        )
+        config.bind_port = port  # 0: any free port (in a file, 0 would mean 7000)
+        service = FrpServerService(config, reactor=reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        listening = await service.whenListening()
+        return service, listening.getHost().port
+
+    async def startClient(self, serverPort, echoPort, remotePort, *, token=TOKEN, mux=True, tls=True,
+                          customFirstByte=False, encryption=False, compression=False, ready="default",
+                          loginFailExit=True, extra=""):
+        config = (
+            f'serverAddr = "127.0.0.1"\nserverPort = {serverPort}\nauth.token = "{token}"\n'
+            f"loginFailExit = {toml(loginFailExit)}\n{extra}"
+            f"transport.tcpMux = {toml(mux)}\ntransport.tls.enable = {toml(tls)}\n"
+            f"transport.tls.disableCustomTLSFirstByte = {toml(not customFirstByte)}\n"
+            f'[[proxies]]\nname = "echo"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = {echoPort}\n'
+            f"remotePort = {remotePort}\n"
+            f"transport.useEncryption = {toml(encryption)}\ntransport.useCompression = {toml(compression)}\n"
+        )
+        frpc = await GoFrp.start(reactor, "frpc", config, ready=ready)
+        self.addCleanup(frpc.stop)
+        return frpc
+
+    async def echo(self):
+        echo = await EchoServer.listen(reactor)
+        self.addCleanup(echo.stop)
+        return echo
+
+    async def cell(self, mux=True, **client):
+        echo = await self.echo()
+        service, port = await self.startServer(mux=mux)
+        remote = free_port()
+        frpc = await self.startClient(port, echo.port, remote, mux=mux, **client)
+        await frpc.waitFor("start proxy success")
+        self.assertIn("echo", service.proxies())
+        total = await exchange(reactor, remote, PER_CONNECTION, connections=CONNECTIONS)
+        self.assertEqual(total, CONNECTIONS * PER_CONNECTION)
+        return service, frpc, remote
+
+    async def test_defaults_tls_and_mux(self):
+        _, _, remote = await self.cell()
+        # One long stream too: several yamux windows, backpressure through TLS.
+        self.assertEqual(await exchange(reactor, remote, 8 * 1024 * 1024, connections=1), 8 * 1024 * 1024)
+
+    async def test_tls_off(self):
+        await self.cell(tls=False)
+
+    async def test_mux_off(self):
+        await self.cell(mux=False)
+
+    async def test_use_encryption(self):
+        await self.cell(encryption=True)
+
+    async def test_use_compression(self):
+        await self.cell(compression=True)
+
+    async def test_encryption_and_compression(self):
+        await self.cell(encryption=True, compression=True)
+
+    async def test_custom_tls_first_byte(self):
+        await self.cell(customFirstByte=True)
+
+    async def test_wrong_token(self):
+        service, port = await self.startServer()
+        frpc = await self.startClient(port, free_port(), free_port(), token="not-the-token", ready=None)
+        await frpc.waitFor("token in login doesn't match token from configuration")
+        self.assertEqual(dict(service.controls()), {})
+
+    async def test_auth_scopes_and_heartbeats(self):
+        """Ping/Pong every second and authenticated work connections, tcpMux off."""
+        scopes = 'auth.additionalScopes = ["HeartBeats", "NewWorkConns"]\n'
+        echo = await self.echo()
+        service, port = await self.startServer(mux=False, extra=scopes + "transport.heartbeatTimeout = 3\n")
+        remote = free_port()
+        frpc = await self.startClient(port, echo.port, remote, mux=False, extra=scopes
+                                      + "transport.heartbeatInterval = 1\ntransport.heartbeatTimeout = 3\n")
+        await frpc.waitFor("start proxy success")
+        await deferLater(reactor, 4.5, lambda: None)
+        self.assertEqual(frpc.output.count("login to server success"), 1, frpc.output)
+        self.assertEqual(len(service.controls()), 1)
+        total = await exchange(reactor, remote, 256 * 1024, connections=8)
+        self.assertEqual(total, 8 * 256 * 1024)
+
+    async def test_mutual_tls(self):
+        """frps with a trusted CA: a client certificate is required (and TLS forced); the
+        client verifies the server's certificate too."""
+        pki = makePKI(tempfile.mkdtemp(prefix="frptw-pki-"))
+        echo = await self.echo()
+        _, port = await self.startServer(extra=(
+            f'transport.tls.certFile = "{pki["server_cert"]}"\ntransport.tls.keyFile = "{pki["server_key"]}"\n'
+            f'transport.tls.trustedCaFile = "{pki["ca"]}"\n'))
+        remote = free_port()
+        frpc = await self.startClient(port, echo.port, remote, extra=(
+            f'transport.tls.certFile = "{pki["client_cert"]}"\ntransport.tls.keyFile = "{pki["client_key"]}"\n'
+            f'transport.tls.trustedCaFile = "{pki["ca"]}"\ntransport.tls.serverName = "frps.test"\n'))
+        await frpc.waitFor("start proxy success")
+        self.assertEqual(await exchange(reactor, remote, 64 * 1024, connections=4), 4 * 64 * 1024)
+        # Without a client certificate, or without TLS, the same server refuses the login.
+        anonymous = await self.startClient(port, echo.port, free_port(), ready=None)
+        plain = await self.startClient(port, echo.port, free_port(), tls=False, ready=None)
+        for refused in (anonymous, plain):
+            await refused.waitFor("login to the server failed")
+
+    async def test_stcp_visitor_to_owner(self):
+        """Go frpc (visitor, user bob) -> our frps -> Go frpc (owner of an stcp proxy, user
+        alice); both legs encrypted and compressed, with different keys (sk, token)."""
+        echo = await self.echo()
+        _, port = await self.startServer()
+        common = f'serverAddr = "127.0.0.1"\nserverPort = {port}\nauth.token = "{TOKEN}"\n'
+        owner = await GoFrp.start(reactor, "frpc", common + (
+            'user = "alice"\n[[proxies]]\nname = "secret"\ntype = "stcp"\nsecretKey = "sk1"\n'
+            f'allowUsers = ["bob"]\nlocalIP = "127.0.0.1"\nlocalPort = {echo.port}\n'
+            "transport.useEncryption = true\ntransport.useCompression = true\n"))
+        self.addCleanup(owner.stop)
+        await owner.waitFor("start proxy success")
+        visitorPort = free_port()
+        visitor = await GoFrp.start(reactor, "frpc", common + (
+            'user = "bob"\n[[visitors]]\nname = "v"\ntype = "stcp"\nserverName = "secret"\n'
+            f'serverUser = "alice"\nsecretKey = "sk1"\nbindAddr = "127.0.0.1"\nbindPort = {visitorPort}\n'
+            "transport.useEncryption = true\ntransport.useCompression = true\n"))
+        self.addCleanup(visitor.stop)
+        await visitor.waitFor("start visitor success")
+        total = await exchange(reactor, visitorPort, PER_CONNECTION, connections=CONNECTIONS)
+        self.assertEqual(total, CONNECTIONS * PER_CONNECTION)
+
+    async def test_frps_restart_while_frpc_runs(self):
+        echo = await self.echo()
+        bindPort, remote = free_port(), free_port()
+        first, _ = await self.startServer(port=bindPort)
+        frpc = await self.startClient(bindPort, echo.port, remote, loginFailExit=False)
+        await frpc.waitFor("start proxy success")
+        await exchange(reactor, remote, 256 * 1024, connections=4)
+        await first.stopService()
+        await self.startServer(port=bindPort)
+        for _ in range(300):
+            if frpc.output.count("start proxy success") >= 2:
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        else:
+            self.fail(f"frpc did not register its proxy again:\n{frpc.output}")
+        total = await exchange(reactor, remote, 256 * 1024, connections=4)
+        self.assertEqual(total, 4 * 256 * 1024)
