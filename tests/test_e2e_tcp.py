@@ -88,3 +88,20 @@ class FrptwPairTests(TestCase):
         with self.assertRaises(LoginError) as caught:
             await client.whenLoggedIn()
         self.assertIn("token in login doesn't match token from configuration", str(caught.exception))
+
+    async def test_server_mode_bandwidth_limit(self):
+        """frps enforces ``bandwidth_limit`` in server mode, one bucket per proxy for both ways."""
+        remote, client = await self.pair(
+            proxyExtra='transport.bandwidthLimit = "256KB"\ntransport.bandwidthLimitMode = "server"'
+        )
+        await client.whenLoggedIn()
+        for _ in range(100):
+            if client.proxyStatus("echo").state == "running":
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        started = reactor.seconds()
+        total = await exchange(reactor, remote, 256 * 1024, connections=2)
+        elapsed = reactor.seconds() - started
+        self.assertEqual(total, 512 * 1024)
+        # 512 KiB each way = 1 MiB through one 256 KiB/s bucket (burst 256 KiB): >= 3 s.
+        self.assertGreater(elapsed, 2.5)

@@ -25,18 +25,17 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from frptw.client._bandwidth import throttle
 from frptw.client.proxyprotocol import proxy_protocol_header
 from frptw.config import ProxyConfig
 from frptw.config.bandwidth import parse_bandwidth
+from frptw.transport.bandwidth import TokenBucket, throttle
 from frptw.transport.layered import layer
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
-from frptw.wire.codec import ChainCodec
-from frptw.wire.crypto import AESCFBCodec, derive_key
+from frptw.wire.codec import data_plane_codec
+from frptw.wire.crypto import derive_key
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import MessageReader, NewWorkConn, StartWorkConn, encode_message
-from frptw.wire.snappy import SnappyFramingCodec
 
 LOCAL_DIAL_TIMEOUT = 10.0
 
@@ -163,13 +162,7 @@ class WorkConnection(SwitchableProtocol):
         transport = config.transport
         rate = parse_bandwidth(transport.bandwidth_limit) if transport.bandwidth_limit_mode == "client" else 0
         if rate > 0:
-            top = throttle(top, rate, self._reactor)
-        codecs = []
-        if transport.use_encryption:
-            codecs.append(AESCFBCodec(derive_key(self._token)))
-        if transport.use_compression:
-            codecs.append(SnappyFramingCodec())
-        if codecs:
-            top = layer(top, codecs[0] if len(codecs) == 1 else ChainCodec(codecs))
-        return top
+            top = throttle(top, self._reactor, TokenBucket(rate, self._reactor), TokenBucket(rate, self._reactor))
+        codec = data_plane_codec(derive_key(self._token), transport.use_encryption, transport.use_compression)
+        return layer(top, codec) if codec is not None else top
 

@@ -68,7 +68,7 @@ class ControlConnection(Protocol):
         self._proxies = proxies
         self._codec = AESCFBCodec(key)
         self._reader = m.MessageReader()
-        self._clock = clock
+        self.clock = clock
         self._onClosed = onClosed
         self._queue: Deque[m.Message] = deque()
         self._busy = False
@@ -92,15 +92,15 @@ class ControlConnection(Protocol):
         """Answer the Login (the server calls this once an older control is gone)."""
         if self._lost or self._closing:
             return
-        self._perform(self.session.start(self._clock.seconds()))
+        self._perform(self.session.start(self.clock.seconds()))
         if self.session.heartbeat_timeout > 0:
             self._heartbeat = LoopingCall(self._checkHeartbeat)
-            self._heartbeat.clock = self._clock
+            self._heartbeat.clock = self.clock
             self._heartbeat.start(1.0, now=False)
         self._drain()
 
     def _checkHeartbeat(self) -> None:
-        if self.session.heartbeat_expired(self._clock.seconds()):
+        if self.session.heartbeat_expired(self.clock.seconds()):
             log.warn("[{run_id}] heartbeat timeout", run_id=self.runId)
             self.close()
 
@@ -158,7 +158,7 @@ class ControlConnection(Protocol):
         """Handle queued messages in order, waiting whenever one takes a reactor turn."""
         while self._queue and not self._busy and self.session.state is ControlState.ACTIVE:
             message = self._queue.popleft()
-            done = self._perform(self.session.receive(message, self._clock.seconds()))
+            done = self._perform(self.session.receive(message, self.clock.seconds()))
             finished: List[object] = []
             done.addBoth(finished.append)  # ``done.called`` is already true while it waits
             if not finished:

@@ -25,31 +25,19 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from frptw.server._event import Event
+from frptw.config.bandwidth import BandwidthError, parse_bandwidth
+from frptw.transport.bandwidth import TokenBucket, throttle
 from frptw.transport.layered import layer
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
-from frptw.wire.codec import ChainCodec, StreamCodec
-from frptw.wire.crypto import AESCFBCodec
+from frptw.wire.codec import data_plane_codec
 from frptw.wire.messages import NewProxy, StartWorkConn, encode_message
-from frptw.wire.snappy import SnappyFramingCodec
 
 log = Logger()
 
 
 class NoWorkConnection(Exception):
     """Every work connection tried for a user connection was already closed."""
-
-
-def work_codec(key: bytes, use_encryption: bool, use_compression: bool) -> Optional[StreamCodec]:
-    """The data-plane codec of one work connection, outermost first: AES-CFB, then snappy."""
-    codecs: List[StreamCodec] = []
-    if use_encryption:
-        codecs.append(AESCFBCodec(key))
-    if use_compression:
-        codecs.append(SnappyFramingCodec())
-    if not codecs:
-        return None
-    return codecs[0] if len(codecs) == 1 else ChainCodec(codecs)
 
 
 def _hostPort(address: Optional[IAddress]) -> "tuple[str, int]":
@@ -93,9 +81,16 @@ class BaseProxy:
         self._waiting: Dict[UserConnection, Deferred] = {}
         self._users: Set[UserConnection] = set()
         self._closing = False
-        if request.bandwidth_limit and request.bandwidth_limit_mode == "server":
-            log.warn("[{run_id}] [{name}] bandwidth_limit [{limit}] in server mode is not enforced by this frps",
-                     run_id=self.runId, name=self.name, limit=request.bandwidth_limit)
+        # frp limits a proxy in server mode with one bucket shared by every user connection
+        # and both directions, spent on the user side (plaintext).
+        self._bucket: Optional[TokenBucket] = None
+        if request.bandwidth_limit_mode == "server":
+            try:
+                rate = parse_bandwidth(request.bandwidth_limit)
+            except BandwidthError:
+                rate = 0
+            if rate > 0:
+                self._bucket = TokenBucket(rate, control.clock)
 
     @property
     def runId(self) -> str:
@@ -141,9 +136,10 @@ class BaseProxy:
 
     def _join(self, user: UserConnection, work: SwitchableProtocol) -> None:
         self._waiting.pop(user, None)
-        codec = work_codec(self._key, self.request.use_encryption, self.request.use_compression)
+        codec = data_plane_codec(self._key, self.request.use_encryption, self.request.use_compression)
         workSide = layer(work, codec) if codec is not None else work
-        splice(user, workSide)
+        userSide = throttle(user, self.control.clock, self._bucket) if self._bucket is not None else user
+        splice(userSide, workSide)
 
     def _noWorkConn(self, user: UserConnection, failure: Failure) -> None:
         self._waiting.pop(user, None)

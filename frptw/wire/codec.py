@@ -9,7 +9,10 @@ most one incomplete frame of the peer's input buffered (a bounded amount); both 
 return ``b""`` when they have nothing to emit yet.
 """
 
-from typing import Protocol, Sequence
+from typing import List, Optional, Protocol, Sequence
+
+from frptw.wire.crypto import AESCFBCodec
+from frptw.wire.snappy import SnappyFramingCodec
 
 
 class StreamCodec(Protocol):
@@ -42,3 +45,17 @@ class ChainCodec:
         for codec in self._outer_first:
             data = codec.decode(data)
         return data
+
+
+def data_plane_codec(key: bytes, use_encryption: bool, use_compression: bool) -> Optional[StreamCodec]:
+    """The codec of one work or visitor connection as frp stacks it: AES-128-CFB (with ``key``,
+    derived from the token or the proxy's ``sk``) outermost, then snappy; ``None`` when neither
+    is on."""
+    codecs: List[StreamCodec] = []
+    if use_encryption:
+        codecs.append(AESCFBCodec(key))
+    if use_compression:
+        codecs.append(SnappyFramingCodec())
+    if not codecs:
+        return None
+    return codecs[0] if len(codecs) == 1 else ChainCodec(codecs)

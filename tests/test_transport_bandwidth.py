@@ -8,7 +8,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from frptw.client._bandwidth import TokenBucket, throttle
+from frptw.transport.bandwidth import TokenBucket, throttle
 from frptw.transport.switch import SwitchableProtocol
 
 
@@ -58,7 +58,7 @@ class LimiterTests(SynchronousTestCase):
         below = SwitchableProtocol()
         below.makeConnection(self.transport)
         self.below = below
-        top = throttle(below, 1000, self.clock)
+        top = throttle(below, self.clock, TokenBucket(1000, self.clock), TokenBucket(1000, self.clock))
         self.upper = Recorder()
         top.switchTo(self.upper)
         self.limiter = self.upper.transport

@@ -1,9 +1,10 @@
-"""``bandwidth_limit`` with ``bandwidth_limit_mode = "client"``: a token bucket on the work
-connection's raw bytes (wire-protocol.md §7.5).
+"""``bandwidth_limit``: token buckets on a connection's bytes (wire-protocol.md §7.5).
 
-frp limits reads and writes separately with a bucket of rate N bytes/s and burst N bytes.  Here
-each direction has a :class:`TokenBucket`, and :class:`BandwidthLimiter` sits between the work
-connection and the codecs (it is the transport of the layer above, like
+frpc applies the limit to a work connection's raw bytes (``bandwidth_limit_mode = "client"``),
+frps to the user connection's plaintext (``"server"``).  A :class:`TokenBucket` has rate N
+bytes/s and burst N bytes; the caller decides which buckets a connection spends from (frps
+shares one per proxy, as frp does).  :class:`BandwidthLimiter` sits between a connection and
+the layer above (it is that layer's transport, like
 :class:`frptw.transport.layered.LayeredProtocol`), spending tokens as bytes pass:
 
 * reading: bytes are delivered at once; when that overdraws the bucket the lower transport is
@@ -57,10 +58,12 @@ class BandwidthLimiter(Protocol):
 
     disconnecting = False
 
-    def __init__(self, rate: int, clock: IReactorTime, wrappedProtocol: SwitchableProtocol) -> None:
+    def __init__(
+        self, read: TokenBucket, write: TokenBucket, clock: IReactorTime, wrappedProtocol: SwitchableProtocol
+    ) -> None:
         self._clock = clock
-        self._read = TokenBucket(rate, clock)
-        self._write = TokenBucket(rate, clock)
+        self._read = read
+        self._write = write
         self.wrappedProtocol = wrappedProtocol
         # Reading from the lower transport is paused while any of these is true.
         self._readPausedByUpper = False
@@ -189,9 +192,12 @@ class _LowerPauses:
             producer.stopProducing()
 
 
-def throttle(proto: SwitchableProtocol, rate: int, clock: IReactorTime) -> SwitchableProtocol:
-    """Switch ``proto``'s connection to a :class:`BandwidthLimiter` of ``rate`` bytes/s each way
-    and return the switchable protocol above it (held bytes pass through first)."""
+def throttle(
+    proto: SwitchableProtocol, clock: IReactorTime, read: TokenBucket, write: Optional[TokenBucket] = None
+) -> SwitchableProtocol:
+    """Switch ``proto``'s connection to a :class:`BandwidthLimiter` spending ``read`` for bytes
+    received and ``write`` (default: the same bucket) for bytes sent, and return the switchable
+    protocol above it (held bytes pass through first)."""
     top = SwitchableProtocol()
-    proto.switchTo(BandwidthLimiter(rate, clock, top))
+    proto.switchTo(BandwidthLimiter(read, write if write is not None else read, clock, top))
     return top
