@@ -1,0 +1,198 @@
+"""Reading the v1 formats (TOML, YAML, JSON) into one JSON-shaped document, the way frp does.
+
+frp never decodes TOML or YAML into its config structs directly: it converts them to JSON and
+decodes that with Go's ``encoding/json``.  The conversion decides what is accepted, so it is
+reproduced here: the result only contains ``dict`` (string keys), ``list``, ``str``, ``int``,
+``float``, ``bool`` and ``None``.
+
+* Detection (frp 0.65, independent of the file name): try TOML; if that fails and the text
+  starts with ``{`` read it as JSON, otherwise as YAML.  A ``.toml`` file with a syntax error
+  therefore falls through to YAML and usually fails there with an unrelated message; we keep the
+  verdict but report the TOML error.
+* A float without fraction becomes an int (Go marshals ``7000.0`` as ``7000``), so ``7000.0``
+  is a valid port in TOML and YAML, but not in JSON.  Infinities and NaN cannot be marshalled.
+* JSON: only the first value is read (trailing text is ignored, as Go's ``json.Decoder`` does).
+* YAML follows go-yaml v2 (YAML 1.1): ``y``, ``yes``, ``on``... are booleans; numbers use Go's
+  syntax (``0o17``, ``017``, ``7_000``); timestamps stay strings; only the first document is
+  read; top-level keys starting with ``.`` are dropped (they hold anchors for merges).
+"""
+
+import datetime
+import decimal
+import json
+import math
+import re
+from typing import Any, Dict, Tuple
+
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from frptw.config.goconv import parse_int, parse_uint
+
+
+class DocumentError(ValueError):
+    """The text is not valid in the format tried; ``line`` is 1-based or 0 when unknown."""
+
+    def __init__(self, message: str, line: int = 0):
+        super().__init__(message)
+        self.line = line
+
+
+def _jsonable(value: Any) -> Any:
+    """Go's JSON marshalling of a TOML/YAML value."""
+    if isinstance(value, dict):
+        return {_key(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise DocumentError(f"{value} is not allowed (frp cannot convert infinities or NaN to JSON)")
+        # Go writes the shortest decimal that round-trips, e.g. 9223372036854775809.0 as
+        # 9223372036854776000 (which then overflows an int64, as in frp).
+        return int(decimal.Decimal(repr(value))) if value.is_integer() and abs(value) < 1e21 else value
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    raise DocumentError(f"unsupported value {value!r}")
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return key if isinstance(key, str) else str(_jsonable(key))
+
+
+def parse_toml(text: str) -> Any:
+    """TOML 1.0, converted like frp converts it to JSON."""
+    try:
+        return _jsonable(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as e:
+        line = int(m.group(1)) if (m := re.search(r"line (\d+)", str(e))) else 0
+        raise DocumentError(f"TOML syntax error: {e}", line) from None
+
+
+def parse_json(text: str) -> Any:
+    """The first JSON value of ``text`` (frp ignores what follows it)."""
+    body = text.lstrip(" \t\r\n")
+
+    def refuse_constant(name: str) -> Any:
+        raise DocumentError(f"invalid JSON literal {name}")
+
+    try:
+        value, _end = json.JSONDecoder(parse_constant=refuse_constant).raw_decode(body)
+    except json.JSONDecodeError as e:
+        line = text[: len(text) - len(body)].count("\n") + e.lineno
+        raise DocumentError(f"JSON syntax error: {e.msg} (column {e.colno})", line) from None
+    return value
+
+
+class _GoYamlLoader(yaml.SafeLoader):
+    """PyYAML with go-yaml v2's scalar resolution (see module docstring)."""
+
+
+_GoYamlLoader.yaml_implicit_resolvers = {}
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_NUMBER_TAG = "tag:frptw,2025:go-number"
+_YAML_TRUE = "y Y yes Yes YES true True TRUE on On ON".split()
+_YAML_FALSE = "n N no No NO false False FALSE off Off OFF".split()
+_YAML_SPECIAL_FLOATS = {
+    ".nan": math.nan, ".NaN": math.nan, ".NAN": math.nan,
+    ".inf": math.inf, ".Inf": math.inf, ".INF": math.inf,
+    "+.inf": math.inf, "+.Inf": math.inf, "+.INF": math.inf,
+    "-.inf": -math.inf, "-.Inf": -math.inf, "-.INF": -math.inf,
+}
+_YAML_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+
+_GoYamlLoader.add_implicit_resolver(
+    _BOOL_TAG, re.compile("^(?:" + "|".join(_YAML_TRUE + _YAML_FALSE) + ")$"), list("yYnNtTfFoO")
+)
+_GoYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+)
+_GoYamlLoader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+_GoYamlLoader.add_implicit_resolver(_NUMBER_TAG, re.compile(r"^[-+.0-9]"), list("-+.0123456789"))
+
+
+def _construct_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool:
+    return loader.construct_scalar(node) in _YAML_TRUE
+
+
+def _construct_number(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """go-yaml v2 ``resolve``: int (Go base-0 syntax, ``_`` removed), uint, float, else string."""
+    text = loader.construct_scalar(node)
+    if text in _YAML_SPECIAL_FLOATS:
+        return _YAML_SPECIAL_FLOATS[text]
+    plain = text.replace("_", "")
+    for parse in (lambda s: parse_int(s, 0), lambda s: parse_uint(s, 0)):
+        try:
+            return parse(plain)
+        except ValueError:
+            pass
+    if _YAML_FLOAT.match(plain) and not math.isinf(float(plain)):
+        return float(plain)  # (out of float64 range: Go's ParseFloat fails and the text stays a string)
+    return text
+
+
+_GoYamlLoader.add_constructor(_BOOL_TAG, _construct_bool)
+_GoYamlLoader.add_constructor(_NUMBER_TAG, _construct_number)
+
+
+def parse_yaml(text: str) -> Any:
+    """The first YAML document, with go-yaml v2's scalars, converted like frp converts it."""
+    try:
+        loader = _GoYamlLoader(text)
+        try:
+            node = loader.get_node() if loader.check_node() else None
+            value = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise DocumentError(f"YAML syntax error: {problem}", mark.line + 1 if mark else 0) from None
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if not (isinstance(k, str) and k.startswith("."))}
+    return _jsonable(value)
+
+
+def parse_v1(text: str, hint: str = "") -> Tuple[Dict[str, Any], str]:
+    """frp's v1 pipeline: TOML, else JSON when the text starts with ``{``, else YAML.
+
+    Returns the top-level mapping (``{}`` for an empty document) and the format that read it.
+    When the text is neither a TOML document nor a JSON/YAML *mapping*, the error reported is
+    the TOML one if the file is named ``.toml`` or the fallback gave no usable structure (the
+    usual case for a TOML typo), so the user sees the line that is actually wrong.
+    """
+    try:
+        return parse_toml(text), "toml"
+    except DocumentError as toml_error:
+        fallback = "json" if text.lstrip(" \t\r\n").startswith("{") else "yaml"
+        try:
+            document = parse_json(text) if fallback == "json" else parse_yaml(text)
+        except DocumentError:
+            if hint == "toml":
+                raise toml_error from None
+            raise
+        if document is None:
+            return {}, fallback
+        if isinstance(document, dict):
+            return document, fallback
+        if hint in ("toml", "") and fallback == "yaml":
+            raise toml_error from None
+        kind = "a list" if isinstance(document, list) else "a single value"
+        raise DocumentError(f"the {fallback.upper()} document is {kind}, not a mapping of keys") from None
+
+
+def parse_as(text: str, fmt: str) -> Dict[str, Any]:
+    """Read ``text`` as exactly ``fmt`` (``toml``, ``json`` or ``yaml``), no fallback."""
+    document = {"toml": parse_toml, "json": parse_json}.get(fmt, parse_yaml)(text)
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise DocumentError(f"the {fmt.upper()} document is not a mapping of keys")
+    return document

@@ -1,0 +1,116 @@
+"""The configuration corpus (tests/configs) and the examples: our verdict for every file.
+
+Corpus files are named ``ok-*`` (frp 0.65 accepts them) or ``bad-*`` (it refuses them), under
+``frpc/`` or ``frps/`` for the program that checks them; ``.nonstrict.`` in a name means
+``--strict-config=false``.  tests/test_config_parity.py checks the same verdicts against the real
+binaries.  Templates in the corpus use ``FRPTW_CONFIGS`` (this directory, for ``includes``) and
+``FRPTW_TEST_TOKEN`` from :data:`CORPUS_ENV`; ``FRPTW_TEST_UNSET_VARIABLE`` must stay unset.
+"""
+
+import os
+from typing import Callable, Iterator, List, NamedTuple
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from frptw.config import load_config
+from frptw.errors import ConfigError
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+CONFIGS = os.path.join(TESTS, "configs")
+EXAMPLES = os.path.join(os.path.dirname(TESTS), "examples")
+CORPUS_ENV = {"FRPTW_CONFIGS": CONFIGS, "FRPTW_TEST_TOKEN": "secret"}
+
+
+class Case(NamedTuple):
+    path: str
+    role: str
+    strict: bool
+    accepted: bool
+
+    @property
+    def test_name(self) -> str:
+        stem = os.path.relpath(self.path, os.path.dirname(TESTS))
+        return "test_" + "".join(c if c.isalnum() else "_" for c in stem)
+
+
+def corpus() -> List[Case]:
+    cases = []
+    for role in ("frpc", "frps"):
+        directory = os.path.join(CONFIGS, role)
+        for name in sorted(os.listdir(directory)):
+            cases.append(Case(os.path.join(directory, name), role, ".nonstrict." not in name, name.startswith("ok-")))
+    return cases
+
+
+def examples() -> List[Case]:
+    return [
+        Case(os.path.join(EXAMPLES, name), "frps" if name.startswith("frps") else "frpc", True, True)
+        for name in sorted(os.listdir(EXAMPLES))
+    ]
+
+
+def add_case_tests(cls: type, cases: Iterator[Case], check: Callable[[SynchronousTestCase, Case], None]) -> None:
+    """One test method per case, so a failure names the file."""
+    for case in cases:
+        setattr(cls, case.test_name, lambda self, case=case: check(self, case))
+
+
+def our_verdict(case: Case) -> bool:
+    try:
+        load_config(case.path, role=case.role, strict=case.strict, env=CORPUS_ENV)
+    except ConfigError:
+        return False
+    return True
+
+
+class CorpusShapeTests(SynchronousTestCase):
+    def test_size_and_coverage(self) -> None:
+        """At least 50 files, every format and both programs, accepted and refused ones."""
+        cases = corpus()
+        self.assertGreaterEqual(len(cases), 50)
+        for role in ("frpc", "frps"):
+            for ext in (".ini", ".toml", ".yaml", ".json"):
+                self.assertTrue(any(c.role == role and c.path.endswith(ext) for c in cases), (role, ext))
+        self.assertEqual({c.accepted for c in cases}, {True, False})
+
+    def test_every_proxy_and_visitor_type_is_accepted_somewhere(self) -> None:
+        for case in (c for c in corpus() if c.role == "frpc" and "all-proxy-types" in c.path):
+            config = load_config(case.path, role="frpc", env=CORPUS_ENV)
+            self.assertEqual({p.type for p in config.proxies}, {"tcp", "udp", "http", "https", "tcpmux", "stcp", "sudp", "xtcp"})
+        visitor_types = set()
+        for case in (c for c in corpus() if c.role == "frpc" and c.accepted):
+            visitor_types |= {v.type for v in load_config(case.path, role="frpc", strict=case.strict, env=CORPUS_ENV).visitors}
+        self.assertEqual(visitor_types, {"stcp", "sudp", "xtcp"})
+
+
+class CorpusVerdictTests(SynchronousTestCase):
+    """Our verdict for each corpus file is the one its name records."""
+
+
+add_case_tests(CorpusVerdictTests, iter(corpus()), lambda self, case: self.assertEqual(our_verdict(case), case.accepted))
+
+
+class ExampleTests(SynchronousTestCase):
+    """Every example passes our verify, with no warning (they are meant to be copied)."""
+
+
+def _check_example(self: SynchronousTestCase, case: Case) -> None:
+    config = load_config(case.path, env={})
+    self.assertEqual(config.warnings, [])
+    self.assertEqual("frpc" if hasattr(config, "proxies") else "frps", case.role)
+
+
+add_case_tests(ExampleTests, iter(examples()), _check_example)
+
+
+class QuickStartTests(SynchronousTestCase):
+    def test_examples_pair_up_on_loopback(self) -> None:
+        """frpc.ini/frpc.toml reach the frps.ini/frps.toml listener, with the same token."""
+        for ext in ("ini", "toml"):
+            server = load_config(os.path.join(EXAMPLES, f"frps.{ext}"), "frps", env={})
+            client = load_config(os.path.join(EXAMPLES, f"frpc.{ext}"), "frpc", env={})
+            self.assertEqual((client.server_addr, client.server_port), (server.bind_addr, server.bind_port))
+            self.assertEqual(client.server_addr, "127.0.0.1")
+            self.assertEqual(client.auth.token, server.auth.token)
+            self.assertEqual([p.type for p in client.proxies], ["tcp"])
+            self.assertTrue(server.port_allowed(client.proxies[0].remote_port))
