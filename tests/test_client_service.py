@@ -19,12 +19,12 @@ from tests.test_client_session import BAD_TOKEN, CAPTURE_TIME, TCP_PROXY, FakeFr
 
 PLAIN = "transport.tcpMux = false\ntransport.tls.enable = false\ntransport.heartbeatInterval = -1\n"
 
-UDP_PROXY = """
+XTCP_PROXY = """
 [[proxies]]
 name = "u"
-type = "udp"
+type = "xtcp"
+secretKey = "sk"
 localPort = 53
-remotePort = 6053
 """
 
 
@@ -132,7 +132,7 @@ class ServiceTests(ServiceTestMixin, SynchronousTestCase):
         refuse(self.reactor)
 
     def test_unsupported_proxy_type_is_not_sent(self) -> None:
-        service = self.makeService(proxies=UDP_PROXY)
+        service = self.makeService(proxies=XTCP_PROXY)
         self.assertEqual(service.proxyStatus("u").state, "start error")
         conn = self.login()
         self.assertEqual(conn.frps.messages(), [])

@@ -29,8 +29,8 @@ RUNNING = "running"
 START_ERROR = "start error"
 CLOSED = "closed"
 
-#: Proxy types whose work connections are plain byte pipes, which this client serves.
-SUPPORTED_TYPES = frozenset({"tcp", "http", "https", "tcpmux", "stcp"})
+#: Proxy types this client serves: byte pipes, and datagrams (udp, sudp) over work connections.
+SUPPORTED_TYPES = frozenset({"tcp", "http", "https", "tcpmux", "stcp", "udp", "sudp"})
 
 
 @dataclass(frozen=True)

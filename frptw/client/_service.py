@@ -31,7 +31,7 @@ from typing import Callable, List, Optional, Set, Tuple
 
 from twisted.application.internet import ClientService
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
@@ -42,6 +42,7 @@ from zope.interface import implementer
 from frptw.client._proxies import RUNNING, ProxyStatus, ProxyTable
 from frptw.client._reconnect import ReconnectPolicy
 from frptw.client._session import ControlSession, SessionState
+from frptw.client._visitors import VisitorManager
 from frptw.client._work import WorkConnection, quietFactory
 from frptw.config import ClientConfig, ProxyConfig
 from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyNotFound
@@ -149,11 +150,13 @@ class _Dialer:
 
 
 class _Session:
-    """A logged-in session: its TCP connection and its control session."""
+    """A logged-in session: its TCP connection, its control session and its yamux session
+    (None with tcp_mux off)."""
 
-    def __init__(self, root: _RootProtocol, control: ControlSession) -> None:
+    def __init__(self, root: _RootProtocol, control: ControlSession, mux: Optional[YamuxSession]) -> None:
         self.root = root
         self.control = control
+        self.mux = mux
 
 
 class _SessionLink:
@@ -234,7 +237,7 @@ class _LoginAttempt:
             top.switchTo(control)
         control.ended.addCallback(lambda _: closeGracefully(root, service._reactor))
         root.whenLost.addCallback(self._lostEarly, root)
-        control.loggedIn.addCallbacks(self._loggedIn, self._failed, callbackArgs=(root, control))
+        control.loggedIn.addCallbacks(self._loggedIn, self._failed, callbackArgs=(root, control, mux))
 
     def _streamFailed(self, failure: Failure, root: _RootProtocol) -> None:
         self._failed(failure)
@@ -245,14 +248,14 @@ class _LoginAttempt:
             why = root.lostReason.getErrorMessage()
             self.result.errback(ConnectionClosed(f"connection to frps lost during login: {why}"))
 
-    def _loggedIn(self, _resp, root: _RootProtocol, control: ControlSession) -> None:
+    def _loggedIn(self, _resp, root: _RootProtocol, control: ControlSession, mux: Optional[YamuxSession]) -> None:
         if self.result.called:  # cancelled while logging in
             return
         if control.state is not SessionState.RUNNING:
             self.result.errback(ConnectionClosed("control session ended right after login"))
             return
         proto = self._factory.buildProtocol(root.transport.getPeer())
-        session = _Session(root, control)
+        session = _Session(root, control, mux)
         self._service._sessionUp(session)
         proto.makeConnection(_SessionLink(session, self._service._reactor))
         root.whenLost.addCallback(self._service._sessionDown, session, proto)
@@ -302,6 +305,7 @@ class FrpClientService(Service):
         self._everLoggedIn = False
         self._loginWaiters: List[Deferred] = []
         self._workRoots: Set[_RootProtocol] = set()
+        self._visitors = VisitorManager(config, reactor, self._openVisitorConnection, lambda: self.runId)
         #: The run id frps gave us; sent again on every reconnect.
         self.runId = ""
 
@@ -314,8 +318,7 @@ class FrpClientService(Service):
         for entry in self._proxies:
             if not entry.sendable:
                 _log.warn("[{name}] {error}", name=entry.config.name, error=entry.status.error)
-        for visitor in self.config.visitors:
-            _log.warn("[{name}] visitors are not supported by this frpc yet", name=visitor.name)
+        self._visitors.start()
         if self.config.transport.proxy_url:
             _log.warn(
                 "transport.proxyURL {url} is not supported by this frpc yet: connecting to frps directly",
@@ -338,7 +341,7 @@ class FrpClientService(Service):
         self._proxies.abandon("frpc service stopped")
         for root in list(self._workRoots):
             root.transport.abortConnection()
-        return clientService.stopService()
+        return gatherResults([self._visitors.stop(), clientService.stopService()]).addCallback(lambda _: None)
 
     # -- public API -----------------------------------------------------------------------
     def whenLoggedIn(self) -> Deferred:
@@ -433,21 +436,33 @@ class FrpClientService(Service):
     def _openWork(self, hello: NewWorkConn, mux: Optional[YamuxSession]) -> None:
         """Open a work connection: a stream of the session's yamux ``mux``, or (None) a new
         connection to frps."""
-        work = WorkConnection(hello, self._runningProxy, self._reactor, self.config.auth.token)
-        if mux is not None:
-            mux.openStream(work).addErrback(self._workFailed)
-            return
-        d = self._dialer.dial()
-        d.addCallbacks(self._workDialed, self._workFailed, callbackArgs=(work,))
+        work = WorkConnection(
+            hello, self._runningProxy, self._reactor, self.config.auth.token, self.config.udp_packet_size
+        )
+        self._openLogical(work, mux).addErrback(self._workFailed)
 
-    def _workDialed(self, pair: Tuple[_RootProtocol, SwitchableProtocol], work: WorkConnection) -> None:
+    def _openLogical(self, protocol: Protocol, mux: Optional[YamuxSession]) -> Deferred:
+        """Connect ``protocol`` to frps over a new logical connection: a stream of ``mux``, or
+        (None) a new TCP(+TLS) connection.  Fires with ``protocol`` once connected."""
+        if mux is not None:
+            return mux.openStream(protocol)
+        return self._dialer.dial().addCallback(self._dialed, protocol)
+
+    def _dialed(self, pair: Tuple[_RootProtocol, SwitchableProtocol], protocol: Protocol) -> Protocol:
         root, top = pair
         if self._clientService is None:
             root.transport.abortConnection()
-            return
+            raise ConnectionClosed("frpc service stopped")
         self._workRoots.add(root)
         root.whenLost.addBoth(lambda r: self._workRoots.discard(root))
-        top.switchTo(work)
+        top.switchTo(protocol)
+        return protocol
+
+    def _openVisitorConnection(self, protocol: Protocol) -> Deferred:
+        """A logical connection for a visitor, over the current session (§9.1)."""
+        if self._session is None:
+            return fail(ConnectionClosed("not logged in to frps"))
+        return self._openLogical(protocol, self._session.mux)
 
     def _workFailed(self, failure: Failure) -> None:
         _log.warn("could not open a work connection to frps: {error}", error=failure.value)

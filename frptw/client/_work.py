@@ -14,8 +14,11 @@ States of a :class:`WorkConnection`::
 * ``SPLICED``: the PROXY protocol header (if configured) went to the local service first; the
   work side is stacked as the proxy asks (bandwidth limiter, then AES-CFB, then snappy,
   outermost first) and :func:`~frptw.transport.splice.splice` joins the two connections.
+* ``FORWARDING`` (udp, sudp): instead of dialing, the layered work side carries datagrams
+  (:mod:`frptw.client._udp`) once the local service's address is resolved.
 """
 
+import ipaddress
 from enum import Enum
 from typing import Callable, Optional
 
@@ -25,6 +28,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from frptw.client._udp import UDPForwarder
 from frptw.client.proxyprotocol import proxy_protocol_header
 from frptw.config import ProxyConfig
 from frptw.config.bandwidth import parse_bandwidth
@@ -51,6 +55,7 @@ class WorkState(Enum):
     WAITING = "waiting for StartWorkConn"
     DIALING = "dialing the local service"
     SPLICED = "spliced"
+    FORWARDING = "forwarding datagrams"
     CLOSED = "closed"
 
 
@@ -61,6 +66,7 @@ class WorkConnection(SwitchableProtocol):
     :param lookup: maps the proxy name in ``StartWorkConn`` to the config of a *running*
         proxy, or None.
     :param token: ``auth.token``, the key material of ``use_encryption``.
+    :param udpPacketSize: read buffer for the local sockets of udp/sudp proxies.
     """
 
     _log = Logger()
@@ -71,9 +77,11 @@ class WorkConnection(SwitchableProtocol):
         lookup: Callable[[str], Optional[ProxyConfig]],
         reactor: IReactorTCP,
         token: str,
+        udpPacketSize: int = 1500,
     ) -> None:
         super().__init__()
         self._hello = hello
+        self._udpPacketSize = udpPacketSize
         self._lookup = lookup
         self._reactor = reactor
         self._token = token
@@ -108,7 +116,7 @@ class WorkConnection(SwitchableProtocol):
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
-        if self.state in (WorkState.WAITING, WorkState.DIALING):
+        if self.state in (WorkState.WAITING, WorkState.DIALING, WorkState.FORWARDING):
             self.state = WorkState.CLOSED
 
     def _close(self, abort: bool = False) -> None:
@@ -128,10 +136,36 @@ class WorkConnection(SwitchableProtocol):
             self._log.warn("work connection for unknown or stopped proxy [{name}]", name=msg.proxy_name)
             self._close()
             return
+        if config.type in ("udp", "sudp"):
+            self._startDatagrams(config)
+            return
         self.state = WorkState.DIALING
         endpoint = HostnameEndpoint(self._reactor, config.local_ip, config.local_port, timeout=LOCAL_DIAL_TIMEOUT)
         d = endpoint.connect(quietFactory(SwitchableProtocol))
         d.addCallbacks(self._localConnected, self._localFailed, callbackArgs=(config, msg), errbackArgs=(config,))
+
+    def _startDatagrams(self, config: ProxyConfig) -> None:
+        self.state = WorkState.FORWARDING
+        try:
+            ipaddress.ip_address(config.local_ip)
+        except ValueError:
+            d = self._reactor.resolve(config.local_ip)
+            d.addCallbacks(self._forward, self._resolveFailed, callbackArgs=(config,), errbackArgs=(config,))
+        else:
+            self._forward(config.local_ip, config)
+
+    def _resolveFailed(self, failure: Failure, config: ProxyConfig) -> None:
+        self._log.warn(
+            "[{name}] cannot resolve local address [{ip}]: {error}", name=config.name, ip=config.local_ip, error=failure.value
+        )
+        if self.state is WorkState.FORWARDING:
+            self._close()
+
+    def _forward(self, localIp: str, config: ProxyConfig) -> None:
+        if self.lost:  # the work connection went away while resolving
+            return
+        forwarder = UDPForwarder(self._reactor, config, localIp, self._udpPacketSize)
+        self._stack(config).switchTo(forwarder.channel)
 
     def _localFailed(self, failure: Failure, config: ProxyConfig) -> None:
         self._log.warn(

@@ -20,8 +20,8 @@ V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
 _V2_PROXY = 0x21  # version 2, command PROXY
 _V2_LOCAL = 0x20  # version 2, command LOCAL
-_V2_TCP4 = 0x11
-_V2_TCP6 = 0x21
+#: v2 address family/transport byte by (IP version, transport).
+_V2_FAMILY = {(4, "tcp"): 0x11, (6, "tcp"): 0x21, (4, "udp"): 0x12, (6, "udp"): 0x22}
 
 _IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
@@ -46,20 +46,24 @@ def _same_family(src: _IP, dst: _IP) -> "tuple[_IP, _IP]":
 
 
 def proxy_protocol_header(
-    version: str, src_addr: str, src_port: int, dst_addr: str = "", dst_port: int = 0
+    version: str, src_addr: str, src_port: int, dst_addr: str = "", dst_port: int = 0, transport: str = "tcp"
 ) -> bytes:
-    """The PROXY protocol ``version`` ("v1" or "v2") header for one TCP connection.
+    """The PROXY protocol ``version`` ("v1" or "v2") header for one TCP connection, or (with
+    ``transport="udp"``) for the first datagram of one user of a udp proxy.
 
     Returns ``b""`` when frp writes no header (``src_addr`` empty or ``src_port`` 0).
-    Raises ValueError for any other ``version``.
+    Raises ValueError for any other ``version`` or ``transport``.  v1 has no datagram
+    families, so go-proxyproto (and frp) write ``PROXY UNKNOWN`` for UDP in v1.
     """
     if version not in ("v1", "v2"):
         raise ValueError(f"unknown PROXY protocol version {version!r} (expected v1 or v2)")
+    if transport not in ("tcp", "udp"):
+        raise ValueError(f"unknown PROXY protocol transport {transport!r} (expected tcp or udp)")
     if not src_addr or not src_port:
         return b""
     src = _parse(src_addr)
     dst = _parse(dst_addr or "127.0.0.1")
-    if src is None or dst is None:
+    if src is None or dst is None or (version == "v1" and transport == "udp"):
         if version == "v1":
             return b"PROXY UNKNOWN\r\n"
         return V2_SIGNATURE + bytes([_V2_LOCAL, 0x00]) + struct.pack(">H", 0)
@@ -68,5 +72,5 @@ def proxy_protocol_header(
         family = "TCP4" if src.version == 4 else "TCP6"
         return f"PROXY {family} {src} {dst} {src_port} {dst_port}\r\n".encode("ascii")
     body = src.packed + dst.packed + struct.pack(">HH", src_port, dst_port)
-    family_byte = _V2_TCP4 if src.version == 4 else _V2_TCP6
+    family_byte = _V2_FAMILY[(src.version, transport)]
     return V2_SIGNATURE + bytes([_V2_PROXY, family_byte]) + struct.pack(">H", len(body)) + body

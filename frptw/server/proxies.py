@@ -17,6 +17,7 @@ from frptw.server.control import proxy_type
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy import BaseProxy
 from frptw.server.tcp import TCPProxy
+from frptw.server.udp import UDPProxy
 from frptw.server.visitor import VisitorProxy
 from frptw.wire.messages import NewProxy
 
@@ -38,8 +39,14 @@ class ProxyRegistry:
         self.key = key
         self.bindAddr = config.proxy_bind_addr or config.bind_addr
         self.tcpPorts = PortAllocator(config.allow_ports, reactor)
+        self.udpPorts = PortAllocator(config.allow_ports, reactor)
         self._proxies: Dict[str, BaseProxy] = {}
-        self.builders: Dict[str, Builder] = {"tcp": _buildTCP, "stcp": _buildVisitorProxy, "sudp": _buildVisitorProxy}
+        self.builders: Dict[str, Builder] = {
+            "tcp": _buildTCP,
+            "udp": _buildUDP,
+            "stcp": _buildVisitorProxy,
+            "sudp": _buildVisitorProxy,
+        }
 
     def view(self) -> Mapping[str, BaseProxy]:
         """A read-only live view of the running proxies by name."""
@@ -87,6 +94,11 @@ class ProxyRegistry:
 
 def _buildTCP(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
     return TCPProxy(control, request, registry.key, registry.reactor, registry.tcpPorts, registry.bindAddr)
+
+
+def _buildUDP(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
+    return UDPProxy(control, request, registry.key, registry.reactor, registry.udpPorts, registry.bindAddr,
+                    registry.config.udp_packet_size)
 
 
 def _buildVisitorProxy(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
