@@ -1,0 +1,323 @@
+"""Visitors: the frpc side that reaches another client's stcp or sudp proxy (wire-protocol.md §9).
+
+Theory of operation.  A visitor listens locally (TCP for stcp, UDP for sudp) and, per user
+connection (stcp) or per tunnel (sudp), opens a new logical connection to frps -- a yamux stream
+of the session, or a new TCP(+TLS) connection, exactly like a work connection -- through the
+``connect`` callable the service gives it.  A :class:`VisitorConnection` runs on it:
+
+    HELLO ──connectionMade: NewVisitorConn──> WAITING ──NewVisitorConnResp ok──> OPEN
+                                                 │
+               error answer / 10 s / connection lost ──> CLOSED (one log line)
+
+``NewVisitorConn`` names ``<server_user or own user>.<server_name>`` and proves knowledge of the
+secret key with ``sign_key = md5(sk + timestamp)``.  Once open, the connection is layered with
+AES-128-CFB keyed by ``derive_key(sk)`` and/or snappy, per the visitor's own settings, and:
+
+* stcp: spliced with the user connection, which was paused since it was accepted;
+* sudp: switched to a :class:`~frptw.transport.datagrams.DatagramChannel`; every datagram from a
+  local user goes out as a ``UDPPacket`` whose ``r`` is that user's address, and replies go back
+  to ``r``.  The tunnel closes after :data:`SUDP_IDLE_TIMEOUT` s without any message (the owner
+  pings every 30 s) and is opened again on the next datagram.
+"""
+
+from typing import Callable, Dict, List, Optional, Tuple
+
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProtocol
+from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from frptw.config import ClientConfig, VisitorConfig
+from frptw.errors import ConfigError, ConnectionClosed, ProxyError
+from frptw.transport.datagrams import Address, DatagramChannel
+from frptw.transport.layered import layer
+from frptw.transport.splice import splice
+from frptw.transport.switch import SwitchableProtocol
+from frptw.wire.auth import privilege_key
+from frptw.wire.codec import data_plane_codec
+from frptw.wire.crypto import derive_key
+from frptw.wire.errors import ProtocolError
+from frptw.wire.messages import MessageReader, NewVisitorConn, NewVisitorConnResp, encode_message
+
+#: How long a visitor waits for NewVisitorConnResp.
+RESPONSE_TIMEOUT = 10.0
+#: An sudp tunnel closes after this long without a message.
+SUDP_IDLE_TIMEOUT = 60.0
+
+#: Opens a logical connection to frps for a protocol; fires once it is connected.
+Connector = Callable[[IProtocol], Deferred]
+
+_log = Logger(namespace="frptw.client.visitor")
+
+
+class VisitorConnection(SwitchableProtocol):
+    """A visitor's logical connection to frps (see the module docstring for its states).
+
+    :attr:`ready` fires with the switchable protocol above the visitor-leg layers once frps
+    accepted us, and fails with :class:`~frptw.errors.ProxyError` (frps's text) or
+    :class:`~frptw.errors.ConnectionClosed`.
+    """
+
+    def __init__(self, hello: NewVisitorConn, config: VisitorConfig, clock) -> None:
+        super().__init__()
+        self._hello = hello
+        self._config = config
+        self._clock = clock
+        self._reader: Optional[MessageReader] = MessageReader()
+        self._timer: Optional[IDelayedCall] = None
+        self.ready: Deferred = Deferred()
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.write(encode_message(self._hello))
+        self._timer = self._clock.callLater(RESPONSE_TIMEOUT, self._timedOut)
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        self._fail(ConnectionClosed(f"no NewVisitorConnResp from frps within {RESPONSE_TIMEOUT:g} s"), abort=True)
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _fail(self, error: Exception, abort: bool = False) -> None:
+        self._reader = None
+        self._cancelTimer()
+        if not self.ready.called:
+            self.ready.errback(error)
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._reader is None:
+            super().dataReceived(data)
+            return
+        self._reader.feed(data)
+        try:
+            msg = self._reader.next_message()
+        except ProtocolError as e:
+            self._fail(ConnectionClosed(f"frps sent bad data: {e}"), abort=True)
+            return
+        if msg is None:
+            return
+        leftover = self._reader.take_unconsumed()
+        self._reader = None
+        self._cancelTimer()
+        if not isinstance(msg, NewVisitorConnResp):
+            self._fail(ConnectionClosed(f"expected NewVisitorConnResp, got {type(msg).__name__}"))
+            return
+        if msg.error:
+            self._fail(ProxyError(msg.error))
+            return
+        transport = self._config.transport
+        codec = data_plane_codec(derive_key(self._config.secret_key), transport.use_encryption, transport.use_compression)
+        top = layer(self, codec, leftover) if codec is not None else self
+        if codec is None:
+            self.hold(leftover)
+        self.ready.callback(top)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._cancelTimer()
+        super().connectionLost(reason)
+        if not self.ready.called:
+            self.ready.errback(ConnectionClosed(f"connection to frps lost: {reason.getErrorMessage()}"))
+
+
+class _Visitor:
+    """What stcp and sudp visitors share: their config and how to open a visitor connection."""
+
+    def __init__(self, config: VisitorConfig, user: str, reactor, connect: Connector, runId: Callable[[], str]) -> None:
+        self.config = config
+        self.user = user
+        self.reactor = reactor
+        self._connect = connect
+        self._runId = runId
+        self.port: Optional[IListeningPort] = None
+
+    def hello(self) -> NewVisitorConn:
+        """The NewVisitorConn for a new connection, signed now."""
+        timestamp = int(self.reactor.seconds())
+        return NewVisitorConn(
+            run_id=self._runId(),
+            proxy_name=self.config.target_wire_name(self.user),
+            sign_key=privilege_key(self.config.secret_key, timestamp),
+            timestamp=timestamp,
+            use_encryption=self.config.transport.use_encryption,
+            use_compression=self.config.transport.use_compression,
+        )
+
+    def open(self) -> VisitorConnection:
+        """Open a visitor connection to frps; errors end up in its ``ready`` (and are logged)."""
+        conn = VisitorConnection(self.hello(), self.config, self.reactor)
+        self._connect(conn).addErrback(self._connectFailed, conn)
+        conn.ready.addErrback(self._refused)
+        return conn
+
+    def _connectFailed(self, failure: Failure, conn: VisitorConnection) -> None:
+        if not conn.ready.called:
+            conn.ready.errback(failure)
+
+    def _refused(self, failure: Failure) -> Failure:
+        _log.warn("[{name}] start new visitor connection error: {error}", name=self.config.name, error=failure.value)
+        return failure
+
+    def stop(self) -> Deferred:
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        return maybeDeferred(port.stopListening)
+
+
+class _UserConnection(SwitchableProtocol):
+    """A local user of an stcp visitor: paused until its visitor connection is open."""
+
+    def __init__(self, visitor: "STCPVisitor") -> None:
+        super().__init__(pauseOnConnect=True)
+        self.visitor = visitor
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.visitor.userConnected(self)
+
+
+class _UserFactory(Factory):
+    noisy = False
+
+    def __init__(self, visitor: "STCPVisitor") -> None:
+        self.visitor = visitor
+
+    def buildProtocol(self, addr) -> _UserConnection:
+        return _UserConnection(self.visitor)
+
+
+class STCPVisitor(_Visitor):
+    """Listens on ``bind_addr:bind_port`` (nowhere when negative) and tunnels each user
+    connection through its own visitor connection."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.users: List[_UserConnection] = []
+
+    def listen(self) -> None:
+        if self.config.bind_port >= 0:
+            self.port = self.reactor.listenTCP(self.config.bind_port, _UserFactory(self), interface=self.config.bind_addr)
+
+    def userConnected(self, user: _UserConnection) -> None:
+        self.users.append(user)
+        conn = self.open()
+        conn.ready.addCallbacks(self._opened, self._failed, callbackArgs=(user, conn), errbackArgs=(user,))
+
+    def _opened(self, top: SwitchableProtocol, user: _UserConnection, conn: VisitorConnection) -> None:
+        if user.lost:
+            conn.transport.loseConnection()
+            self._done(None, user)
+            return
+        splice(top, user).addCallback(self._done, user)
+
+    def _failed(self, failure: Failure, user: _UserConnection) -> None:
+        if not user.lost:
+            user.transport.loseConnection()
+        self._done(None, user)
+
+    def _done(self, _: None, user: _UserConnection) -> None:
+        if user in self.users:
+            self.users.remove(user)
+
+    def stop(self) -> Deferred:
+        for user in list(self.users):
+            user.transport.abortConnection()
+        return super().stop()
+
+
+class SUDPVisitor(_Visitor, DatagramProtocol):
+    """Listens on UDP ``bind_addr:bind_port`` and carries every local user's datagrams through
+    one tunnel, opened on demand."""
+
+    noisy = False
+
+    def __init__(self, *args, packetSize: int = 1500, **kwargs) -> None:
+        _Visitor.__init__(self, *args, **kwargs)
+        self.packetSize = packetSize
+        self.channel: Optional[DatagramChannel] = None
+
+    def listen(self) -> None:
+        if self.config.bind_port < 0:
+            raise ConfigError(f"bind port {self.config.bind_port}: sudp visitors need a UDP port to listen on")
+        self.port = self.reactor.listenUDP(
+            self.config.bind_port, self, interface=self.config.bind_addr, maxPacketSize=self.packetSize
+        )
+
+    def datagramReceived(self, data: bytes, addr) -> None:
+        if self.channel is None:
+            self.channel = self._openTunnel()
+        self.channel.sendPacket(data, (addr[0], addr[1]))
+
+    def _openTunnel(self) -> DatagramChannel:
+        """A channel that queues (bounded) until its visitor connection is open."""
+        channel = DatagramChannel(
+            self, self.reactor, idleTimeout=SUDP_IDLE_TIMEOUT, description=f"[{self.config.name}] sudp visitor tunnel"
+        )
+        conn = self.open()
+        conn.ready.addCallbacks(lambda top: top.switchTo(channel), self._tunnelFailed, errbackArgs=(channel,))
+        return channel
+
+    def _tunnelFailed(self, failure: Failure, channel: DatagramChannel) -> None:
+        channel.close()
+        if self.channel is channel:
+            self.channel = None
+
+    # -- DatagramReceiver ----------------------------------------------------------------
+    def packetReceived(self, payload: bytes, user: Address) -> None:
+        if self.transport is not None:
+            self.transport.write(payload, user)
+
+    def channelClosed(self, reason: Failure) -> None:
+        self.channel = None
+
+    def stop(self) -> Deferred:
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            channel.close()
+        return super().stop()
+
+
+class VisitorManager:
+    """The visitors of one frpc: started with the service, stopped with it.
+
+    :param connect: opens a logical connection to frps (fails when not logged in).
+    :param runId: the current session's run id.
+    """
+
+    def __init__(self, config: ClientConfig, reactor, connect: Connector, runId: Callable[[], str]) -> None:
+        self.visitors: Dict[str, _Visitor] = {}
+        #: (name, reason) of visitors this client cannot run; logged by :meth:`start`.
+        self.unsupported: List[Tuple[str, str]] = []
+        for cfg in config.visitors:
+            if cfg.plugin is not None:
+                self.unsupported.append((cfg.name, f"visitor plugin {cfg.plugin.type!r} is not supported by this frpc"))
+            elif cfg.type == "stcp":
+                self.visitors[cfg.name] = STCPVisitor(cfg, config.user, reactor, connect, runId)
+            elif cfg.type == "sudp":
+                self.visitors[cfg.name] = SUDPVisitor(
+                    cfg, config.user, reactor, connect, runId, packetSize=config.udp_packet_size
+                )
+            else:
+                self.unsupported.append((cfg.name, f"{cfg.type} visitors are not supported by this frpc"))
+
+    def start(self) -> None:
+        for name, reason in self.unsupported:
+            _log.warn("[{name}] {reason}", name=name, reason=reason)
+        for visitor in self.visitors.values():
+            try:
+                visitor.listen()
+            except Exception as e:
+                _log.error("[{name}] start visitor error: {error}", name=visitor.config.name, error=e)
+            else:
+                _log.info("[{name}] start visitor success", name=visitor.config.name)
+
+    def stop(self) -> Deferred:
+        return gatherResults([v.stop() for v in self.visitors.values()]).addCallback(lambda _: None)
