@@ -1,0 +1,175 @@
+"""The ``udp`` proxy: a UDP port on ``proxy_bind_addr:remote_port`` (wire-protocol.md §8).
+
+Unlike a tcp proxy there are no user connections.  Every datagram of every user travels over
+**one** work connection of the owning client, as a framed ``UDPPacket`` whose ``r`` is the
+user's address (the datagram's source); frpc answers with ``UDPPacket`` messages carrying the
+same ``r``, and the proxy sends their payloads to ``r`` from its UDP socket.  frpc also sends a
+``Ping`` every 30 s, which is not answered: it only proves the connection is alive.
+
+Life cycle, as frp's server does it:
+
+* about :data:`FIRST_WORK_CONN_DELAY` after registration (so that ``NewProxyResp`` reaches
+  frpc first) the proxy asks the client's pool for a work connection, exactly as for a tcp
+  user (``StartWorkConn`` with only ``proxy_name``), then stacks the AES/snappy (and, in
+  server bandwidth mode, limiter) layers of the NewProxy on it;
+* the connection is closed after :data:`READ_TIMEOUT` seconds without a message from frpc;
+  when it closes for any reason a new one is requested at once, and after a failed request
+  again every :data:`RETRY_DELAY` seconds;
+* closing the proxy closes the UDP port, the work connection and any pending request.
+
+The message stream and its bounded queue (frp's 1024 packets; when the work connection is
+slow or not there yet, further datagrams are dropped and counted) are
+:class:`frptw.transport.datagrams.DatagramChannel`.  The channel for the *next* work
+connection exists before it is connected, so datagrams arriving while there is none wait in
+its queue, as they wait in frp's shared send channel.
+"""
+
+from typing import Optional, Tuple
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import CannotListenError, MessageLengthError
+from twisted.internet.interfaces import IDelayedCall, IListeningPort
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from frptw.server.ports import PortAllocator
+from frptw.server.proxy import BaseProxy
+from frptw.transport.bandwidth import throttle
+from frptw.transport.datagrams import DatagramChannel
+from frptw.transport.layered import layer
+from frptw.transport.switch import SwitchableProtocol
+from frptw.wire.codec import data_plane_codec
+from frptw.wire.messages import NewProxy
+
+log = Logger()
+
+#: Seconds between registering the proxy and asking for its work connection (frp: 500 ms).
+FIRST_WORK_CONN_DELAY = 0.5
+
+#: Seconds between attempts after a work connection could not be obtained.
+RETRY_DELAY = 1.0
+
+#: Seconds of silence from frpc (no packet, no ping) after which the work connection is dropped.
+READ_TIMEOUT = 60.0
+
+Address = Tuple[str, int]
+
+
+class _UserSocket(DatagramProtocol):
+    """The proxy's UDP port: hands every user datagram to the proxy."""
+
+    noisy = False
+
+    def __init__(self, proxy: "UDPProxy") -> None:
+        self._proxy = proxy
+
+    def datagramReceived(self, datagram: bytes, addr: Address) -> None:
+        self._proxy.userDatagram(datagram, addr)
+
+
+class UDPProxy(BaseProxy):
+    """A udp proxy; raises ProxyError (frp's port texts) if it cannot bind its port."""
+
+    type = "udp"
+
+    def __init__(
+        self,
+        control,
+        request: NewProxy,
+        key: bytes,
+        reactor,
+        ports: PortAllocator,
+        bindAddr: str,
+        packetSize: int,
+    ) -> None:
+        super().__init__(control, request, key)
+        self._ports = ports
+        self._socket = _UserSocket(self)
+        self._clock = control.clock
+        self._timer: Optional[IDelayedCall] = None
+        self._pending: Optional[Deferred] = None
+        #: Work connections obtained so far (the first, then one per reconnect).
+        self.workConnections = 0
+
+        def bind(port: int) -> Optional[IListeningPort]:
+            try:
+                return reactor.listenUDP(port, self._socket, interface=bindAddr, maxPacketSize=packetSize)
+            except CannotListenError as e:
+                log.debug("[{name}] cannot bind udp {addr}:{port}: {error}", name=self.name, addr=bindAddr,
+                          port=port, error=e.socketError)
+                return None
+
+        self.remote_port, listener = ports.acquire(self.name, request.remote_port, bind)
+        self.listeners.append(listener)
+        self.remote_addr = f":{self.remote_port}"
+        self.channel = self._newChannel()
+        log.info("[{run_id}] [{name}] udp proxy listen port [{port}]", run_id=self.runId, name=self.name,
+                 port=self.remote_port)
+        self._timer = self._clock.callLater(FIRST_WORK_CONN_DELAY, self._getWorkConn)
+
+    # -- datagrams ---------------------------------------------------------------------------
+    def userDatagram(self, datagram: bytes, user: Address) -> None:
+        """A user sent ``datagram``: queue it for frpc (dropped if it cannot be carried)."""
+        self.channel.sendPacket(datagram, user)
+
+    def packetReceived(self, payload: bytes, user: Address) -> None:
+        """frpc sent a reply for ``user``: send it there from the proxy's port."""
+        try:
+            self._socket.transport.write(payload, user)
+        except (OSError, OverflowError, MessageLengthError, ValueError) as e:
+            # frp ignores write errors on the UDP socket too: the user is unreachable.
+            log.debug("[{name}] cannot send a datagram to {user}: {error}", name=self.name, user=user, error=e)
+
+    def channelClosed(self, reason: Failure) -> None:
+        """The work connection is gone: unless the proxy is closing, get a new one now."""
+        if self._closing:
+            return
+        log.info("[{run_id}] [{name}] udp work connection closed, getting a new one", run_id=self.runId,
+                 name=self.name)
+        self.channel = self._newChannel()
+        self._getWorkConn()
+
+    # -- the work connection -----------------------------------------------------------------
+    def _newChannel(self) -> DatagramChannel:
+        return DatagramChannel(self, self._clock, idleTimeout=READ_TIMEOUT,
+                               description=f"[{self.runId}] [udp proxy {self.name}]")
+
+    def _getWorkConn(self) -> None:
+        self._timer = None
+        if self._closing:
+            return
+        self._pending = Deferred.fromCoroutine(self._startWorkConn(None, None))
+        self._pending.addCallbacks(self._attach, self._failed)
+
+    def _attach(self, work: SwitchableProtocol) -> None:
+        self._pending = None
+        self.workConnections += 1
+        codec = data_plane_codec(self._key, self.request.use_encryption, self.request.use_compression)
+        top = layer(work, codec) if codec is not None else work
+        if self._bucket is not None:
+            top = throttle(top, self._clock, self._bucket)
+        top.switchTo(self.channel)
+
+    def _failed(self, failure: Failure) -> None:
+        self._pending = None
+        if failure.check(CancelledError) or self._closing:
+            return
+        log.warn("[{run_id}] [{name}] failed to get a work connection for the udp proxy: {error}",
+                 run_id=self.runId, name=self.name, error=failure.getErrorMessage())
+        self._timer = self._clock.callLater(RETRY_DELAY, self._getWorkConn)
+
+    # -- closing -----------------------------------------------------------------------------
+    def close(self) -> "Deferred[None]":
+        """Close the UDP port, the work connection and any pending request for one."""
+        done = super().close()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._pending is not None:
+            self._pending.cancel()
+        self.channel.close()
+        return done
+
+    def released(self) -> None:
+        self._ports.release(self.remote_port)
