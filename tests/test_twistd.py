@@ -6,10 +6,11 @@ a clean exit.
 """
 
 import os
+import signal
 import sys
 import tempfile
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, task
 from twisted.trial.unittest import TestCase
 
 from tests.frpbin import free_port
@@ -36,7 +37,7 @@ class _Collect(protocol.ProcessProtocol):
         for text, d in self.waiting:
             d.errback(AssertionError(f"exited before {text!r}: {self.output.decode()}"))
         self.waiting = []
-        self.ended.callback(reason.value.exitCode)
+        self.ended.callback(reason.value)
 
     def waitFor(self, text, timeout=20):
         d = defer.Deferred()
@@ -59,8 +60,36 @@ def twistd(*args, cwd=None):
     return proc
 
 
+def settle():
+    """Give twistd a moment past start-up: its signal handlers go in when the reactor runs,
+    just after the service logs that it listens."""
+    return task.deferLater(reactor, 0.5, lambda: None)
+
+
+def stoppedCleanly(testCase, ended, proc):
+    """twistd stopped by SIGTERM exits through that signal (Twisted re-raises it) or with 0."""
+    testCase.assertTrue(
+        ended.exitCode == 0 or ended.signal == signal.SIGTERM, f"{ended!r}\n{proc.output.decode()}"
+    )
+    testCase.assertIn(b"Server Shut Down", proc.output)
+    testCase.assertNotIn(b"Traceback", proc.output)
+
+
 class TwistdTests(TestCase):
     timeout = 60
+
+    def spawn(self, *args, cwd=None):
+        """twistd ARGS, killed and reaped at cleanup if the test did not end it."""
+        proc = twistd(*args, cwd=cwd)
+
+        def reap():
+            if proc.ended.called:
+                return None
+            proc.transport.signalProcess("KILL")
+            return proc.ended
+
+        self.addCleanup(reap)
+        return proc
 
     def config(self, text, name):
         directory = tempfile.mkdtemp(prefix="frptw-twistd-")
@@ -70,21 +99,19 @@ class TwistdTests(TestCase):
         return directory, path
 
     async def test_frpc_help_lists_options(self):
-        proc = twistd("frpc", "--help")
-        code = await proc.ended
-        self.assertEqual(code, 0)
+        proc = self.spawn("frpc", "--help")
+        ended = await proc.ended
+        self.assertEqual(ended.exitCode, 0)
         self.assertIn(b"--config", proc.output)
 
     async def test_frps_starts_and_stops_on_sigterm(self):
         port = free_port()
         directory, path = self.config(f"[common]\nbind_addr = 127.0.0.1\nbind_port = {port}\n", "frps.ini")
-        proc = twistd("-n", "frps", "--config", path, cwd=directory)
-        self.addCleanup(lambda: proc.transport.pid and proc.transport.signalProcess("KILL"))
-        await proc.waitFor(str(port).encode())
+        proc = self.spawn("-n", "frps", "--config", path, cwd=directory)
+        await proc.waitFor(b"frps started successfully")
+        await settle()
         proc.transport.signalProcess("TERM")
-        code = await proc.ended
-        self.assertEqual(code, 0, proc.output.decode())
-        self.assertNotIn(b"Traceback", proc.output)
+        stoppedCleanly(self, await proc.ended, proc)
 
     async def test_two_runs_in_one_directory_do_not_clash(self):
         """Each config gets its own pid file, so a second twistd in the same directory starts."""
@@ -95,18 +122,18 @@ class TwistdTests(TestCase):
             path = os.path.join(directory, name)
             with open(path, "w") as f:
                 f.write(f"[common]\nbind_addr = 127.0.0.1\nbind_port = {port}\n")
-            proc = twistd("-n", "frps", "--config", path, cwd=directory)
-            self.addCleanup(lambda p=proc: p.transport.pid and p.transport.signalProcess("KILL"))
-            await proc.waitFor(str(port).encode())
+            proc = self.spawn("-n", "frps", "--config", path, cwd=directory)
+            await proc.waitFor(f"listening on 127.0.0.1:{port}".encode())
             procs.append(proc)
+        await settle()
         for proc in procs:
             proc.transport.signalProcess("TERM")
-            self.assertEqual(await proc.ended, 0)
+            stoppedCleanly(self, await proc.ended, proc)
 
     async def test_bad_config_exits_nonzero_with_one_clear_line(self):
         directory, path = self.config("[common]\nserver_port = 7000\n[ssh]\ntype = tcpx\nlocal_port = 22\n", "frpc.ini")
-        proc = twistd("-n", "frpc", "--config", path, cwd=directory)
-        code = await proc.ended
-        self.assertNotEqual(code, 0)
+        proc = self.spawn("-n", "frpc", "--config", path, cwd=directory)
+        ended = await proc.ended
+        self.assertNotEqual(ended.exitCode, 0)
         self.assertIn(b"tcpx", proc.output)
         self.assertNotIn(b"Traceback", proc.output)
