@@ -24,6 +24,8 @@ setup(
         "cramjam",
         # CRC-32C (hardware-accelerated C) for the snappy framing checksums; Apache-2.0.
         "google-crc32c",
+        # A real HTTP/1.1 parser for the vhost HTTP proxy and tcpmux CONNECT (no hand-rolled headers).
+        "h11",
         # frp's v1 configuration format is TOML (tomllib is stdlib only from 3.11).
         "tomli>=1.1; python_version < '3.11'",
         # frp's v1 configuration may also be YAML.
