@@ -1,0 +1,173 @@
+"""tcpmux with the ``httpconnect`` multiplexer (``tcpmux_http_connect_port``, wire-protocol.md §10.5).
+
+Each connection sends one HTTP ``CONNECT`` request (read with h11, 30 s at most).  frps routes
+it by the CONNECT authority (the ``Host`` header when the target is a path), lower-cased,
+without port, and by the user of ``Proxy-Authorization: Basic`` (``route_by_http_user``):
+
+* not HTTP, or not ``CONNECT``: closed without a reply;
+* no route: frp's 404 page (:data:`NOT_FOUND`), then close;
+* a route, ``tcpmux_passthrough`` off: ``200 OK`` at once — before the credentials are checked,
+  as real frps does — then, if the proxy has an ``http_user``, user and password must match or
+  frps sends ``407`` and closes; otherwise the CONNECT request is consumed and the tunnel
+  begins (bytes the client sent after the request are kept, where Go may drop them);
+* a route, passthrough on: no ``200``; the credentials are checked the same way, and the work
+  connection receives the whole CONNECT request and whatever followed it.
+
+Known difference from frps: h11 refuses an HTTP/1.1 request without a ``Host`` header, which Go
+accepts; such a connection is closed without a reply.
+"""
+
+import base64
+import binascii
+from typing import List, Tuple
+
+import h11
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from frptw import FRP_VERSION
+from frptw.errors import ProxyError
+from frptw.server.proxy import BaseProxy
+from frptw.server.vhost._preamble import PreambleConnection, VhostListener, remote_addr
+from frptw.server.vhost.routes import proxy_domains
+from frptw.wire.messages import NewProxy
+
+log = Logger()
+
+#: The only multiplexer frp has.
+HTTPCONNECT = "httpconnect"
+#: Largest CONNECT request header block read.
+MAX_REQUEST = 64 * 1024
+
+#: frp's built-in "Not Found" page (pkg/util/vhost/resource.go, 489 bytes in 0.65).
+NOT_FOUND_PAGE = (
+    b"<!DOCTYPE html>\n<html>\n<head>\n<title>Not Found</title>\n<style>\n    body {\n        width: 35em;\n"
+    b"        margin: 0 auto;\n        font-family: Tahoma, Verdana, Arial, sans-serif;\n    }\n</style>\n"
+    b"</head>\n<body>\n<h1>The page you requested was not found.</h1>\n<p>Sorry, the page you are looking for "
+    b"is currently unavailable.<br/>\nPlease try again later.</p>\n<p>The server is powered by <a "
+    b'href="https://github.com/fatedier/frp">frp</a>.</p>\n<p><em>Faithfully yours, frp.</em></p>\n'
+    b"</body>\n</html>\n"
+)
+NOT_FOUND = (
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\nContent-Type: text/html\r\nServer: frp/%s\r\n\r\n"
+    % (len(NOT_FOUND_PAGE), FRP_VERSION.encode("ascii"))
+) + NOT_FOUND_PAGE
+CONNECTED = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+AUTH_REQUIRED = (
+    b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"Restricted\"\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+def proxy_credentials(headers: List[Tuple[bytes, bytes]]) -> Tuple[str, str]:
+    """User and password of the first ``Proxy-Authorization: Basic`` header (``("", "")`` when
+    absent or malformed, as Go's parser)."""
+    for name, value in headers:
+        if name != b"proxy-authorization":
+            continue
+        scheme, _, token = value.partition(b" ")
+        if scheme.lower() != b"basic":
+            return "", ""
+        try:
+            decoded = base64.b64decode(token, validate=True).decode("utf-8", "surrogateescape")
+        except (binascii.Error, ValueError):
+            return "", ""
+        user, colon, password = decoded.partition(":")
+        return (user, password) if colon else ("", "")
+    return "", ""
+
+
+def connect_host(request: h11.Request) -> str:
+    """The host a CONNECT request names: its authority, or the Host header for a path target."""
+    target = request.target.decode("latin-1")
+    if not target.startswith("/"):
+        return target
+    for name, value in request.headers:
+        if name == b"host":
+            return value.decode("latin-1")
+    return ""
+
+
+class _ConnectConnection(PreambleConnection):
+    preamble = "CONNECT request"
+
+    def __init__(self, listener: "TCPMuxVhost") -> None:
+        super().__init__(listener)
+        self._http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST)
+        self._raw: List[bytes] = []
+
+    def preambleReceived(self, data: bytes) -> None:
+        self._raw.append(data)
+        self._http.receive_data(data)
+        try:
+            event = self._http.next_event()
+            if event is h11.NEED_DATA:
+                return
+            if not isinstance(event, h11.Request) or event.method != b"CONNECT":
+                self.refuse(b"", "not an HTTP CONNECT request")
+                return
+            request = event
+            # Read to the end of the request (a CONNECT has no body unless it declares one),
+            # so that what follows it is known.
+            while event not in (h11.NEED_DATA, h11.PAUSED):
+                event = self._http.next_event()
+        except h11.RemoteProtocolError as e:
+            self.refuse(b"", f"bad HTTP request: {e}")
+            return
+        following = self._http.trailing_data[0] if event is h11.PAUSED else b""
+        self._route(request, following)
+
+    def _route(self, request: h11.Request, following: bytes) -> None:
+        vhost = self.listener
+        host = connect_host(request)
+        user, password = proxy_credentials(request.headers)
+        proxy = vhost.routes.lookup(host, "", user)
+        if proxy is None:
+            self.refuse(NOT_FOUND, f"no tcpmux proxy for host [{host}]")
+            return
+        if not vhost.passthrough:
+            self.transport.write(CONNECTED)
+        if not proxy.authorized(user, password):
+            self.refuse(AUTH_REQUIRED, f"[{proxy.name}] wrong credentials for user [{user}]")
+            return
+        self.handOver(proxy, b"".join(self._raw) if vhost.passthrough else following)
+
+
+class TCPMuxVhost(VhostListener):
+    """The tcpmux httpconnect port of one frps: its routes and the factory of its connections."""
+
+    def __init__(self, clock: IReactorTime, port: int, passthrough: bool) -> None:
+        super().__init__(clock)
+        self.port = port
+        self.passthrough = passthrough
+
+    def buildProtocol(self, addr) -> _ConnectConnection:
+        return _ConnectConnection(self)
+
+
+class TCPMuxProxy(BaseProxy):
+    """A tcpmux proxy: routes from its domains (and ``route_by_http_user``) to itself."""
+
+    type = "tcpmux"
+
+    def __init__(self, control, request: NewProxy, key: bytes, vhost: TCPMuxVhost, subdomainHost: str) -> None:
+        super().__init__(control, request, key)
+        if request.multiplexer != HTTPCONNECT:
+            raise ProxyError(f"unknown multiplexer [{request.multiplexer}]")
+        self._vhost = vhost
+        domains = proxy_domains(request, subdomainHost)
+        vhost.routes.add(domains, [""], request.route_by_http_user, self)
+        self.remote_addr = remote_addr(domains, vhost.port)
+        for domain in domains:
+            log.info("[{run_id}] [{name}] tcpmux httpconnect multiplexer listens for host [{domain}], group [{group}] "
+                     "routeByHTTPUser [{user}]", run_id=self.runId, name=self.name, domain=domain, group=request.group,
+                     user=request.route_by_http_user)
+
+    def authorized(self, user: str, password: str) -> bool:
+        """Whether credentials pass this proxy's check (only an ``http_user`` enables it)."""
+        if not self.request.http_user:
+            return True
+        return user == self.request.http_user and password == self.request.http_pwd
+
+    def released(self) -> None:
+        self._vhost.routes.remove(self)

@@ -1,0 +1,53 @@
+"""HTTPS vhost connections over fake transports (byte-exact, task.Clock)."""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from frptw.server.vhost._preamble import PREAMBLE_TIMEOUT
+from frptw.server.vhost.https import HTTPSVhost
+from tests.test_vhost_tcpmux import FakeProxy, connect
+from tests.test_wire_clienthello import client_hello
+
+
+class HTTPSConnectionTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.vhost = HTTPSVhost(self.clock, 443)
+        self.proxy = FakeProxy()
+        self.vhost.routes.add(["a.test"], [""], "", self.proxy)
+
+    def test_route_by_sni_replays_everything(self):
+        hello = client_hello("A.test")
+        conn, transport = connect(self.vhost, hello[:10])
+        self.assertEqual(self.proxy.users, [])
+        conn.dataReceived(hello[10:] + b"more")
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.proxy.replayed(), hello + b"more")
+        self.assertEqual(self.vhost.pending, set())
+        self.clock.advance(PREAMBLE_TIMEOUT)  # the deadline is gone
+        self.assertFalse(transport.disconnecting)
+
+    def test_unknown_name_gets_alert(self):
+        _, transport = connect(self.vhost, client_hello("b.test"))
+        self.assertEqual(transport.value(), b"\x15\x03\x03\x00\x02\x02\x70")
+        self.assertTrue(transport.disconnecting)
+
+    def test_catch_all_takes_hello_without_sni(self):
+        other = FakeProxy()
+        self.vhost.routes.add(["*"], [""], "", other)
+        connect(self.vhost, client_hello(None))
+        self.assertEqual(len(other.users), 1)
+
+    def test_garbage_closed_without_reply(self):
+        _, transport = connect(self.vhost, b"SSH-2.0-x\r\n")
+        self.assertEqual(transport.value(), b"")
+        self.assertTrue(transport.disconnecting)
+
+    def test_deadline(self):
+        conn, transport = connect(self.vhost, client_hello("a.test")[:20])
+        self.clock.advance(PREAMBLE_TIMEOUT - 1)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnected)
+        conn.connectionLost(None)
+        self.assertEqual(self.vhost.pending, set())
