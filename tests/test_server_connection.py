@@ -121,12 +121,13 @@ class BindConnectionTests(SynchronousTestCase):
         self.assertTrue(transport.disconnected)
         self.assertEqual(len(logs.texts()), 1)
 
-    def test_first_byte_stops_the_timer(self):
+    def test_first_bytes_stop_the_timer(self):
+        """frp sniffs 10 bytes before deciding; once they are in, the sniff deadline is off."""
         host = FakeHost()
         conn = BindConnection(host)
         transport = connect(conn)
         host.clock.advance(5)
-        conn.dataReceived(b"o")
+        conn.dataReceived(b"o" + (100).to_bytes(8, "big") + b"{")  # a Login, still incomplete
         host.clock.advance(5.1)
         # The first-message timer of the logical connection runs instead, from the first byte.
         self.assertFalse(transport.disconnected)

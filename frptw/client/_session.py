@@ -157,7 +157,7 @@ class ControlSession(Protocol):
 
     def _loginTimedOut(self) -> None:
         self._loginTimer = None
-        self._log.warn("no LoginResp from frps within {timeout} s", timeout=LOGIN_TIMEOUT)
+        # No log line here: the failed login attempt is logged once, with this reason.
         self._drop(ConnectionClosed(f"no LoginResp within {LOGIN_TIMEOUT:g} s"))
 
     def dataReceived(self, data: bytes) -> None:
@@ -171,7 +171,8 @@ class ControlSession(Protocol):
                     break
                 self._dispatch(msg)
         except ProtocolError as e:
-            self._log.warn("closing control connection: frps sent bad data: {error}", error=e)
+            if self.state is SessionState.RUNNING:  # during login, the failed attempt is logged
+                self._log.warn("closing control connection: frps sent bad data: {error}", error=e)
             self._drop(e)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -228,7 +229,8 @@ class ControlSession(Protocol):
         if self.state is not SessionState.RUNNING:
             return
         for entry in self.proxies:
-            if entry.sendable:
+            # A proxy added from a loggedIn callback was sent already.
+            if entry.sendable and entry.status.state != WAIT_START:
                 self._sendNewProxy(entry)
         self._startHeartbeat()
 

@@ -114,6 +114,15 @@ class WorkConnection(SwitchableProtocol):
         else:
             self._start(msg)
 
+    def readConnectionLost(self) -> None:
+        if self.state is WorkState.WAITING:
+            # frps closed an idle work connection (its pool was full, or it is shutting down):
+            # close ours too, or the half-closed stream would linger on both sides.
+            self._log.debug("frps closed an idle work connection")
+            self._close()
+            return
+        super().readConnectionLost()
+
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
         if self.state in (WorkState.WAITING, WorkState.DIALING, WorkState.FORWARDING):

@@ -1,8 +1,15 @@
 """What frps does with a connection to its bind port, up to its first frp message.
 
 Theory of operation (wire-protocol.md §2.1, §3.1).  Every accepted TCP connection starts as a
-:class:`BindConnection`, which waits (10 s at most) for the first byte:
+:class:`BindConnection`, which waits (10 s at most) for its first bytes and routes on them, in
+frp's order:
 
+* ``GET /~!frp``: frp's websocket transport, which frptw does not implement: closed with a log
+  line (bytes that may still become this prefix are waited for);
+* when the HTTPS vhost shares the bind port (``host.sharedHTTPS``), ``0x16``: an HTTPS vhost
+  connection, switched to ``sharedHTTPS.buildProtocol(peer)`` with the bytes read;
+* when the HTTP vhost shares it (``host.sharedHTTP``), the first three bytes of an HTTP method
+  (``GET``, ``POS``, ...): likewise to the HTTP vhost;
 * ``0x17``: frp's custom TLS first byte; it is consumed and TLS starts on what follows;
 * ``0x16``: a TLS ClientHello; TLS starts with it;
 * anything else: plain frp, refused when the server requires TLS (``transport.tls.force`` or a
@@ -26,7 +33,7 @@ from typing import Callable, Optional, Protocol as TypingProtocol
 
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -38,13 +45,20 @@ from frptw.transport.yamux import YamuxSession
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import Message, MessageReader
 
-#: Seconds frps waits for the first byte of a connection (TLS detection).
+#: Seconds frps waits for the first bytes of a connection (TLS detection).
 FIRST_BYTE_TIMEOUT = 10.0
+#: Bytes that must arrive within FIRST_BYTE_TIMEOUT: frp's bind-port sniffer reads 10 before
+#: anything else (wire-protocol.md §2.1), so a client that sends fewer and stalls is dropped.
+FIRST_BYTES = 10
 #: Seconds frps waits for the first message of a logical connection.
 FIRST_MESSAGE_TIMEOUT = 10.0
 
 CUSTOM_TLS_FIRST_BYTE = 0x17
 TLS_HANDSHAKE_BYTE = 0x16
+#: What frpc's websocket transport sends first (``GET /~!frp`` upgrade request).
+WEBSOCKET_PREFIX = b"GET /~!frp"
+#: First three bytes of the HTTP methods the shared HTTP vhost takes (frp's list).
+HTTP_METHOD_PREFIXES = (b"GET", b"HEA", b"POS", b"PUT", b"DEL", b"CON", b"OPT", b"TRA", b"PAT")
 
 log = Logger()
 
@@ -56,6 +70,10 @@ class ConnectionHost(TypingProtocol):
     tcpMux: bool
     muxKeepaliveInterval: float
     tlsRequired: bool
+    #: The HTTPS / HTTP vhost when it shares the bind port, else None (a host without port
+    #: sharing may leave them out).
+    sharedHTTPS: Optional[IProtocolFactory]
+    sharedHTTP: Optional[IProtocolFactory]
 
     def tlsContextFactory(self) -> object:
         """The server's TLS settings (made once)."""
@@ -86,7 +104,7 @@ def logTLSFailure(transport, reason: Failure) -> None:
 
 
 class _ServerSession(YamuxSession):
-    """frps's yamux session: the same, plus the TLS failure line."""
+    """frps's yamux session: the same, plus the line saying why a TLS handshake failed."""
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         logTLSFailure(self.transport, reason)
@@ -105,6 +123,10 @@ class _Deadline:
         self._call = None
 
 
+_UNDECIDED = object()
+_WEBSOCKET = object()
+
+
 class BindConnection(SwitchableProtocol):
     """One TCP connection to the bind port: TLS detection, then yamux or one logical conn."""
 
@@ -114,6 +136,10 @@ class BindConnection(SwitchableProtocol):
         self._deadline: Optional[_Deadline] = None
         self._closed = Event()
         self._refused = False
+        self._received = 0
+        self._sniffed = b""
+        self._sharedHTTPS: Optional[IProtocolFactory] = getattr(host, "sharedHTTPS", None)
+        self._sharedHTTP: Optional[IProtocolFactory] = getattr(host, "sharedHTTP", None)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -121,17 +147,42 @@ class BindConnection(SwitchableProtocol):
         self._deadline = _Deadline(self._host.clock, FIRST_BYTE_TIMEOUT, self._noFirstByte)
 
     def _noFirstByte(self) -> None:
-        log.info("closing connection from {peer}: nothing received in {t:.0f} s", peer=describePeer(self.transport),
-                 t=FIRST_BYTE_TIMEOUT)
+        if self._received:
+            log.info("closing connection from {peer}: only {n} bytes received in {t:.0f} s",
+                     peer=describePeer(self.transport), n=self._received, t=FIRST_BYTE_TIMEOUT)
+        else:
+            log.info("closing connection from {peer}: nothing received in {t:.0f} s",
+                     peer=describePeer(self.transport), t=FIRST_BYTE_TIMEOUT)
         self.transport.abortConnection()
+
+    def _count(self, data: bytes) -> None:
+        if self._received < FIRST_BYTES:
+            self._received += len(data)
+            if self._received >= FIRST_BYTES:
+                self._deadline.cancel()
 
     def dataReceived(self, data: bytes) -> None:
         if self.switchedTo is not None:
+            self._count(data)
             super().dataReceived(data)
             return
         if self._refused:
             return
-        self._deadline.cancel()
+        self._count(data)
+        data, self._sniffed = self._sniffed + data, b""
+        vhost = self._vhostFor(data)
+        if vhost is _UNDECIDED:
+            self._sniffed = data  # shorter than the websocket prefix: bounded
+            return
+        if vhost is _WEBSOCKET:
+            log.info("closing connection from {peer}: frp websocket transport is not supported",
+                     peer=describePeer(self.transport))
+            self._refused = True
+            self.transport.abortConnection()
+            return
+        if vhost is not None:
+            self.switchTo(vhost.buildProtocol(self.transport.getPeer()), data)
+            return
         first = data[0]
         if first == CUSTOM_TLS_FIRST_BYTE:
             top = startServerTLS(self, self._host.tlsContextFactory(), data[1:], self._host.clock)
@@ -159,6 +210,22 @@ class BindConnection(SwitchableProtocol):
             top.switchTo(session, leftover)
         else:
             top.switchTo(LogicalConnection(self._host), leftover)
+
+    def _vhostFor(self, data: bytes):
+        """Where frp's sniffing rules send a connection that began with ``data``: a shared
+        vhost factory, None (frp itself), ``_WEBSOCKET``, or ``_UNDECIDED`` (need more bytes)."""
+        if WEBSOCKET_PREFIX.startswith(data):
+            return _WEBSOCKET if len(data) == len(WEBSOCKET_PREFIX) else _UNDECIDED
+        if data.startswith(WEBSOCKET_PREFIX):
+            return _WEBSOCKET
+        if self._sharedHTTPS is not None and data[0] == TLS_HANDSHAKE_BYTE:
+            return self._sharedHTTPS
+        if self._sharedHTTP is not None:
+            if len(data) < 3 and any(method.startswith(data) for method in HTTP_METHOD_PREFIXES):
+                return _UNDECIDED
+            if data[:3] in HTTP_METHOD_PREFIXES:
+                return self._sharedHTTP
+        return None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)

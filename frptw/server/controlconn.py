@@ -158,7 +158,10 @@ class ControlConnection(Protocol):
         """Handle queued messages in order, waiting whenever one takes a reactor turn."""
         while self._queue and not self._busy and self.session.state is ControlState.ACTIVE:
             message = self._queue.popleft()
-            done = self._perform(self.session.receive(message, self.clock.seconds()))
+            actions = self.session.receive(message, self.clock.seconds())
+            if isinstance(message, m.NewProxy):
+                self._logRefusal(message, actions)
+            done = self._perform(actions)
             finished: List[object] = []
             done.addBoth(finished.append)  # ``done.called`` is already true while it waits
             if not finished:
@@ -168,6 +171,14 @@ class ControlConnection(Protocol):
         if self._readPaused and len(self._queue) < MAX_QUEUED // 2 and not self._closing:
             self._readPaused = False
             self.transport.resumeProducing()
+
+    def _logRefusal(self, request: m.NewProxy, actions: List[Action]) -> None:
+        """The session refused a NewProxy outright (e.g. max_ports_per_client): say so, as
+        :meth:`_startProxy` does for a proxy that fails to start."""
+        for action in actions:
+            if isinstance(action, Send) and isinstance(action.message, m.NewProxyResp) and action.message.error:
+                log.warn("[{run_id}] new proxy [{name}] type [{type}] error: {error}", run_id=self.runId,
+                         name=request.proxy_name, type=proxy_type(request), error=action.message.error)
 
     def _handled(self, _: object) -> None:
         self._busy = False

@@ -425,7 +425,13 @@ class YamuxSession(Protocol):
     def close(self) -> None:
         """Close the session by closing its transport (frp sends no Go Away for this)."""
         if self.transport is not None and not self._closed:
-            self.transport.loseConnection()
+            self._loseTransport()
+
+    def _loseTransport(self) -> None:
+        # We are the transport's registered producer; a TLS transport defers loseConnection
+        # until its producer unregisters, so unregister first or the connection stays open.
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
 
     def whenClosed(self) -> Deferred:
         """A Deferred that fires (with None) once the session's connection is lost."""
@@ -611,7 +617,7 @@ class YamuxSession(Protocol):
         log.warn("yamux session {session!r}: {error}; closing the session", session=self, error=event.error)
         self._stopTimers()
         self._flush()
-        self.transport.loseConnection()
+        self._loseTransport()
 
     _handlers: Dict[type, Callable[["YamuxSession", Any], None]] = {
         wire.StreamOpened: _onStreamOpened,
