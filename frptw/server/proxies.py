@@ -18,6 +18,10 @@ from frptw.server.ports import PortAllocator
 from frptw.server.proxy import BaseProxy
 from frptw.server.tcp import TCPProxy
 from frptw.server.udp import UDPProxy
+from frptw.server.vhost.https import HTTPSProxy, HTTPSVhost
+from frptw.server.vhost.tcpmux import TCPMuxProxy, TCPMuxVhost
+from frptw.server.vhost.http import HTTPVhost
+from frptw.server.vhost.http_proxy import HTTPProxy
 from frptw.server.visitor import VisitorProxy
 from frptw.wire.messages import NewProxy
 
@@ -47,6 +51,22 @@ class ProxyRegistry:
             "stcp": _buildVisitorProxy,
             "sudp": _buildVisitorProxy,
         }
+        #: The HTTPS (SNI) vhost and the tcpmux httpconnect port, when configured; the
+        #: service listens for them (or shares the bind port with the HTTPS one).
+        self.httpsVhost: Optional[HTTPSVhost] = None
+        self.tcpmuxVhost: Optional[TCPMuxVhost] = None
+        #: The HTTP vhost (its listener is the service's), when vhost_http_port is set.
+        self.httpVhost: Optional[HTTPVhost] = None
+        if config.vhost_http_port:
+            self.httpVhost = HTTPVhost(reactor, config.vhost_http_port, config.subdomain_host,
+                                       config.vhost_http_timeout, config.custom404_page)
+            self.builders["http"] = _buildHTTP
+        if config.vhost_https_port:
+            self.httpsVhost = HTTPSVhost(reactor, config.vhost_https_port)
+            self.builders["https"] = _buildHTTPS
+        if config.tcpmux_http_connect_port:
+            self.tcpmuxVhost = TCPMuxVhost(reactor, config.tcpmux_http_connect_port, config.tcpmux_passthrough)
+            self.builders["tcpmux"] = _buildTCPMux
 
     def view(self) -> Mapping[str, BaseProxy]:
         """A read-only live view of the running proxies by name."""
@@ -57,6 +77,8 @@ class ProxyRegistry:
             return "type [http] not supported when vhost http port is not set"
         if kind == "https" and not self.config.vhost_https_port:
             return "type [https] not supported when vhost https port is not set"
+        if kind == "tcpmux" and not self.config.tcpmux_http_connect_port:
+            return "tcpmux with multiplexer httpconnect not supported because this feature is not enabled in server"
         if kind in KNOWN_TYPES:
             return f"type [{kind}] not supported by this frps"
         return f"unknown proxy type: {kind}"
@@ -99,6 +121,18 @@ def _buildTCP(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
 def _buildUDP(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
     return UDPProxy(control, request, registry.key, registry.reactor, registry.udpPorts, registry.bindAddr,
                     registry.config.udp_packet_size)
+
+
+def _buildHTTP(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
+    return HTTPProxy(control, request, registry.key, registry.httpVhost)
+
+
+def _buildHTTPS(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
+    return HTTPSProxy(control, request, registry.key, registry.httpsVhost, registry.config.subdomain_host)
+
+
+def _buildTCPMux(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
+    return TCPMuxProxy(control, request, registry.key, registry.tcpmuxVhost, registry.config.subdomain_host)
 
 
 def _buildVisitorProxy(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:

@@ -28,6 +28,7 @@ from typing import Dict, List, Mapping, Optional, Set
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -115,6 +116,16 @@ class FrpServerService(Service):
         self._controls: Dict[str, ControlConnection] = {}
         self._connections: Set[BindConnection] = set()
         self.listeningPort: Optional[IListeningPort] = None
+        #: The HTTPS vhost when it shares the bind port (wire-protocol.md §2.1): bind-port
+        #: connections starting with a TLS handshake byte go to it instead of frp's own TLS.
+        sameAddr = config.proxy_bind_addr == config.bind_addr
+        self.sharedHTTPS = (self._registry.httpsVhost
+                            if sameAddr and config.vhost_https_port == config.bind_port else None)
+        self._vhostPorts: List[IListeningPort] = []
+        #: The HTTP vhost (None without vhost_http_port); when vhost_http_port == bind_port the
+        #: bind port hands it connections that start with an HTTP method (buildProtocol).
+        self.httpVhost = self._registry.httpVhost
+        self.sharedHTTP = self.httpVhost if sameAddr and config.vhost_http_port == config.bind_port else None
         self._listenFailure: Optional[Failure] = None
         self._listenWaiters: List[Deferred] = []
 
@@ -143,11 +154,33 @@ class FrpServerService(Service):
         limit = raiseFileLimit()
         if limit is not None:
             log.debug("open file limit: {limit}", limit=limit)
+        try:
+            self._listenVhosts()
+        except CannotListenError as e:
+            self._cannotListen(Failure(), e.interface, e.port)
+            return
         addr = self.config.bind_addr
         endpointClass = TCP6ServerEndpoint if ":" in addr else TCP4ServerEndpoint
         endpoint = endpointClass(self.reactor, self.config.bind_port, interface=addr)
         d = endpoint.listen(_BindFactory(self))
         d.addCallbacks(self._listening, self._cannotListen)
+
+    def _listenVhosts(self) -> None:
+        """Listen on the HTTPS vhost and tcpmux ports on ``proxy_bind_addr`` (not on a port
+        shared with the bind port); raises CannotListenError."""
+        addr = self.config.proxy_bind_addr
+        https, tcpmux = self._registry.httpsVhost, self._registry.tcpmuxVhost
+        if tcpmux is not None:
+            self._vhostPorts.append(self.reactor.listenTCP(tcpmux.port, tcpmux, interface=addr))
+            log.info("tcpmux httpconnect multiplexer listen on {addr}:{port}, passthough: {passthrough}", addr=addr,
+                     port=tcpmux.port, passthrough=str(tcpmux.passthrough).lower())
+        http = self._registry.httpVhost
+        if http is not None and not (addr == self.config.bind_addr and http.port == self.config.bind_port):
+            self._vhostPorts.append(self.reactor.listenTCP(http.port, http, interface=addr))
+            log.info("http service listen on {addr}:{port}", addr=addr, port=http.port)
+        if https is not None and https is not self.sharedHTTPS:
+            self._vhostPorts.append(self.reactor.listenTCP(https.port, https, interface=addr))
+            log.info("https service listen on {addr}:{port}", addr=addr, port=https.port)
 
     def _listening(self, port: IListeningPort) -> None:
         self.listeningPort = port
@@ -158,10 +191,13 @@ class FrpServerService(Service):
         for d in waiters:
             d.callback(port)
 
-    def _cannotListen(self, failure: Failure) -> None:
+    def _cannotListen(self, failure: Failure, addr: Optional[str] = None, port: Optional[int] = None) -> None:
         self._listenFailure = failure
-        log.critical("frps cannot listen on {addr}:{port}: {error}", addr=self.config.bind_addr,
-                     port=self.config.bind_port, error=failure.getErrorMessage())
+        log.critical("frps cannot listen on {addr}:{port}: {error}", addr=addr or self.config.bind_addr,
+                     port=port if port is not None else self.config.bind_port, error=failure.getErrorMessage())
+        for vhostPort in self._vhostPorts:
+            vhostPort.stopListening()
+        self._vhostPorts = []
         waiters, self._listenWaiters = self._listenWaiters, []
         for d in waiters:
             d.errback(failure)
@@ -173,6 +209,11 @@ class FrpServerService(Service):
         if self.listeningPort is not None:
             waits.append(maybeDeferred(self.listeningPort.stopListening))
             self.listeningPort = None
+        waits.extend(maybeDeferred(port.stopListening) for port in self._vhostPorts)
+        self._vhostPorts = []
+        for vhost in (self._registry.httpVhost, self._registry.httpsVhost, self._registry.tcpmuxVhost):
+            if vhost is not None:
+                waits.append(vhost.closeConnections())
         for control in list(self._controls.values()):
             waits.append(control.close())
         waits.append(self._registry.stopAll())
