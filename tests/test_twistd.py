@@ -135,5 +135,8 @@ class TwistdTests(TestCase):
         proc = self.spawn("-n", "frpc", "--config", path, cwd=directory)
         ended = await proc.ended
         self.assertNotEqual(ended.exitCode, 0)
-        self.assertIn(b"tcpx", proc.output)
+        lines = proc.output.decode().splitlines()
+        self.assertEqual(len(lines), 1, proc.output.decode())
+        self.assertIn("frpc.ini [ssh] type", lines[0])
+        self.assertIn("tcpx", lines[0])
         self.assertNotIn(b"Traceback", proc.output)

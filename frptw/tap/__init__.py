@@ -8,6 +8,7 @@ built, so a bad file stops twistd before a port is opened.
 
 import hashlib
 import os
+import sys
 from typing import Optional
 
 from twisted.application.service import IService
@@ -39,7 +40,10 @@ class Options(usage.Options):
                 self["config"], role=self.role, strict=not self["no-strict-config"]
             )
         except ConfigError as e:
-            raise usage.UsageError(str(e))
+            # One clear line and a non-zero exit, before any port is opened; twistd's own
+            # UsageError handling would print the whole option summary first.
+            sys.stderr.write(f"{self.role}: {e}\n")
+            raise SystemExit(1)
         self._choosePidfile()
 
     def _choosePidfile(self) -> None:
