@@ -391,3 +391,35 @@ class GarbageTests(VhostTestCase):
         self.assertEqual(len(self.control.works), 1)
         self.control.protocols[0].dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         self.assertTrue(transport.value() == b"" or transport.value().startswith(b"HTTP/1.1 200 OK\r\n"))
+
+
+class ServerBandwidthTests(VhostTestCase):
+    """``bandwidth_limit_mode = "server"``: one bucket per http proxy, spent by the plaintext of
+    its work connections in both directions (as frp wraps the work connection)."""
+
+    def test_one_bucket_both_directions(self) -> None:
+        self.addProxy(custom_domains=["a.test"], bandwidth_limit="1KB", bandwidth_limit_mode="server")
+        proto, transport = self.connect()
+        proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2048\r\n\r\n" + b"u" * 1024)
+        work = self.control.works[0]
+        self.assertTrue(_backendBytes(work).endswith(b"u" * 1024))
+        # head + 1 KiB overdrew the 1 KiB bucket: reading the user waits until it refills
+        self.assertEqual(transport.producerState, "paused")
+        self.clock.advance(1.0)
+        self.assertEqual(transport.producerState, "producing")
+        proto.dataReceived(b"u" * 1024)
+        self.assertTrue(_backendBytes(work).endswith(b"u" * 2048))
+        # the bucket is ~1 KiB in debt: even a small response pauses the work connection,
+        # since both directions spend the same bucket
+        self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.assertTrue(transport.value().endswith(b"\r\n\r\nok"))
+        self.assertEqual(work.producerState, "paused")
+        self.clock.advance(1.5)
+        self.assertEqual(work.producerState, "producing")
+
+    def test_client_mode_not_limited_here(self) -> None:
+        self.addProxy(custom_domains=["a.test"], bandwidth_limit="1KB")
+        proto, transport = self.connect()
+        proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1500\r\n\r\n" + b"u" * 1500)
+        self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 2048\r\n\r\n" + b"d" * 2048)
+        self.assertEqual((transport.producerState, self.control.works[0].producerState), ("producing", "producing"))

@@ -51,3 +51,26 @@ class HTTPSConnectionTests(SynchronousTestCase):
         self.assertTrue(transport.disconnected)
         conn.connectionLost(None)
         self.assertEqual(self.vhost.pending, set())
+
+
+class ServerBandwidthTests(SynchronousTestCase):
+    def test_hello_and_tunnel_spend_the_proxy_bucket(self):
+        """``bandwidth_limit_mode = "server"`` on an https proxy: the replayed ClientHello and
+        everything after it spend the proxy's one bucket (BaseProxy's, as for tcp)."""
+        from frptw.server.vhost.https import HTTPSProxy
+        from frptw.wire.messages import NewProxy
+        from tests.test_vhost_http import FakeControl, _backendBytes
+
+        clock = Clock()
+        vhost = HTTPSVhost(clock, 443)
+        control = FakeControl(clock)
+        HTTPSProxy(control, NewProxy(proxy_name="s", proxy_type="https", custom_domains=["a.test"],
+                                     bandwidth_limit="1KB", bandwidth_limit_mode="server"), b"k" * 16, vhost, "")
+        hello = client_hello("a.test")
+        _, transport = connect(vhost, hello + b"x" * 1024)
+        self.assertEqual(_backendBytes(control.works[0]), hello + b"x" * 1024)
+        self.assertEqual(transport.producerState, "paused")
+        clock.advance(len(hello) / 1024 - 0.01)
+        self.assertEqual(transport.producerState, "paused")
+        clock.advance(0.02)
+        self.assertEqual(transport.producerState, "producing")

@@ -102,3 +102,32 @@ class ConnectTests(SynchronousTestCase):
         self.assertEqual(self.open.replayed(), request)
         _, transport = connect(self.vhost, b"CONNECT s.test:1 HTTP/1.1\r\nHost: s\r\n\r\n")
         self.assertEqual(transport.value(), AUTH_REQUIRED)
+
+
+class ServerBandwidthTests(SynchronousTestCase):
+    """``bandwidth_limit_mode = "server"`` on a tcpmux proxy: one bucket for both directions of
+    the tunnel (BaseProxy's, as for tcp)."""
+
+    def test_tunnel_spends_one_bucket(self):
+        from tests.test_vhost_http import FakeControl, _backendBytes
+
+        clock = Clock()
+        vhost = TCPMuxVhost(clock, 8337, passthrough=False)
+        control = FakeControl(clock)
+        TCPMuxProxy(control, NewProxy(proxy_name="m", proxy_type="tcpmux", multiplexer="httpconnect",
+                                      custom_domains=["m.test"], bandwidth_limit="1KB", bandwidth_limit_mode="server"),
+                    b"k" * 16, vhost, "")
+        _, transport = connect(vhost, b"CONNECT m.test:1 HTTP/1.1\r\nHost: m\r\n\r\n" + b"u" * 2048)
+        work = control.works[0]
+        self.assertEqual(_backendBytes(work), b"u" * 2048)
+        self.assertEqual(transport.producerState, "paused")  # 1 KiB in debt
+        clock.advance(0.9)
+        self.assertEqual(transport.producerState, "paused")
+        clock.advance(0.2)
+        self.assertEqual(transport.producerState, "producing")
+        # ~0 tokens now: a 512-byte reply puts the shared bucket in debt, pausing the work side
+        control.protocols[0].dataReceived(b"d" * 512)
+        self.assertTrue(transport.value().endswith(b"d" * 512))
+        self.assertEqual(work.producerState, "paused")
+        clock.advance(0.6)
+        self.assertEqual(work.producerState, "producing")

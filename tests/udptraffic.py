@@ -149,3 +149,33 @@ def wait_for_echo(reactor, port: int, timeout: float = 10.0, prefix: bytes = b""
             return
         if reactor.seconds() > deadline:
             raise AssertionError(f"no echo through 127.0.0.1:{port} within {timeout} s")
+
+
+class UDPProbe(DatagramProtocol):
+    """Asks one question at a time: :meth:`ask` sends a datagram and fires with the next one
+    that comes back (fails after ``timeout`` s)."""
+
+    noisy = False
+
+    def __init__(self, reactor) -> None:
+        self.reactor = reactor
+        self._waiting = None
+
+    @classmethod
+    def listen(cls, reactor) -> "UDPProbe":
+        self = cls(reactor)
+        self.listening = reactor.listenUDP(0, self, interface="127.0.0.1")
+        return self
+
+    def ask(self, target: Tuple[str, int], payload: bytes, timeout: float = 5.0) -> defer.Deferred:
+        self._waiting = defer.Deferred()
+        self.transport.write(payload, target)
+        return self._waiting.addTimeout(timeout, self.reactor)
+
+    def datagramReceived(self, data: bytes, addr) -> None:
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            waiting.callback(data)
+
+    def stop(self) -> defer.Deferred:
+        return defer.maybeDeferred(self.listening.stopListening)

@@ -17,6 +17,9 @@ Life cycle, as frp's server does it:
   again every :data:`RETRY_DELAY` seconds;
 * closing the proxy closes the UDP port, the work connection and any pending request.
 
+Datagrams are read with a buffer of ``udp_packet_size`` bytes, as frp's are, so a longer one is
+truncated to that size; unlike frp (silent) we log it, at most once per burst.
+
 The message stream and its bounded queue (frp's 1024 packets; when the work connection is
 slow or not there yet, further datagrams are dropped and counted) are
 :class:`frptw.transport.datagrams.DatagramChannel`.  The channel for the *next* work
@@ -36,7 +39,7 @@ from twisted.python.failure import Failure
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy import BaseProxy
 from frptw.transport.bandwidth import throttle
-from frptw.transport.datagrams import DatagramChannel
+from frptw.transport.datagrams import DatagramChannel, LogLimiter
 from frptw.transport.layered import layer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import data_plane_codec
@@ -92,13 +95,20 @@ class UDPProxy(BaseProxy):
         #: Work connections obtained so far (the first, then one per reconnect).
         self.workConnections = 0
 
+        self._packetSize = packetSize
+        self._truncatedLog = LogLimiter(self._clock)
+
         def bind(port: int) -> Optional[IListeningPort]:
             try:
-                return reactor.listenUDP(port, self._socket, interface=bindAddr, maxPacketSize=packetSize)
+                listener = reactor.listenUDP(port, self._socket, interface=bindAddr, maxPacketSize=packetSize)
             except CannotListenError as e:
                 log.debug("[{name}] cannot bind udp {addr}:{port}: {error}", name=self.name, addr=bindAddr,
                           port=port, error=e.socketError)
                 return None
+            # Read one byte more than frp does, so that a longer datagram is noticed (and
+            # logged) before it is truncated to udp_packet_size like frp's read buffer does.
+            listener.maxPacketSize = packetSize + 1
+            return listener
 
         self.remote_port, listener = ports.acquire(self.name, request.remote_port, bind)
         self.listeners.append(listener)
@@ -111,6 +121,13 @@ class UDPProxy(BaseProxy):
     # -- datagrams ---------------------------------------------------------------------------
     def userDatagram(self, datagram: bytes, user: Address) -> None:
         """A user sent ``datagram``: queue it for frpc (dropped if it cannot be carried)."""
+        if len(datagram) > self._packetSize:
+            datagram = datagram[:self._packetSize]
+            unlogged = self._truncatedLog.allow()
+            if unlogged is not None:
+                log.warn("[{run_id}] [{name}] datagram from {user} longer than udp_packet_size {size}: truncated, "
+                         "as frp does ({unlogged} more since the last line)", run_id=self.runId, name=self.name,
+                         user=user, size=self._packetSize, unlogged=unlogged)
         self.channel.sendPacket(datagram, user)
 
     def packetReceived(self, payload: bytes, user: Address) -> None:

@@ -47,6 +47,9 @@ from frptw.wire.messages import (
 #: Framed messages a paused channel keeps before it drops datagrams (frp: 1024 packets).
 MAX_QUEUED = 1024
 
+#: Seconds between two log lines about the same kind of dropped or truncated datagram.
+LOG_INTERVAL = 10.0
+
 Address = Tuple[str, int]
 
 
@@ -85,6 +88,29 @@ class BoundedQueue:
 
     def clear(self) -> None:
         self._items.clear()
+
+
+class LogLimiter:
+    """At most one log line per ``interval`` seconds for a repeated event; sans-IO (the caller
+    logs).  A burst of bad datagrams must not become a burst of log lines: the first is logged
+    at once, later ones are counted and the count goes into the next line that is allowed."""
+
+    def __init__(self, clock: IReactorTime, interval: float = LOG_INTERVAL) -> None:
+        self.clock = clock
+        self.interval = interval
+        self._last: Optional[float] = None
+        self._suppressed = 0
+
+    def allow(self) -> Optional[int]:
+        """Record one event: the number of events not logged since the last line if a line
+        is due now, else None (and the event is counted)."""
+        now = self.clock.seconds()
+        if self._last is not None and now - self._last < self.interval:
+            self._suppressed += 1
+            return None
+        self._last = now
+        suppressed, self._suppressed = self._suppressed, 0
+        return suppressed
 
 
 def encode_packet(payload: bytes, user: Address) -> bytes:
@@ -131,6 +157,7 @@ class DatagramChannel(Protocol):
         self._ping: Optional[LoopingCall] = None
         self._idle: Optional[IDelayedCall] = None
         self._dropLogged = False
+        self._tooLargeLog = LogLimiter(clock)
         #: Datagrams refused because they do not fit in one message.
         self.tooLarge = 0
 
@@ -228,13 +255,16 @@ class DatagramChannel(Protocol):
             frame = encode_packet(payload, user)
         except MessageTooLarge as e:
             self.tooLarge += 1
-            self._log.warn(
-                "{who}: dropping a {size}-byte datagram for {user}: {error}",
-                who=self.description,
-                size=len(payload),
-                user=user,
-                error=e,
-            )
+            unlogged = self._tooLargeLog.allow()
+            if unlogged is not None:
+                self._log.warn(
+                    "{who}: dropping a {size}-byte datagram for {user}: {error} ({unlogged} more since the last line)",
+                    who=self.description,
+                    size=len(payload),
+                    user=user,
+                    error=e,
+                    unlogged=unlogged,
+                )
             return False
         return self._sendFrame(frame)
 

@@ -12,7 +12,8 @@ at a time, each routed on its own (keep-alive requests may reach different proxi
 ``HEAD``
     Reading a request head; at most :data:`MAX_HEAD` bytes and :data:`MAX_HEADERS` headers,
     within :data:`HEADER_TIMEOUT` seconds.  Bad input is answered 400/431 and the connection
-    closed; a request with both Content-Length and Transfer-Encoding is refused (smuggling).
+    closed; a request with both Content-Length and Transfer-Encoding, or an HTTP/1.0 one with
+    Transfer-Encoding, is refused (smuggling).
 ``WAITING``
     Routed and authenticated; waiting for the proxy to lend a work connection
     (:meth:`HTTPProxy.acquire`).  The user transport is paused.
@@ -317,7 +318,8 @@ class HTTPUserConnection(SwitchableProtocol):
         reason = b"Request Header Fields Too Large" if status == 431 else b"Bad Request"
         if status not in (400, 431):
             status, reason = 400, b"Bad Request"
-        log.info("closing http connection from {peer}: {error}", peer=self._peer(), error=error)
+        # h11's message may quote the offending line: keep the log line bounded.
+        log.info("closing http connection from {peer}: {error}", peer=self._peer(), error=str(error)[:200])
         if self.state is State.HEAD:
             self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                                  b"Connection: close\r\n\r\n%d %s" % (status, reason, status, reason))
@@ -335,6 +337,11 @@ class HTTPUserConnection(SwitchableProtocol):
             return
         if first_header(headers, b"content-length") is not None and first_header(headers, b"transfer-encoding"):
             self._badRequest(h11.RemoteProtocolError("both Content-Length and Transfer-Encoding", 400))
+            return
+        if request.http_version == b"1.0" and first_header(headers, b"transfer-encoding") is not None:
+            # RFC 9112 §6.1: faulty framing (Go ignores the header and would read the body as
+            # the next request), so refused like the other smuggling shapes.
+            self._badRequest(h11.RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request", 400))
             return
         self._request = request
         self._requestDone = self._responseStarted = self._responseDone = False

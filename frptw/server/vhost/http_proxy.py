@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 
 from frptw.server.proxy import BaseProxy
 from frptw.server.vhost.routes import proxy_domains
+from frptw.transport.bandwidth import throttle
 from frptw.transport.layered import layer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import data_plane_codec
@@ -166,6 +167,10 @@ class HTTPProxy(BaseProxy):
     def _wrap(self, work: SwitchableProtocol) -> Backend:
         codec = data_plane_codec(self._key, self.request.use_encryption, self.request.use_compression)
         side = layer(work, codec) if codec is not None else work
+        if self._bucket is not None:
+            # bandwidth_limit_mode "server": frp limits an http proxy on the plaintext of its
+            # work connections, both directions spending the proxy's one bucket.
+            side = throttle(side, self.control.clock, self._bucket)
         backend = Backend(self)
         self._active.add(backend)
         side.switchTo(backend)

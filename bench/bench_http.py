@@ -1,0 +1,227 @@
+"""HTTP vhost throughput and latency: our frps against Go frps, in one run (issue 6).
+
+Run on demand from the checkout root (not part of the tests or CI); needs ``wrk``
+(``apt-get install -y wrk``) and the Go frp binaries that ``tests.frpbin`` provides::
+
+    /tmp/venv/bin/python bench/bench_http.py                  # 10 s per row
+    /tmp/venv/bin/python bench/bench_http.py --seconds 5 --connections 20
+
+Each row is ``wrk`` with N keep-alive connections (``Host: bench.test``) for a fixed time
+against the vhost HTTP port of one frps, whose ``http`` proxy leads through one frpc to the
+same backend: a small asyncio server (its own process) answering every GET with 1 KiB.
+
+* ``direct``: wrk against the backend itself, the ceiling of this machine and tools;
+* ``go frps + go frpc``: the reference every ratio is relative to;
+* ``frptw frps + go frpc``: only frps differs from the reference;
+* ``go frps + frptw frpc``: only frpc differs.
+
+Every process (frps, frpc, backend, wrk) is a child of this script on 127.0.0.1, each frp
+side as a separate process (frptw under ``twistd -n``), and all are ended (SIGTERM, then
+SIGKILL) when a row is done, whatever happens.
+"""
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Dict, List, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tests.frpbin import free_port, frp_binary  # noqa: E402
+
+TOKEN = "bench"
+HOST = "bench.test"
+BODY = b"x" * 1024
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+
+
+# -- the backend (``bench_http.py backend PORT``, in its own process) ---------------------------
+
+
+class _Backend(asyncio.Protocol):
+    """Answers each request head with the same 1 KiB response (GETs only: no bodies)."""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        heads = self.buffer.count(b"\r\n\r\n")
+        if heads:
+            self.buffer = self.buffer[self.buffer.rindex(b"\r\n\r\n") + 4:]
+            self.transport.write(RESPONSE * heads)
+
+
+def backend(port: int) -> None:
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(_Backend, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+class Processes:
+    """The children of one row; :meth:`stop_all` ends exactly those."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        self.children: List[subprocess.Popen] = []
+
+    def start(self, name: str, argv: List[str]) -> subprocess.Popen:
+        log = open(os.path.join(self.workdir, f"{name}.log"), "wb")
+        with log:
+            # frptw and its twistd plugins are found through the checkout root on PYTHONPATH.
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.workdir,
+                                     env=env, start_new_session=True)
+        self.children.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        for child in reversed(self.children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in reversed(self.children):
+            try:
+                child.wait(3)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(5)
+        self.children = []
+
+
+def frp_argv(impl: str, kind: str, config: str) -> List[str]:
+    if impl == "go":
+        return [frp_binary(kind), "-c", config]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", kind,
+            "--config", config]
+
+
+def write(workdir: str, name: str, text: str) -> str:
+    path = os.path.join(workdir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def wait_routed(port: int, timeout: float = 30.0) -> None:
+    """Until a GET through the vhost reaches the backend (frps up, proxy registered)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": HOST})
+            with urllib.request.urlopen(request, timeout=2) as reply:
+                if reply.status == 200 and reply.read() == BODY:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no route through port {port} within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+# -- measuring ----------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def run_wrk(port: int, connections: int, seconds: float, threads: int) -> Dict[str, float]:
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "10s",
+            "-H", f"Host: {HOST}", f"http://127.0.0.1:{port}/"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    result = {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+        "p99": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
+    }
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["errors"] = float(sum(map(int, errors.groups())) if errors else 0) + float(non2xx.group(1) if non2xx else 0)
+    return result
+
+
+def measure(row: str, frps: Optional[str], frpc: Optional[str], args: argparse.Namespace) -> Dict[str, float]:
+    workdir = tempfile.mkdtemp(prefix="bench_http_")
+    procs = Processes(workdir)
+    try:
+        backend_port = free_port()
+        procs.start("backend", [sys.executable, os.path.abspath(__file__), "backend", str(backend_port)])
+        if frps is None:
+            port = backend_port
+            time.sleep(0.5)
+        else:
+            bind, port = free_port(), free_port()
+            common = f'auth.token = "{TOKEN}"\nlog.level = "warn"\n'
+            procs.start("frps", frp_argv(frps, "frps", write(workdir, "frps.toml", (
+                f'bindAddr = "127.0.0.1"\nbindPort = {bind}\nproxyBindAddr = "127.0.0.1"\n'
+                f"vhostHTTPPort = {port}\n" + common))))
+            procs.start("frpc", frp_argv(frpc, "frpc", write(workdir, "frpc.toml", (
+                f'serverAddr = "127.0.0.1"\nserverPort = {bind}\nloginFailExit = false\n' + common
+                + f'\n[[proxies]]\nname = "web"\ntype = "http"\nlocalIP = "127.0.0.1"\nlocalPort = {backend_port}\n'
+                  f'customDomains = ["{HOST}"]\n'))))
+        wait_routed(port)
+        run_wrk(port, args.connections, args.warmup, args.threads)  # work-connection pools, caches
+        result = run_wrk(port, args.connections, args.seconds, args.threads)
+        print(f"  {row:24} {result['rps']:9.0f} req/s  p50 {result['p50']:7.2f} ms  p99 {result['p99']:7.2f} ms"
+              f"  errors {result['errors']:.0f}", flush=True)
+        return result
+    finally:
+        procs.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+ROWS = [
+    ("direct (no frp)", None, None),
+    ("go frps + go frpc", "go", "go"),
+    ("frptw frps + go frpc", "frptw", "go"),
+    ("go frps + frptw frpc", "go", "frptw"),
+]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backend"]:
+        backend(int(argv[1]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measurement per row (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured run before each row (default 2)")
+    parser.add_argument("--connections", type=int, default=50, help="keep-alive connections (default 50)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    args = parser.parse_args(argv)
+    # A SIGTERM ends the bench through its ``finally`` blocks, which stop the children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if shutil.which("wrk") is None:
+        print("bench_http needs wrk (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    print(f"wrk: {args.connections} keep-alive connections, {args.seconds:g} s per row, 1 KiB responses")
+    results = {row: measure(row, frps, frpc, args) for row, frps, frpc in ROWS}
+    ref = results["go frps + go frpc"]
+    print(f"\n{'':24} {'req/s':>9} {'vs go':>6} {'p50 ms':>8} {'vs go':>6} {'p99 ms':>8} {'vs go':>6}")
+    for row, r in results.items():
+        print(f"{row:24} {r['rps']:9.0f} {r['rps'] / ref['rps']:6.2f} {r['p50']:8.2f} {r['p50'] / ref['p50']:6.2f} "
+              f"{r['p99']:8.2f} {r['p99'] / ref['p99']:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
