@@ -139,7 +139,8 @@ class YamuxStream:
                 self._sendChunks.append(memoryview(data)[sent:])
                 self._sendSize += len(data) - sent
             self._session._flush()
-        self._updateProducer()
+        if self._producer is not None:
+            self._updateProducer()
 
     def writeSequence(self, data: List[bytes]) -> None:
         self.write(b"".join(data))
@@ -294,9 +295,28 @@ class YamuxStream:
         if self.disconnecting:
             self._conn.consumed(self.streamId, len(data))
             return
-        self._recvChunks.append(data)
-        self._recvSize += len(data)
-        self._drainReceived()
+        if self._recvChunks or self._readPaused or self._delivering or self._lost:
+            self._recvChunks.append(data)
+            self._recvSize += len(data)
+            self._drainReceived()
+            return
+        # Fast path, nothing held and the protocol reading: hand the data straight over.
+        self._delivering = True
+        try:
+            self._deliver(data)
+        finally:
+            self._delivering = False
+        if self._recvChunks or self._eofReceived:  # arrived while the protocol was busy
+            self._drainReceived()
+
+    def _deliver(self, data: bytes) -> None:
+        """Give ``data`` to the protocol, counting it as consumed (which earns the peer window)."""
+        self._conn.consumed(self.streamId, len(data))
+        try:
+            self.protocol.dataReceived(data)
+        except Exception:
+            log.failure("{stream!r}: protocol failed on received data; resetting the stream", stream=self)
+            self.abortConnection()
 
     def _drainReceived(self) -> None:
         """Deliver held data (and then a pending EOF) while the protocol is not paused."""
@@ -308,12 +328,7 @@ class YamuxStream:
             while chunks and not self._readPaused and not self.disconnecting and not self._lost:
                 chunk = chunks.popleft()
                 self._recvSize -= len(chunk)
-                self._conn.consumed(self.streamId, len(chunk))
-                try:
-                    self.protocol.dataReceived(chunk)
-                except Exception:
-                    log.failure("{stream!r}: protocol failed on received data; resetting the stream", stream=self)
-                    self.abortConnection()
+                self._deliver(chunk)
         finally:
             self._delivering = False
         if (
@@ -402,8 +417,14 @@ class YamuxSession(Protocol):
         self._scheduleKeepalive()
 
     def dataReceived(self, data: bytes) -> None:
+        streams = self._streams
         for event in self._conn.receive_data(data):
-            self._handlers[type(event)](self, event)
+            if type(event) is wire.DataReceived:  # the data plane: no handler lookup
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._dataReceived(event.data)
+            else:
+                self._handlers[type(event)](self, event)
         self._flush()
         if self._pendingOpens:
             self._openPending()
@@ -449,9 +470,9 @@ class YamuxSession(Protocol):
             self.transport.loseConnection()
 
     def _flush(self) -> None:
-        data = self._conn.data_to_send()
-        if data and not self._closed:
-            self.transport.write(data)
+        chunks = self._conn.chunks_to_send()
+        if chunks and not self._closed:
+            self.transport.writeSequence(chunks)
 
     # -- opening streams ---------------------------------------------------------------------
     def openStream(self, protocol: IProtocol) -> Deferred:

@@ -53,10 +53,15 @@ A peer that sends more than the window breaks the protocol: we send Go Away 1 an
 Receive path and buffers
 ------------------------
 Headers are parsed straight out of the received buffer; only a header split across two reads
-is assembled in a 12-byte ``bytearray``.  Data payload is not accumulated: each received
-chunk of a payload becomes a :class:`DataReceived` event at once (its window was checked
-against the header), so a 6 MiB frame costs no more memory than the reads that carry it and
-each payload byte is copied at most once (a slice of the received buffer).
+is assembled in a 12-byte ``bytearray``.  Data payload is not accumulated across calls: what
+one :meth:`~YamuxConnection.receive_data` call carries for a stream becomes a
+:class:`DataReceived` event at once (its window was checked against the header), so a 6 MiB
+frame costs no more memory than the reads that carry it.  Consecutive payload pieces for the
+same stream in one call (the tail of a frame and the head of the next, a read straddling
+their header) make a single event, and each payload byte is copied at most once (a read that
+is all payload is passed on as it is): on the data plane a read costs one event, not one per
+frame it touches.  Bytes to send are queued as separate strings (header, payload) that
+:meth:`~YamuxConnection.chunks_to_send` returns for a transport's ``writeSequence``.
 
 Errors
 ------
@@ -247,6 +252,18 @@ class _Stream:
         self.remote_fin = False
 
 
+def _seal(event: DataReceived, pieces: List[memoryview], data: Buffer) -> None:
+    """Give ``event`` its payload, the joined ``pieces`` of ``data``, and empty ``pieces``.
+
+    A payload that is the whole of an immutable ``data`` is passed on without a copy.
+    """
+    if len(pieces) == 1 and len(pieces[0]) == len(data) and type(data) is bytes:
+        event.data = data
+    else:
+        event.data = b"".join(pieces)
+    pieces.clear()
+
+
 class YamuxConnection:
     """One side of a yamux session; see the module docstring for how it works."""
 
@@ -309,11 +326,24 @@ class YamuxConnection:
     # -- outgoing ---------------------------------------------------------------------------
     def data_to_send(self) -> bytes:
         """Return and clear everything queued for the wire."""
-        if not self._out:
-            return b""
         data = b"".join(self._out)
-        self._out.clear()
+        self._out = []
         return data
+
+    def chunks_to_send(self) -> List[bytes]:
+        """Return and clear everything queued for the wire, as separate byte strings.
+
+        For a transport's ``writeSequence``: a frame's payload is not copied behind its header
+        here, since a socket transport joins what it sends anyway.
+        """
+        out = self._out
+        if not out:
+            return []
+        self._out = []
+        for i, chunk in enumerate(out):
+            if type(chunk) is not bytes:
+                out[i] = bytes(chunk)  # a memoryview of a payload part the window allowed
+        return out
 
     def _queue(self, type: int, flags: int, stream_id: int, length: int) -> None:
         self._out.append(_HEADER.pack(PROTOCOL_VERSION, type, flags, stream_id, length))
@@ -378,10 +408,13 @@ class YamuxConnection:
         stream = self._known(stream_id)
         if stream.local_fin:
             raise StreamClosedError(f"stream {stream_id} is closed for writing")
-        size = min(len(data), stream.send_window, _MAX_U32)
+        size = len(data)
+        if size > stream.send_window or size > _MAX_U32:
+            size = min(size, stream.send_window, _MAX_U32)
         if size == 0:
             return 0
-        self._queue(_DATA, self._take_flags(stream), stream_id, size)
+        flags = self._take_flags(stream) if stream.need_ack else 0
+        self._out.append(_HEADER.pack(PROTOCOL_VERSION, _DATA, flags, stream_id, size))
         if type(data) is bytes:
             self._out.append(data if size == len(data) else memoryview(data)[:size])
         else:
@@ -455,20 +488,30 @@ class YamuxConnection:
         end = len(view)
         pos = 0
         header_buf = self._header_buf
+        # Payload pieces of the DataReceived event that ends ``events`` so far: a piece for the
+        # same stream that follows it directly (only a header in between) joins it, so a read
+        # that straddles frame boundaries costs one event and one copy, not one per frame.
+        pieces: List[memoryview] = []
         try:
             while pos < end:
                 if self._remaining:
                     take = min(self._remaining, end - pos)
                     target = self._target
                     if target is not None and self._streams.get(target.id) is target:
-                        chunk = data if take == end and type(data) is bytes else bytes(view[pos : pos + take])
                         target.recv_window -= take
                         target.buffered += take
-                        events.append(DataReceived(target.id, chunk))
+                        if not (pieces and events[-1].stream_id == target.id):
+                            if pieces:
+                                _seal(events[-1], pieces, data)
+                            events.append(DataReceived(target.id, b""))
+                        pieces.append(view[pos : pos + take])
                     pos += take
                     self._remaining -= take
                     if not self._remaining:
-                        self._payload_done(events)
+                        if self._target_fin:
+                            self._payload_done(events, pieces, data)
+                        else:
+                            self._target = None
                     continue
                 if header_buf or end - pos < HEADER_SIZE:
                     take = min(HEADER_SIZE - len(header_buf), end - pos)
@@ -481,9 +524,25 @@ class YamuxConnection:
                 else:
                     fields = _HEADER.unpack_from(view, pos)
                     pos += HEADER_SIZE
+                version, frame_type, flags, stream_id, length = fields
+                if frame_type == _DATA and not flags and version == PROTOCOL_VERSION:
+                    # The data plane, a Data frame without flags on a stream that can take it;
+                    # anything else about it (drain, window overrun) is _frame's business.
+                    stream = self._streams.get(stream_id)
+                    if stream is not None and not stream.remote_fin and 0 < length <= stream.recv_window:
+                        self._remaining = length
+                        self._target = stream
+                        self._target_fin = False
+                        continue
+                elif pieces:
+                    _seal(events[-1], pieces, data)  # a frame that may add events of its own
                 self._frame(fields, events)
         except ProtocolError as error:
+            if pieces:
+                _seal(events[-1], pieces, data)
             self._terminate(error, events)
+        if pieces:
+            _seal(events[-1], pieces, data)
         return events
 
     def _terminate(self, error: ProtocolError, events: List[Event]) -> None:
@@ -566,10 +625,12 @@ class YamuxConnection:
             self._target = None
             self._target_fin = False
 
-    def _payload_done(self, events: List[Event]) -> None:
+    def _payload_done(self, events: List[Event], pieces: List[memoryview], data: Buffer) -> None:
         stream = self._target
         self._target = None
         if self._target_fin and stream is not None and self._streams.get(stream.id) is stream:
+            if pieces:
+                _seal(events[-1], pieces, data)
             self._remote_fin(stream, events)
 
     def _remote_fin(self, stream: _Stream, events: List[Event]) -> None:
