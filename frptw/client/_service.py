@@ -35,7 +35,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -54,7 +54,7 @@ from frptw.wire.messages import NewWorkConn
 #: After a graceful close, how long the connection to frps may take to flush before it is aborted.
 CLOSE_GRACE = 5.0
 
-_log = Logger(namespace="frptw.client")
+_log = FrpLogger(namespace="frptw.client")
 
 
 def raiseFileLimit() -> None:

@@ -37,7 +37,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw import FRP_VERSION
@@ -86,7 +86,7 @@ class ControlSession(Protocol):
     :param openWork: called with the ``NewWorkConn`` to send on each new work connection.
     """
 
-    _log = Logger()
+    _log = FrpLogger()
 
     def __init__(
         self,

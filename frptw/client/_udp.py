@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.client.proxyprotocol import proxy_protocol_header
@@ -102,7 +102,7 @@ class UDPForwarder:
     :param packetSize: read buffer of the users' sockets (``udp_packet_size``).
     """
 
-    _log = Logger()
+    _log = FrpLogger()
 
     def __init__(self, reactor: IReactorUDP, config: ProxyConfig, localIp: str, packetSize: int) -> None:
         self.reactor = reactor

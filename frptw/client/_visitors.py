@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProtocol
 from twisted.internet.protocol import DatagramProtocol, Factory
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.config import ClientConfig, VisitorConfig
@@ -48,7 +48,7 @@ SUDP_IDLE_TIMEOUT = 60.0
 #: Opens a logical connection to frps for a protocol; fires once it is connected.
 Connector = Callable[[IProtocol], Deferred]
 
-_log = Logger(namespace="frptw.client.visitor")
+_log = FrpLogger(namespace="frptw.client.visitor")
 
 
 class VisitorConnection(SwitchableProtocol):

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTCP
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.client._udp import UDPForwarder
@@ -69,7 +69,7 @@ class WorkConnection(SwitchableProtocol):
     :param udpPacketSize: read buffer for the local sockets of udp/sudp proxies.
     """
 
-    _log = Logger()
+    _log = FrpLogger()
 
     def __init__(
         self,

@@ -35,7 +35,7 @@ from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.server._event import Event
@@ -60,7 +60,7 @@ WEBSOCKET_PREFIX = b"GET /~!frp"
 #: First three bytes of the HTTP methods the shared HTTP vhost takes (frp's list).
 HTTP_METHOD_PREFIXES = (b"GET", b"HEA", b"POS", b"PUT", b"DEL", b"CON", b"OPT", b"TRA", b"PAT")
 
-log = Logger()
+log = FrpLogger()
 
 
 class ConnectionHost(TypingProtocol):

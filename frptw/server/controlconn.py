@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.errors import ProxyError
@@ -39,7 +39,7 @@ MAX_QUEUED = 64
 #: Work connections frps keeps beyond the client's pool_count (frp: pool_count + 10).
 POOL_HEADROOM = 10
 
-log = Logger()
+log = FrpLogger()
 
 
 class ProxyHost(TypingProtocol):

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Callable, Dict, Mapping, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 
 from frptw.errors import ProxyError
 from frptw.server.control import proxy_type
@@ -25,7 +25,7 @@ from frptw.server.vhost.http_proxy import HTTPProxy
 from frptw.server.visitor import VisitorProxy
 from frptw.wire.messages import NewProxy
 
-log = Logger()
+log = FrpLogger()
 
 #: Every proxy type frp knows; others are ``unknown proxy type``.
 KNOWN_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "sudp", "xtcp")

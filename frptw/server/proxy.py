@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Set
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.internet.protocol import connectionDone
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.server._event import Event
@@ -33,7 +33,7 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import data_plane_codec
 from frptw.wire.messages import NewProxy, StartWorkConn, encode_message
 
-log = Logger()
+log = FrpLogger()
 
 
 class NoWorkConnection(Exception):

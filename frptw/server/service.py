@@ -31,7 +31,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw import FRP_VERSION
@@ -45,7 +45,7 @@ from frptw.transport.tls import serverContextFactory
 from frptw.wire import messages as m
 from frptw.wire.crypto import derive_key
 
-log = Logger()
+log = FrpLogger()
 
 
 def raiseFileLimit() -> Optional[int]:

@@ -10,13 +10,13 @@ from typing import Optional
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorTCP
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy import BaseProxy, UserConnection
 from frptw.wire.messages import NewProxy
 
-log = Logger()
+log = FrpLogger()
 
 
 class _UserFactory(Factory):

@@ -33,7 +33,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import CannotListenError, MessageLengthError
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.server.ports import PortAllocator
@@ -45,7 +45,7 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import data_plane_codec
 from frptw.wire.messages import NewProxy
 
-log = Logger()
+log = FrpLogger()
 
 #: Seconds between registering the proxy and asking for its work connection (frp: 500 ms).
 FIRST_WORK_CONN_DELAY = 0.5

@@ -19,7 +19,7 @@ byte pipe (the UDP packets inside are the two frpc's business), so both types ar
 
 from typing import Optional
 
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 
 from frptw.server.proxy import BaseProxy, UserConnection
 from frptw.transport.layered import layer
@@ -29,7 +29,7 @@ from frptw.wire.codec import data_plane_codec
 from frptw.wire.crypto import derive_key
 from frptw.wire.messages import NewProxy, NewVisitorConn, NewVisitorConnResp, encode_message
 
-log = Logger()
+log = FrpLogger()
 
 
 class VisitorProxy(BaseProxy):

@@ -17,6 +17,7 @@ from twisted.python import usage
 
 from frptw.config import load_config
 from frptw.errors import ConfigError
+from frptw.logs import set_level
 
 
 class Options(usage.Options):
@@ -76,6 +77,7 @@ def makeService(options: Options, reactor: Optional[IReactorCore] = None) -> ISe
         reactor = _reactor
     from twisted.logger import Logger
 
+    set_level(options.loaded.log.level)
     log = Logger(namespace="frptw")
     for warning in options.loaded.warnings:
         log.warn("{warning}", warning=warning)

@@ -29,7 +29,7 @@ from typing import Protocol as TypingProtocol
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -134,7 +134,7 @@ class DatagramChannel(Protocol):
     :param description: who we are, for log lines (e.g. ``"[udp proxy u1.dns]"``).
     """
 
-    _log = Logger()
+    _log = FrpLogger()
 
     def __init__(
         self,

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -44,7 +44,7 @@ class LayeredProtocol(Protocol):
     everything the lower transport delivers.
     """
 
-    _log = Logger()
+    _log = FrpLogger()
     disconnecting = False
 
     def __init__(self, codec: StreamCodec, wrappedProtocol: IProtocol) -> None:

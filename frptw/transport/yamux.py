@@ -49,14 +49,14 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frptw.errors import ConnectionClosed
 from frptw.wire import yamux as wire
 
-log = Logger()
+log = FrpLogger()
 
 #: Seconds to wait for the answer to a keep-alive ping (yamux's connection write timeout).
 PING_TIMEOUT = 10.0

@@ -14,7 +14,7 @@ from typing import Iterable, Optional, Set
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.server._event import Event
@@ -26,7 +26,7 @@ from frptw.transport.switch import SwitchableProtocol
 #: Seconds a vhost connection has to send its ClientHello / CONNECT request.
 PREAMBLE_TIMEOUT = 30.0
 
-log = Logger()
+log = FrpLogger()
 
 
 def remote_addr(domains: Iterable[str], port: int) -> str:

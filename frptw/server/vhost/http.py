@@ -39,7 +39,7 @@ import h11
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Factory, connectionDone
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -50,7 +50,7 @@ from frptw.server.vhost.routes import RouteTable, canonical_host
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
 
-log = Logger()
+log = FrpLogger()
 
 #: Request-head limits and the header read timeout (Go's server in frps: 60 s).
 MAX_HEAD = 64 * 1024

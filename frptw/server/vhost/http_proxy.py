@@ -15,7 +15,7 @@ import h11
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.internet.protocol import connectionDone
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.server.proxy import BaseProxy
@@ -26,7 +26,7 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import data_plane_codec
 from frptw.wire.messages import NewProxy
 
-log = Logger()
+log = FrpLogger()
 
 #: Idle work connections kept per http proxy, and for how long (Go transport settings of frp).
 MAX_IDLE = 5

@@ -16,7 +16,7 @@ The same connections also arrive from the bind port when ``vhost_https_port == b
 """
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 
 from frptw.server.proxy import BaseProxy
 from frptw.server.vhost._preamble import PreambleConnection, VhostListener, remote_addr
@@ -25,7 +25,7 @@ from frptw.wire.clienthello import NEED_MORE, ClientHelloReader
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import NewProxy
 
-log = Logger()
+log = FrpLogger()
 
 
 class _HTTPSConnection(PreambleConnection):

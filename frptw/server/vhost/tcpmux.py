@@ -23,7 +23,7 @@ from typing import List, Tuple
 
 import h11
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from frptw.logs import FrpLogger
 
 from frptw import FRP_VERSION
 from frptw.errors import ProxyError
@@ -32,7 +32,7 @@ from frptw.server.vhost._preamble import PreambleConnection, VhostListener, remo
 from frptw.server.vhost.routes import proxy_domains
 from frptw.wire.messages import NewProxy
 
-log = Logger()
+log = FrpLogger()
 
 #: The only multiplexer frp has.
 HTTPCONNECT = "httpconnect"
