@@ -17,22 +17,16 @@ flow-control pauses (a pause is lifted only when no reason for it is left).  Tim
 injected clock.
 """
 
-from typing import Iterable, Optional
+from typing import Optional
 
-from twisted.internet.interfaces import (
-    IConsumer,
-    IDelayedCall,
-    IHalfCloseableProtocol,
-    IProducer,
-    IPushProducer,
-    IReactorTime,
-    ITransport,
-)
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.interfaces import IDelayedCall, IProducer, IPushProducer, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from frptw.transport.stacked import StackedTransport, stack
 from frptw.transport.switch import SwitchableProtocol
+
 
 class TokenBucket:
     """Rate ``rate`` tokens/s, burst ``rate`` tokens, starting full; may go into debt."""
@@ -52,19 +46,16 @@ class TokenBucket:
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
 
-@implementer(ITransport, IConsumer, IPushProducer, IHalfCloseableProtocol)
-class BandwidthLimiter(Protocol):
+class BandwidthLimiter(StackedTransport):
     """Protocol of the work connection and transport of the layer above, throttled both ways."""
-
-    disconnecting = False
 
     def __init__(
         self, read: TokenBucket, write: TokenBucket, clock: IReactorTime, wrappedProtocol: SwitchableProtocol
     ) -> None:
+        super().__init__(wrappedProtocol)
         self._clock = clock
         self._read = read
         self._write = write
-        self.wrappedProtocol = wrappedProtocol
         # Reading from the lower transport is paused while any of these is true.
         self._readPausedByUpper = False
         self._readThrottle: Optional[IDelayedCall] = None
@@ -74,9 +65,6 @@ class BandwidthLimiter(Protocol):
         self._writeThrottle: Optional[IDelayedCall] = None
 
     # -- facing the lower transport ----------------------------------------------------------
-    def connectionMade(self) -> None:
-        self.wrappedProtocol.makeConnection(self)
-
     def dataReceived(self, data: bytes) -> None:
         self.wrappedProtocol.dataReceived(data)
         wait = self._read.spend(len(data))
@@ -94,18 +82,12 @@ class BandwidthLimiter(Protocol):
         else:
             self.transport.resumeProducing()
 
-    def readConnectionLost(self) -> None:
-        self.wrappedProtocol.readConnectionLost()
-
-    def writeConnectionLost(self) -> None:
-        self.wrappedProtocol.writeConnectionLost()
-
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         for call in (self._readThrottle, self._writeThrottle):
             if call is not None and call.active():
                 call.cancel()
         self._readThrottle = self._writeThrottle = None
-        self.wrappedProtocol.connectionLost(reason)
+        super().connectionLost(reason)
 
     # -- ITransport for the layer above ------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -116,9 +98,6 @@ class BandwidthLimiter(Protocol):
         if wait > 0 and self._writeThrottle is None:
             self._writeThrottle = self._clock.callLater(wait, self._writeRefilled)
             self._updateWriting()
-
-    def writeSequence(self, data: Iterable[bytes]) -> None:
-        self.write(b"".join(data))
 
     def _writeRefilled(self) -> None:
         self._writeThrottle = None
@@ -132,27 +111,14 @@ class BandwidthLimiter(Protocol):
         else:
             self._producer.resumeProducing()
 
-    def loseConnection(self) -> None:
-        self.disconnecting = True
-        self.transport.loseConnection()
-
-    def abortConnection(self) -> None:
-        self.disconnecting = True
-        self.transport.abortConnection()
-
-    def loseWriteConnection(self) -> None:
-        self.transport.loseWriteConnection()
-
-    def getPeer(self):
-        return self.transport.getPeer()
-
-    def getHost(self):
-        return self.transport.getHost()
-
     # -- IConsumer: we stand between the upper producer and the lower transport --------------
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         self._producer = producer
         self.transport.registerProducer(_LowerPauses(self), True)
+        if self._writeThrottle is not None:
+            # The bucket is in debt already (a reused connection, a shared bucket): the new
+            # producer waits for the refill like the previous one did.
+            producer.pauseProducing()
 
     def unregisterProducer(self) -> None:
         self._producer = None
@@ -167,8 +133,6 @@ class BandwidthLimiter(Protocol):
         self._readPausedByUpper = False
         self._updateReading()
 
-    def stopProducing(self) -> None:
-        self.transport.stopProducing()
 
 
 @implementer(IPushProducer)
@@ -198,6 +162,4 @@ def throttle(
     """Switch ``proto``'s connection to a :class:`BandwidthLimiter` spending ``read`` for bytes
     received and ``write`` (default: the same bucket) for bytes sent, and return the switchable
     protocol above it (held bytes pass through first)."""
-    top = SwitchableProtocol()
-    proto.switchTo(BandwidthLimiter(read, write if write is not None else read, clock, top))
-    return top
+    return stack(proto, lambda top: BandwidthLimiter(read, write if write is not None else read, clock, top))

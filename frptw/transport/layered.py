@@ -16,28 +16,20 @@ A decoding error is the peer's fault: one log line, the lower connection is abor
 upper protocol's ``connectionLost`` receives the :class:`~frptw.wire.errors.ProtocolError`.
 """
 
-from typing import Iterable, Optional
+from typing import Optional
 
-from twisted.internet.interfaces import (
-    IConsumer,
-    IHalfCloseableProtocol,
-    IProducer,
-    IProtocol,
-    IPushProducer,
-    ITransport,
-)
-from twisted.internet.protocol import Protocol, connectionDone
-from frptw.logs import FrpLogger
+from twisted.internet.interfaces import IProtocol
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
+from frptw.logs import FrpLogger
+from frptw.transport.stacked import StackedTransport, stack
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import StreamCodec
 from frptw.wire.errors import ProtocolError
 
 
-@implementer(ITransport, IConsumer, IPushProducer, IHalfCloseableProtocol)
-class LayeredProtocol(Protocol):
+class LayeredProtocol(StackedTransport):
     """The protocol of a lower transport and the transport of ``wrappedProtocol``.
 
     ``codec.encode`` is applied to everything ``wrappedProtocol`` writes, ``codec.decode`` to
@@ -45,16 +37,11 @@ class LayeredProtocol(Protocol):
     """
 
     _log = FrpLogger()
-    disconnecting = False
 
     def __init__(self, codec: StreamCodec, wrappedProtocol: IProtocol) -> None:
+        super().__init__(wrappedProtocol)
         self.codec = codec
-        self.wrappedProtocol = wrappedProtocol
         self._failure: Optional[Failure] = None
-
-    # -- IProtocol, facing the lower transport ----------------------------------------------
-    def connectionMade(self) -> None:
-        self.wrappedProtocol.makeConnection(self)
 
     def dataReceived(self, data: bytes) -> None:
         if self._failure is not None:
@@ -74,67 +61,14 @@ class LayeredProtocol(Protocol):
         if plain:
             self.wrappedProtocol.dataReceived(plain)
 
-    def readConnectionLost(self) -> None:
-        half = IHalfCloseableProtocol(self.wrappedProtocol, None)
-        if half is None:
-            self.transport.loseConnection()
-        else:
-            half.readConnectionLost()
-
-    def writeConnectionLost(self) -> None:
-        half = IHalfCloseableProtocol(self.wrappedProtocol, None)
-        if half is not None:
-            half.writeConnectionLost()
-
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.connected = False
-        self.wrappedProtocol.connectionLost(self._failure or reason)
+        super().connectionLost(self._failure or reason)
 
-    # -- ITransport, facing the wrapped protocol --------------------------------------------
     def write(self, data: bytes) -> None:
         if data:
             encoded = self.codec.encode(data)
             if encoded:
                 self.transport.write(encoded)
-
-    def writeSequence(self, data: Iterable[bytes]) -> None:
-        self.write(b"".join(data))
-
-    def loseConnection(self) -> None:
-        self.disconnecting = True
-        self.transport.loseConnection()
-
-    def abortConnection(self) -> None:
-        self.disconnecting = True
-        self.transport.abortConnection()
-
-    def loseWriteConnection(self) -> None:
-        """Half-close: the codecs have no end-of-stream marker, so the lower transport's
-        half-close is ours."""
-        self.transport.loseWriteConnection()
-
-    def getPeer(self):
-        return self.transport.getPeer()
-
-    def getHost(self):
-        return self.transport.getHost()
-
-    # -- IConsumer: the lower transport does the flow control -------------------------------
-    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
-        self.transport.registerProducer(producer, streaming)
-
-    def unregisterProducer(self) -> None:
-        self.transport.unregisterProducer()
-
-    # -- IPushProducer: reading from us is reading from the lower transport -----------------
-    def pauseProducing(self) -> None:
-        self.transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self.transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self.transport.stopProducing()
 
 
 def layer(proto: SwitchableProtocol, codec: StreamCodec, leftover: bytes = b"") -> SwitchableProtocol:
@@ -144,6 +78,4 @@ def layer(proto: SwitchableProtocol, codec: StreamCodec, leftover: bytes = b"") 
     bytes ``proto`` held.  The returned protocol holds the decoded bytes until someone (usually
     :func:`frptw.transport.splice.splice`) switches it in turn.
     """
-    top = SwitchableProtocol()
-    proto.switchTo(LayeredProtocol(codec, top), leftover)
-    return top
+    return stack(proto, lambda top: LayeredProtocol(codec, top), leftover)
