@@ -3,11 +3,14 @@
 One file, several sub-commands, each run as its own OS process by the bench so that the load
 never shares an interpreter (or a GIL) with what it measures::
 
-    serve     the "local service" behind frpc; prints {"port": P} and serves until killed
-    download  N connections each ask the service for B bytes; bulk throughput at the receiver
-    latency   64-byte ping-pong over one connection; round-trip percentiles
-    connrate  W workers loop connect / one small echo / close; completed cycles per second
-    hold      open N connections, one echo each, keep them open until stdin says "release"
+    serve       the "local service" behind frpc: TCP on P, a UDP echo on U; prints
+                {"port": P, "udp_port": U} and serves until killed
+    download    N connections each ask the service for B bytes; bulk throughput at the receiver
+    latency     64-byte ping-pong over one connection; round-trip percentiles
+    connrate    W workers loop connect / one small echo / close; completed cycles per second
+    hold        open N connections, one echo each, keep them open until stdin says "release"
+    udplatency  one datagram at a time to a UDP echo; round-trip percentiles, losses
+    udprate     a window of W datagrams in flight to a UDP echo; echoed datagrams/s, losses
 
 Every client prints one JSON object per line on stdout (``hold`` prints two: when its
 connections are up, and after release).  Nothing here imports Twisted or asyncio: plain
@@ -21,6 +24,11 @@ Service protocol (first byte of a connection picks its mode):
   close.  Throughput is measured in this direction (service -> frpc -> frps -> user, frp's
   usual direction); the receiver counts, so the figure is what actually arrived.
 * ``b"E"``: every following byte is echoed (latency, connrate, hold).
+
+The UDP echo sends every datagram back to its source, unchanged.  The UDP clients number their
+datagrams (the first 8 bytes, big endian) so that an echo is matched to what it answers: a
+datagram with no echo within ``--timeout`` is *lost* (an echo arriving after that is *late*
+and ignored), which is how a proxy's dropped datagrams show up instead of hanging the client.
 """
 
 import argparse
@@ -174,6 +182,29 @@ class _ServiceConn:
                 return
 
 
+class _UDPEcho:
+    """The service's UDP port: every datagram goes straight back to its sender."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket, sel: selectors.BaseSelector) -> None:
+        self.sock = sock
+        sel.register(sock, selectors.EVENT_READ, self)
+
+    def on_event(self, events: int) -> None:
+        for _ in range(256):  # drain what is queued, then let the TCP connections run
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # ICMP error of an earlier send (the sender went away): no datagram lost here
+            try:
+                self.sock.sendto(data, addr)
+            except OSError:
+                pass  # a full send buffer drops the echo, as a network would; the client counts it lost
+
+
 def serve(args: argparse.Namespace) -> None:
     payload = memoryview(make_payload(args.payload))
     sel = selectors.DefaultSelector()
@@ -183,7 +214,11 @@ def serve(args: argparse.Namespace) -> None:
     listener.listen(4096)
     listener.setblocking(False)
     sel.register(listener, selectors.EVENT_READ, None)
-    emit({"port": listener.getsockname()[1]})
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind((args.host, args.udp_port))
+    udp.setblocking(False)
+    _UDPEcho(udp, sel)
+    emit({"port": listener.getsockname()[1], "udp_port": udp.getsockname()[1]})
     while True:
         for key, events in sel.select():
             if key.data is not None:
@@ -469,6 +504,147 @@ def hold(args: argparse.Namespace) -> None:
     emit({"alive_at_release": alive})
 
 
+# -- UDP clients -------------------------------------------------------------------------------
+
+
+class _Datagrams:
+    """A connected non-blocking UDP socket sending numbered datagrams of ``size`` bytes."""
+
+    def __init__(self, host: str, port: int, size: int) -> None:
+        if size < 8:
+            raise SystemExit("--size must be at least 8 (the sequence number)")
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        self.sock.connect((host, port))
+        self.sock.setblocking(False)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.sock, selectors.EVENT_READ)
+        self.padding = (bytes(range(256)) * (size // 256 + 1))[: size - 8]
+        self.size = size
+        self.next_seq = 0
+        self.short = 0  # echoes of another length than sent (a proxy truncating them)
+
+    def send(self) -> int:
+        """Send the next datagram; return its number (a full send buffer counts as sent:
+        it is then lost like any other drop)."""
+        seq = self.next_seq
+        self.next_seq += 1
+        try:
+            self.sock.send(seq.to_bytes(8, "big") + self.padding)
+        except (BlockingIOError, ConnectionRefusedError):
+            pass  # dropped (or an ICMP error from an earlier datagram): it will time out
+        return seq
+
+    def receive(self, timeout: float) -> List[int]:
+        """The numbers of the echoes that arrive within ``timeout`` (all that are queued)."""
+        got: List[int] = []
+        if not self.sel.select(timeout=max(0.0, timeout)):
+            return got
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return got
+            except ConnectionRefusedError:
+                continue  # ICMP port unreachable: the proxy's port is not (yet) there
+            if len(data) != self.size:
+                self.short += 1
+                continue
+            got.append(int.from_bytes(data[:8], "big"))
+
+    def probe(self, seconds: float) -> Optional[float]:
+        """Send a datagram every 50 ms until one is echoed; the seconds that took, or None.
+
+        A udp proxy forwards nothing until frps has its work connection (about half a second
+        after the proxy registered, in frp); the measurement must not count that as loss."""
+        start = time.perf_counter()
+        end = start + seconds
+        while time.perf_counter() < end:
+            self.send()
+            if self.receive(0.05):
+                # Let stragglers of the other probes arrive, so they are not taken for echoes later.
+                while self.receive(0.05):
+                    pass
+                return time.perf_counter() - start
+        return None
+
+
+def udplatency(args: argparse.Namespace) -> None:
+    """One datagram in flight at a time: ``count`` round trips after ``warmup``."""
+    d = _Datagrams(args.host, args.port, args.size)
+    waited = d.probe(args.probe_seconds)
+    if waited is None:
+        emit({"error": f"no datagram echoed within {args.probe_seconds:.0f}s"})
+        return
+    samples: List[float] = []
+    lost = late = 0
+    total = args.warmup + args.count
+    deadline = time.perf_counter() + args.seconds
+    clock = time.perf_counter_ns
+    for i in range(total):
+        t0 = clock()
+        seq = d.send()
+        give_up = t0 + args.timeout * 1e9
+        while True:
+            echoes = d.receive((give_up - clock()) / 1e9)
+            if seq in echoes:
+                t1 = clock()
+                late += len(echoes) - 1
+                if i >= args.warmup:
+                    samples.append((t1 - t0) / 1e3)
+                break
+            late += len(echoes)
+            if clock() >= give_up:
+                lost += i >= args.warmup
+                break
+        if time.perf_counter() > deadline:
+            break
+    emit({"us": percentiles(samples), "sent": len(samples) + lost, "lost": lost, "late": late,
+          "short": d.short, "probe_ms": waited * 1e3, "error": None if samples else "no samples"})
+
+
+def udprate(args: argparse.Namespace) -> None:
+    """Keep ``window`` datagrams in flight for ``seconds``: each echo (or each timeout) frees a
+    slot for the next datagram.  The window bounds what a proxy has to queue, so the rate is
+    what it forwards without being flooded; a flood would only measure its drop policy."""
+    d = _Datagrams(args.host, args.port, args.size)
+    waited = d.probe(args.probe_seconds)
+    if waited is None:
+        emit({"error": f"no datagram echoed within {args.probe_seconds:.0f}s"})
+        return
+    in_flight: Dict[int, float] = {}
+    first = d.next_seq
+    received = drained = lost = late = 0
+    start = time.perf_counter()
+    deadline = start + args.seconds
+    next_sweep = start + args.timeout / 4
+    now = start
+    while True:
+        if now < deadline:
+            while len(in_flight) < args.window:
+                in_flight[d.send()] = now
+        elif not in_flight:
+            break
+        for seq in d.receive(min(0.05, args.timeout / 4)):
+            if in_flight.pop(seq, None) is None:
+                late += 1
+            elif now < deadline:
+                received += 1
+            else:
+                drained += 1  # the last window's echoes: not lost, but not in the rate either
+        now = time.perf_counter()
+        if now >= next_sweep:
+            next_sweep = now + args.timeout / 4
+            for seq in [s for s, sent in in_flight.items() if now - sent > args.timeout]:
+                del in_flight[seq]
+                lost += 1
+    elapsed = deadline - start
+    emit({"per_second": received / elapsed, "mbps": received * args.size / elapsed / 1e6,
+          "received": received, "sent": d.next_seq - first, "drained": drained, "lost": lost, "late": late,
+          "short": d.short, "seconds": elapsed, "window": args.window, "probe_ms": waited * 1e3,
+          "error": None if received else "no datagram echoed"})
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -483,6 +659,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     payloads = ("mixed", "random", "text")
     p = command("serve", serve, port_required=False)
     p.add_argument("--payload", choices=payloads, default="mixed")
+    p.add_argument("--udp-port", type=int, default=0, help="port of the UDP echo (default: any free one)")
     p = command("download", download)
     p.add_argument("--verify", action="store_true", help="check the bytes against the service's payload")
     p.add_argument("--payload", choices=payloads, default="mixed", help="the service's payload (for --verify)")
@@ -501,6 +678,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--conns", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--seconds", type=float, default=30.0)
+    udp = {}
+    for name, func in (("udplatency", udplatency), ("udprate", udprate)):
+        p = udp[name] = command(name, func)
+        p.add_argument("--size", type=int, default=64, help="datagram size in bytes (at least 8)")
+        p.add_argument("--seconds", type=float, default=3.0, help="measure for this long (udprate), at most (udplatency)")
+        p.add_argument("--timeout", type=float, default=0.5, help="a datagram not echoed within this is lost")
+        p.add_argument("--probe-seconds", type=float, default=10.0,
+                       help="give up if no datagram is echoed within this (the proxy is not ready)")
+    udp["udplatency"].add_argument("--count", type=int, default=1000)
+    udp["udplatency"].add_argument("--warmup", type=int, default=100)
+    udp["udprate"].add_argument("--window", type=int, default=64, help="datagrams in flight")
     args = parser.parse_args(argv)
     raise_nofile()
     args.func(args)

@@ -1,9 +1,9 @@
-"""frptw vs Go frp on 127.0.0.1: tcp proxy throughput, latency, connection rate, memory, startup.
+"""frptw vs Go frp on 127.0.0.1: tcp, udp and stcp proxies; throughput, latency, rates, memory, startup.
 
 Run on demand (not a test, not in CI)::
 
     python bench/bench_tcp.py [--quick] [--json] [--pairs raw,go,tw,tw-go,go-tw]
-        [--configs defaults,tls-off,...] [--metrics throughput,latency,connrate,rss]
+        [--configs defaults,tls-off,...] [--metrics throughput,latency,connrate,rss,udp,stcp]
         [--profile] [--keep] [--budget SECONDS]
     python bench/bench_tcp.py --render saved.json      # the table of a run saved with --json
 
@@ -11,7 +11,8 @@ Every frp side runs as its own OS process (so RSS and CPU are per process): the 
 binaries (``tests.frpbin.frp_binary``) and frptw under ``twistd -n frps|frpc --config F``.  The
 load generator and the "local service" behind frpc are ``bench/_load.py`` processes (plain
 sockets on epoll, no Twisted), one per measurement; the ``raw`` pair sends the same load straight
-to the service, which shows the generator's own ceiling.  Measured, back to back in one run:
+to the service (TCP, and a UDP echo in the same process), which shows the generator's own
+ceiling.  Measured, back to back in one run:
 
 * pairs (client -> server): ``raw`` (no proxy), ``go`` (Go frpc -> Go frps), ``tw`` (frptw ->
   frptw), ``tw-go`` (frptw frpc -> Go frps), ``go-tw`` (Go frpc -> frptw frps);
@@ -26,7 +27,19 @@ to the service, which shows the generator's own ceiling.  Measured, back to back
   and with 1000 open idle-ish connections (one echo each), and the sockets each still has open
   once those are closed (a leak detector);
 * per pair, defaults config only: connect/echo/close cycles per second with 50 workers, with
-  the CPU milliseconds frps and frpc spend per connection.
+  the CPU milliseconds frps and frpc spend per connection;
+* ``udp``, per pair (and ``raw``: straight to the service's UDP echo), for 64- and 1400-byte
+  datagrams through a udp proxy of the same frpc: round-trip p50/p99 with one datagram in
+  flight, then echoed datagrams/s with a window of :data:`UDP_WINDOW` in flight and the CPU
+  microseconds frps and frpc spend per datagram (there and back); datagrams not echoed within
+  0.5 s are counted as lost (both runs).  Each run first probes until an echo comes back, since
+  a udp proxy forwards nothing before frps has its work connection;
+* ``stcp``, per pair: throughput over 1 and 8 connections of user -> visitor frpc -> frps ->
+  stcp owner frpc -> service (the pair's frpc is the owner: its stcp proxy rides along with the
+  tcp one; the visitor is a second frpc of the same implementation, started for this
+  measurement), with the CPU seconds per GB of all three processes and the ratio to the
+  pair's tcp throughput over 8 connections.  udp and stcp are measured in every config of a
+  full run, and with ``--quick`` in ``defaults`` only (or the first config given without it).
 
 ``--profile`` runs the frptw sides under twistd's cProfile (``--profiler cprofile``) and
 prints where each spent its time; its numbers are then not comparable, only its profiles.
@@ -48,6 +61,7 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -75,7 +89,15 @@ PAIRS: Dict[str, Tuple[Optional[str], Optional[str]]] = {
 LABELS = {"raw": "raw", "go": "Go->Go", "tw": "tw->tw", "tw-go": "tw->Go", "go-tw": "Go->tw"}
 MIXED = ("tw-go", "go-tw")
 #: What can be measured (startup always is: every pair start measures it).
-METRICS = ("throughput", "latency", "connrate", "rss")
+METRICS = ("throughput", "latency", "connrate", "rss", "udp", "stcp")
+#: Datagram sizes of the udp measurements: a small one (per-datagram cost) and one near frp's
+#: default udpPacketSize of 1500 (per-byte cost; 1400 leaves room for IP and UDP headers).
+UDP_SIZES = (64, 1400)
+#: Datagrams in flight in the udp rate run: well under the 1024 packets frp queues per udp
+#: proxy, so the figure is the forwarding rate, not the drop policy of a flooded queue.
+UDP_WINDOW = 64
+#: Shared by the stcp owner and its visitor.
+STCP_SECRET = "frptw-bench-stcp"
 CONFIGS: Dict[str, Dict[str, bool]] = {
     "defaults": dict(tls=True, mux=True, encryption=False, compression=False),
     "tls-off": dict(tls=False, mux=True, encryption=False, compression=False),
@@ -99,19 +121,24 @@ class Settings:
     connrate_seconds: float
     hold_conns: int
     hold_seconds: float
+    udp_count: int
+    udp_seconds: float
     start_timeout: float
     budget: float
     rss_all_configs: bool
+    udp_stcp_all_configs: bool
 
     @classmethod
     def for_mode(cls, quick: bool) -> "Settings":
         if quick:
             return cls(total_bytes=64 * MIB, throughput_seconds=3.0, repeat=3, latency_count=1000,
                        latency_seconds=2.0, connrate_seconds=2.0, hold_conns=1000, hold_seconds=20.0,
-                       start_timeout=15.0, budget=150.0, rss_all_configs=False)
+                       udp_count=300, udp_seconds=1.0,
+                       start_timeout=15.0, budget=165.0, rss_all_configs=False, udp_stcp_all_configs=False)
         return cls(total_bytes=256 * MIB, throughput_seconds=20.0, repeat=3, latency_count=5000,
                    latency_seconds=15.0, connrate_seconds=5.0, hold_conns=1000, hold_seconds=40.0,
-                   start_timeout=30.0, budget=3600.0, rss_all_configs=True)
+                   udp_count=3000, udp_seconds=5.0,
+                   start_timeout=30.0, budget=3600.0, rss_all_configs=True, udp_stcp_all_configs=True)
 
 
 class MeasureError(Exception):
@@ -211,6 +238,19 @@ class Processes:
 # -- /proc readings ----------------------------------------------------------------------------
 
 
+def udp_bound_ports() -> set:
+    """Ports with a bound UDP socket, from /proc/net/udp{,6} (a udp proxy's port on frps)."""
+    ports = set()
+    for path in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                ports.update(int(line.split(None, 2)[1].rsplit(":", 1)[1], 16) for line in f)
+        except (OSError, StopIteration):
+            pass
+    return ports
+
+
 def listening_ports() -> set:
     """Ports with a listening TCP socket, from /proc/net/tcp{,6}: no probe connection, so no
     side effect on the process being watched.  The kernel lists listening sockets first, so
@@ -277,15 +317,43 @@ def frps_toml(bind_port: int, cfg: Dict[str, bool]) -> str:
     )
 
 
-def frpc_toml(bind_port: int, remote_port: int, backend_port: int, cfg: Dict[str, bool]) -> str:
+def _frpc_common(bind_port: int, cfg: Dict[str, bool]) -> str:
     b = {k: str(v).lower() for k, v in cfg.items()}
     return (
         f'serverAddr = "127.0.0.1"\nserverPort = {bind_port}\nauth.token = "{TOKEN}"\n'
-        f'transport.tcpMux = {b["mux"]}\ntransport.tls.enable = {b["tls"]}\nlog.level = "warn"\n\n'
-        f'[[proxies]]\nname = "bench"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = {backend_port}\n'
-        f'remotePort = {remote_port}\ntransport.useEncryption = {b["encryption"]}\n'
-        f'transport.useCompression = {b["compression"]}\n'
+        f'transport.tcpMux = {b["mux"]}\ntransport.tls.enable = {b["tls"]}\nlog.level = "warn"\n'
     )
+
+
+def _data_plane(cfg: Dict[str, bool]) -> str:
+    return (f'transport.useEncryption = {str(cfg["encryption"]).lower()}\n'
+            f'transport.useCompression = {str(cfg["compression"]).lower()}\n')
+
+
+def frpc_toml(bind_port: int, remote_port: int, backend_port: int, cfg: Dict[str, bool],
+              udp: Optional[Tuple[int, int]] = None, stcp: bool = False) -> str:
+    """The frpc of a pair: the tcp proxy ``bench``; with ``udp`` = (remote port, service's UDP
+    port) also the udp proxy ``bench-udp``; with ``stcp`` also the stcp proxy ``bench-stcp``
+    (both to the same service), so that one frps + frpc carries every measurement."""
+    text = (_frpc_common(bind_port, cfg)
+            + f'\n[[proxies]]\nname = "bench"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = {backend_port}\n'
+            f'remotePort = {remote_port}\n' + _data_plane(cfg))
+    if udp:
+        text += (f'\n[[proxies]]\nname = "bench-udp"\ntype = "udp"\nlocalIP = "127.0.0.1"\n'
+                 f'localPort = {udp[1]}\nremotePort = {udp[0]}\n' + _data_plane(cfg))
+    if stcp:
+        text += (f'\n[[proxies]]\nname = "bench-stcp"\ntype = "stcp"\nsecretKey = "{STCP_SECRET}"\n'
+                 f'localIP = "127.0.0.1"\nlocalPort = {backend_port}\n' + _data_plane(cfg))
+    return text
+
+
+def visitor_toml(bind_port: int, visitor_port: int, cfg: Dict[str, bool]) -> str:
+    """The second frpc of an stcp measurement: only a visitor of ``bench-stcp``, listening on
+    ``visitor_port``, with the same transport and data-plane settings as the owner."""
+    return (_frpc_common(bind_port, cfg)
+            + f'\n[[visitors]]\nname = "bench-visitor"\ntype = "stcp"\nserverName = "bench-stcp"\n'
+            f'secretKey = "{STCP_SECRET}"\nbindAddr = "127.0.0.1"\nbindPort = {visitor_port}\n'
+            + _data_plane(cfg))
 
 
 def frp_argv(impl: str, kind: str, config_path: str, profile_path: Optional[str] = None) -> List[str]:
@@ -300,6 +368,14 @@ def frp_argv(impl: str, kind: str, config_path: str, profile_path: Optional[str]
     profiling = [f"--profile={profile_path}", "--profiler=cprofile", "--savestats"] if profile_path else []
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
             "-n", "--pidfile=", *profiling, kind, "--config", config_path]
+
+
+def frp_env(impl: str) -> dict:
+    """Environment of one frp side: the Go binaries get a bare one (no FRP_* or proxy variables
+    from the caller's shell), frptw ours plus the checkout on PYTHONPATH."""
+    if impl == "go":
+        return {"PATH": os.environ.get("PATH", "")}
+    return dict(os.environ, PYTHONPATH=ROOT)
 
 
 def profile_top(path: str, top: int) -> List[dict]:
@@ -318,12 +394,20 @@ def profile_top(path: str, top: int) -> List[dict]:
 
 @dataclass
 class Tunnel:
-    """A running frps + frpc pair whose tcp proxy listens on ``port``."""
+    """A running frps + frpc pair whose tcp proxy listens on ``port`` (and, when asked for, whose
+    udp proxy is bound to ``udp_port`` and whose stcp proxy ``bench-stcp`` waits for visitors)."""
 
     frps: Child
     frpc: Child
     port: int
     startup_ms: Dict[str, float]
+    #: what a visitor of this pair needs: the client implementation, frps's bind port, the
+    #: pair's directory (for the visitor's config and log) and config name
+    client_impl: str = ""
+    bind_port: int = 0
+    directory: str = ""
+    config: str = ""
+    udp_port: Optional[int] = None
 
     @property
     def sides(self) -> Dict[str, Child]:
@@ -348,7 +432,10 @@ class Bench:
         #: results[pair][config][metric] = dict of numbers, or {"error": text}
         self.results: Dict[str, Dict[str, Dict[str, dict]]] = {}
         self.backend_port = 0
+        self.backend_udp_port = 0
         self.broken: Dict[str, str] = {}
+        #: with --quick, the one config where udp and stcp are measured (set by :meth:`run`)
+        self.extras_config = "defaults"
 
     # - plumbing -
 
@@ -417,17 +504,20 @@ class Bench:
         ready, _, _ = select.select([child.popen.stdout], [], [], 10)
         if not ready:
             raise MeasureError(f"the load service did not start\n{child.tail()}")
-        self.backend_port = json.loads(child.popen.stdout.readline())["port"]
+        ports = json.loads(child.popen.stdout.readline())
+        self.backend_port, self.backend_udp_port = ports["port"], ports["udp_port"]
 
-    def wait_listening(self, port: int, watched: List[Child], since: float, what: str) -> float:
-        """Milliseconds from ``since`` until ``port`` listens; fail if a watched process exits."""
+    def wait_listening(self, port: int, watched: List[Child], since: float, what: str,
+                       ports: Callable[[], set] = listening_ports) -> float:
+        """Milliseconds from ``since`` until ``port`` listens (or is in the set ``ports`` returns:
+        :func:`udp_bound_ports` for a udp proxy); fail if a watched process exits."""
         end = time.monotonic() + self.s.start_timeout
         while time.monotonic() < end:
             for child in watched:
                 if child.popen.poll() is not None:
                     raise MeasureError(f"{child.name} exited (rc {child.popen.returncode}) before {what}\n"
                                        f"{child.tail()}")
-            if port in listening_ports():
+            if port in ports():
                 return (time.perf_counter() - since) * 1e3
             time.sleep(0.005)
         tails = "\n".join(f"  {c.name}:\n{c.tail()}" for c in watched)
@@ -438,29 +528,29 @@ class Bench:
         cfg = CONFIGS[config]
         directory = tempfile.mkdtemp(prefix=f"{pair}-{config}-", dir=self.workdir)
         bind_port, remote_port = free_port(), free_port()
+        udp_port = free_port(socket.SOCK_DGRAM) if self.udp_stcp_here(config, "udp") else None
+        udp = (udp_port, self.backend_udp_port) if udp_port else None
+        stcp = self.udp_stcp_here(config, "stcp")
         paths = {}
         for kind, text in (("frps", frps_toml(bind_port, cfg)),
-                           ("frpc", frpc_toml(bind_port, remote_port, self.backend_port, cfg))):
+                           ("frpc", frpc_toml(bind_port, remote_port, self.backend_port, cfg, udp, stcp))):
             paths[kind] = os.path.join(directory, f"{kind}.toml")
             with open(paths[kind], "w") as f:
                 f.write(text)
-        go_env = {"PATH": os.environ.get("PATH", "")}
-        tw_env = dict(os.environ, PYTHONPATH=ROOT)
-
         def spawn(impl: str, kind: str) -> Child:
             profile = None
             if self.profile and impl == "tw":
                 profile = os.path.join(directory, f"{kind}.prof")
                 self.profiles.append((pair, config, kind, profile))
             return self.procs.spawn(f"{impl}-{kind}", frp_argv(impl, kind, paths[kind], profile),
-                                    env=go_env if impl == "go" else tw_env, cwd=directory)
+                                    env=frp_env(impl), cwd=directory)
 
         frps = spawn(server_impl, "frps")
         tunnel = None
         try:
             frps_ms = self.wait_listening(bind_port, [frps], frps.spawned, "frps ready")
             frpc = spawn(client_impl, "frpc")
-            tunnel = Tunnel(frps, frpc, remote_port, {})
+            tunnel = Tunnel(frps, frpc, remote_port, {}, client_impl, bind_port, directory, config, udp_port)
             frpc_ms = self.wait_listening(remote_port, [frps, frpc], frpc.spawned, "frpc proxy ready")
             tunnel.startup_ms = {"frps": frps_ms, "frpc": frpc_ms}
             # A small download, checked byte for byte, proves the path before anything is timed.
@@ -471,6 +561,40 @@ class Bench:
             raise
         return tunnel
 
+    def udp_stcp_here(self, config: str, metric: str) -> bool:
+        """Whether ``metric`` (udp or stcp) is measured in ``config``: in every config of a full
+        run, else only in :attr:`extras_config`."""
+        return metric in self.metrics and (self.s.udp_stcp_all_configs or config == self.extras_config)
+
+    def start_visitor(self, tunnel: Tunnel) -> Tuple[Child, int, float]:
+        """Start the visitor frpc of ``tunnel``'s stcp proxy (same implementation as the
+        owner); return it, its local port, and the milliseconds until that port listened.
+
+        The path is proven with a checked 1 MiB download first, retried briefly: the owner's
+        stcp proxy registers with frps in parallel with its tcp proxy, which is all that
+        starting the pair waited for."""
+        port = free_port()
+        path = os.path.join(tunnel.directory, "visitor.toml")
+        with open(path, "w") as f:
+            f.write(visitor_toml(tunnel.bind_port, port, CONFIGS[tunnel.config]))
+        impl = tunnel.client_impl
+        visitor = self.procs.spawn(f"{impl}-visitor", frp_argv(impl, "frpc", path), env=frp_env(impl),
+                                   cwd=tunnel.directory)
+        try:
+            ms = self.wait_listening(port, [tunnel.frps, tunnel.frpc, visitor], visitor.spawned, "stcp visitor ready")
+            for attempt in range(3):
+                try:
+                    self.run_load("download", port, "--bytes", str(MIB), "--seconds", "15", "--verify", timeout=25)
+                    break
+                except MeasureError as e:
+                    if attempt == 2:
+                        raise MeasureError(f"through the stcp visitor: {e}\n  visitor:\n{visitor.tail()}")
+                    time.sleep(0.3)
+        except BaseException:
+            self.procs.stop(visitor)
+            raise
+        return visitor, port, ms
+
     def stop_tunnel(self, tunnel: Optional[Tunnel], frps: Optional[Child] = None) -> None:
         if tunnel is not None:
             self.procs.stop(tunnel.frpc)
@@ -480,7 +604,7 @@ class Bench:
 
     # - measurements -
 
-    def throughput(self, port: int, conns: int, tunnel: Optional[Tunnel]) -> dict:
+    def throughput(self, port: int, conns: int, sides: Dict[str, Child]) -> dict:
         """Best of up to ``repeat`` downloads of ``total_bytes`` over ``conns`` connections
         (each cut at ``throughput_seconds``; another run starts only while the time spent is
         under ``throughput_seconds``), with the frp processes' CPU time per GB for that run.
@@ -490,7 +614,7 @@ class Bench:
         for run in range(self.s.repeat):
             if run and (best["seconds"] > end - time.monotonic()):
                 break
-            r = self.run_with_cpu(tunnel, "download", port, "--conns", str(conns),
+            r = self.run_with_cpu(sides, "download", port, "--conns", str(conns),
                                   "--bytes", str(self.s.total_bytes), "--seconds", str(self.s.throughput_seconds),
                                   timeout=self.s.throughput_seconds + 20)
             gb = r["bytes"] / 1e9
@@ -499,12 +623,12 @@ class Bench:
                 best = r
         return best
 
-    def run_with_cpu(self, tunnel: Optional[Tunnel], command: str, port: int, *args: str, timeout: float) -> dict:
-        """:meth:`run_load`, adding ``cpu_s``: the CPU seconds each frp process spent meanwhile.
+    def run_with_cpu(self, sides: Dict[str, Child], command: str, port: int, *args: str, timeout: float) -> dict:
+        """:meth:`run_load`, adding ``cpu_s``: the CPU seconds each frp process in ``sides``
+        (none for raw loopback) spent meanwhile.
 
         CPU time per unit of work is the steadier figure on a shared machine: wall-clock rates
         also measure whoever else was running."""
-        sides = tunnel.sides if tunnel else {}
         before = {k: cpu_seconds(c.pid) for k, c in sides.items()}
         r = self.run_load(command, port, *args, timeout=timeout)
         r["cpu_s"] = {k: cpu_seconds(c.pid) - before[k] for k, c in sides.items()}
@@ -512,19 +636,72 @@ class Bench:
             self.settle(list(sides.values()))
         return r
 
-    def latency(self, port: int, tunnel: Optional[Tunnel]) -> dict:
-        r = self.run_with_cpu(tunnel, "latency", port, "--count", str(self.s.latency_count),
+    def latency(self, port: int, sides: Dict[str, Child]) -> dict:
+        r = self.run_with_cpu(sides, "latency", port, "--count", str(self.s.latency_count),
                               "--seconds", str(self.s.latency_seconds), timeout=self.s.latency_seconds + 20)
         r["cpu_us_per_round_trip"] = {k: cpu / r["round_trips"] * 1e6 for k, cpu in r.pop("cpu_s").items()}
         return r
 
-    def connrate(self, port: int, tunnel: Optional[Tunnel]) -> dict:
-        r = self.run_with_cpu(tunnel, "connrate", port, "--workers", "50", "--seconds", str(self.s.connrate_seconds),
+    def connrate(self, port: int, sides: Dict[str, Child]) -> dict:
+        r = self.run_with_cpu(sides, "connrate", port, "--workers", "50", "--seconds", str(self.s.connrate_seconds),
                               timeout=self.s.connrate_seconds + 25)
         if r["completed"] == 0:
             raise MeasureError(f"no cycle completed: {r['errors']}")
         r["cpu_ms_per_conn"] = {k: cpu / r["completed"] * 1e3 for k, cpu in r.pop("cpu_s").items()}
         return r
+
+    def udp(self, port: int, size: int, sides: Dict[str, Child]) -> dict:
+        """Datagrams of ``size`` bytes to the UDP echo at ``port``: round-trip percentiles with
+        one in flight, then echoed datagrams/s with :data:`UDP_WINDOW` in flight and the CPU each
+        frp process spent per datagram there; ``lost`` sums both runs."""
+        common = ("--size", str(size), "--probe-seconds", str(self.s.start_timeout))
+        rtt = self.run_load("udplatency", port, *common, "--count", str(self.s.udp_count),
+                            "--seconds", str(2 * self.s.udp_seconds), timeout=2 * self.s.udp_seconds + 25)
+        rate = self.run_with_cpu(sides, "udprate", port, *common, "--window", str(UDP_WINDOW),
+                                 "--seconds", str(self.s.udp_seconds), timeout=self.s.udp_seconds + 25)
+        sent = rtt["sent"] + rate["sent"]
+        lost = rtt["lost"] + rate["lost"]
+        return {
+            "us": rtt["us"], "per_second": rate["per_second"], "mbps": rate["mbps"], "window": rate["window"],
+            "sent": sent, "lost": lost, "lost_pct": 100.0 * lost / sent if sent else 0.0,
+            "late": rtt["late"] + rate["late"], "short": rtt["short"] + rate["short"],
+            "cpu_us_per_datagram": {k: cpu / rate["sent"] * 1e6 for k, cpu in rate["cpu_s"].items()},
+            "rtt_run": {k: rtt[k] for k in ("sent", "lost", "probe_ms")},
+            "rate_run": {k: rate[k] for k in ("sent", "received", "drained", "lost", "seconds", "probe_ms")},
+        }
+
+    def udp_proxy(self, tunnel: Tunnel, size: int) -> dict:
+        """:meth:`udp` through the tunnel's udp proxy, once frps has bound its port."""
+        self.wait_listening(tunnel.udp_port, list(tunnel.sides.values()), time.perf_counter(),
+                            "udp proxy bound", ports=udp_bound_ports)
+        return self.udp(tunnel.udp_port, size, tunnel.sides)
+
+    def stcp(self, pair: str, config: str, tunnel: Tunnel) -> None:
+        """Throughput over 1 and 8 connections through a visitor frpc started for it (user ->
+        visitor -> frps -> owner frpc -> service), with the CPU per GB of all three processes,
+        and its ratio to the same pair's tcp proxy figure when that was measured."""
+        s = self.s
+        try:
+            self.need(2 * s.throughput_seconds + 8)
+            visitor, port, ms = self.start_visitor(tunnel)
+        except MeasureError as e:
+            for conns in (1, 8):
+                self.fail(pair, config, f"stcp_{conns}", e)
+            return
+        sides = dict(tunnel.sides, visitor=visitor)
+
+        def measured(conns: int) -> dict:
+            v = dict(self.throughput(port, conns, sides), visitor_ready_ms=ms)
+            tcp = self.results.get(pair, {}).get(config, {}).get(f"throughput_{conns}", {}).get("mbps")
+            if tcp:
+                v["vs_tcp"] = v["mbps"] / tcp
+            return v
+
+        try:
+            for conns in (1, 8):
+                self.measure(pair, config, f"stcp_{conns}", s.throughput_seconds + 2, lambda c=conns: measured(c))
+        finally:
+            self.procs.stop(visitor)
 
     def rss(self, tunnel: Tunnel) -> dict:
         """RSS and open sockets of frps and frpc: fresh, with ``hold_conns`` open connections,
@@ -577,11 +754,15 @@ class Bench:
         if "throughput" in self.metrics:
             for conns in (1, 8):
                 self.measure("raw", "defaults", f"throughput_{conns}", s.throughput_seconds + 2,
-                             lambda c=conns: self.throughput(port, c, None))
+                             lambda c=conns: self.throughput(port, c, {}))
         if "latency" in self.metrics:
-            self.measure("raw", "defaults", "latency", s.latency_seconds + 1, lambda: self.latency(port, None))
+            self.measure("raw", "defaults", "latency", s.latency_seconds + 1, lambda: self.latency(port, {}))
         if "connrate" in self.metrics:
-            self.measure("raw", "defaults", "connrate", s.connrate_seconds + 1, lambda: self.connrate(port, None))
+            self.measure("raw", "defaults", "connrate", s.connrate_seconds + 1, lambda: self.connrate(port, {}))
+        if "udp" in self.metrics:
+            for size in UDP_SIZES:
+                self.measure("raw", "defaults", f"udp_{size}", 3 * s.udp_seconds + 2,
+                             lambda size=size: self.udp(self.backend_udp_port, size, {}))
 
     def run_pair(self, pair: str, config: str) -> None:
         s = self.s
@@ -605,16 +786,24 @@ class Bench:
             if "throughput" in self.metrics:
                 for conns in (1, 8):
                     self.measure(pair, config, f"throughput_{conns}", s.throughput_seconds + 2,
-                                 lambda c=conns: self.throughput(tunnel.port, c, tunnel))
+                                 lambda c=conns: self.throughput(tunnel.port, c, tunnel.sides))
             if "latency" in self.metrics:
-                self.measure(pair, config, "latency", s.latency_seconds + 1, lambda: self.latency(tunnel.port, tunnel))
+                self.measure(pair, config, "latency", s.latency_seconds + 1,
+                             lambda: self.latency(tunnel.port, tunnel.sides))
             if config == "defaults" and "connrate" in self.metrics:
                 self.measure(pair, config, "connrate", s.connrate_seconds + 1,
-                             lambda: self.connrate(tunnel.port, tunnel))
+                             lambda: self.connrate(tunnel.port, tunnel.sides))
+            if tunnel.udp_port:
+                for size in UDP_SIZES:
+                    self.measure(pair, config, f"udp_{size}", 3 * s.udp_seconds + 2,
+                                 lambda size=size: self.udp_proxy(tunnel, size))
+            if self.udp_stcp_here(config, "stcp"):
+                self.stcp(pair, config, tunnel)
         finally:
             self.stop_tunnel(tunnel)
 
     def run(self, pairs: List[str], configs: List[str], quick: bool) -> None:
+        self.extras_config = "defaults" if "defaults" in configs else configs[0]
         self.start_backend()
         if "raw" in pairs:
             self.log("raw loopback (the load generator's ceiling)")
@@ -627,9 +816,9 @@ class Bench:
                 if pair not in later:
                     self.run_pair(pair, config)
         for pair in later:
-            self.log(f"mixed pair {LABELS[pair]} (--quick: defaults only)")
-            if "defaults" in configs:
-                self.run_pair(pair, "defaults")
+            if "defaults" in configs or set(self.metrics) & {"udp", "stcp"}:
+                self.log(f"mixed pair {LABELS[pair]} (--quick: {self.extras_config} only)")
+                self.run_pair(pair, self.extras_config)
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -654,6 +843,13 @@ def summary(metric: str, v: dict) -> str:
                          for k in v["fresh_mib"])
     if metric == "startup":
         return ", ".join(f"{k} {x:.0f} ms" for k, x in v.items())
+    if metric.startswith("udp_"):
+        cpu = " ".join(f"{k} {x:.0f}" for k, x in v.get("cpu_us_per_datagram", {}).items())
+        return (f"rtt p50 {v['us']['p50']:.0f} us, p99 {v['us']['p99']:.0f} us, {v['per_second']:.0f} datagrams/s "
+                f"(window {v['window']}), lost {v['lost']}/{v['sent']}" + (f", CPU us/datagram: {cpu}" if cpu else ""))
+    if metric.startswith("stcp_"):
+        vs = f", {v['vs_tcp']:.2f}x tcp" if "vs_tcp" in v else ""
+        return summary("throughput", v) + vs + f", visitor ready in {v['visitor_ready_ms']:.0f} ms"
     return json.dumps(v)
 
 
@@ -670,7 +866,9 @@ class Row:
 
     def ratio(self, pair: str) -> Optional[float]:
         v, go = self.values.get(pair), self.values.get("go")
-        if v is None or go is None or go == 0 or pair in ("go", "raw"):
+        # A difference (latency added over raw) can come out negative when raw loopback itself
+        # had a bad tail: its ratio would mean nothing.
+        if v is None or go is None or go <= 0 or v < 0 or pair in ("go", "raw"):
             return None
         return v / go
 
@@ -702,9 +900,10 @@ def build_rows(results: dict, pairs: List[str], configs: List[str]) -> List[Row]
         if len(row.values) > ("raw" in row.values):
             rows.append(row)
 
-    def per_side(title: str, unit: str, config: str, metric: str, key: Optional[str]) -> None:
-        """Two rows, frps then frpc, of ``value[key][side]`` (``value[side]`` without a key)."""
-        for side in ("frps", "frpc"):
+    def per_side(title: str, unit: str, config: str, metric: str, key: Optional[str],
+                 sides: Tuple[str, ...] = ("frps", "frpc")) -> None:
+        """A row per side (frps, then frpc) of ``value[key][side]`` (``value[side]`` without a key)."""
+        for side in sides:
             add(title.format(side=side), unit, False, config, metric,
                 lambda v, side=side: (v[key] if key else v)[side])
 
@@ -726,6 +925,20 @@ def build_rows(results: dict, pairs: List[str], configs: List[str]) -> List[Row]
         per_side("RSS {side} at 1000 conns", "MiB", config, "rss", "held_mib")
         per_side("RSS {side} per held conn", "KiB", config, "rss", "kib_per_conn")
         per_side("sockets {side} left after release", "", config, "rss", "sockets_left")
+        for size in UDP_SIZES:
+            metric = f"udp_{size}"
+            for p in ("p50", "p99"):
+                add(f"udp {size} B rtt {p}", "us", False, config, metric, lambda v, p=p: v["us"][p],
+                    lambda v, p=p: v["us"][p])
+            add(f"udp {size} B datagrams/s, {UDP_WINDOW} in flight", "1/s", True, config, metric, lambda v: v["per_second"],
+                lambda v: v["per_second"])
+            add(f"udp {size} B lost", "%", False, config, metric, lambda v: v["lost_pct"], lambda v: v["lost_pct"])
+            per_side(f"CPU {{side}} per udp {size} B datagram", "us", config, metric, "cpu_us_per_datagram")
+        for conns in (1, 8):
+            add(f"stcp throughput, {conns} conn{'s' if conns > 1 else ''}", "MB/s", True, config, f"stcp_{conns}",
+                lambda v: v["mbps"])
+        add("stcp / tcp throughput, 8 conns", "x", True, config, "stcp_8", lambda v: v["vs_tcp"])
+        per_side("CPU {side}, stcp 8 conns", "s/GB", config, "stcp_8", "cpu_s_per_gb", ("frps", "frpc", "visitor"))
     section = "[defaults] connection rate and startup"
     add("connections/s, 50 workers", "1/s", True, "defaults", "connrate", lambda v: v["per_second"],
         lambda v: v["per_second"])
@@ -782,8 +995,9 @@ def report(doc: dict, as_json: bool) -> None:
           f"{'--quick, ' if meta['quick'] else ''}load average at start {meta['loadavg_at_start'][0]:.2f} "
           f"on {meta['cpus']} CPUs)")
     print("pairs are frpc->frps; (Nx) = value / Go->Go; MB = 1e6 bytes; throughput is the download direction;")
-    print("higher is better for throughput and connections/s, lower for everything else; the raw column")
-    print("holds absolute latencies; CPU = user+system seconds of that process; FAIL/skip: see below\n")
+    print("higher is better for throughput, connections/s and datagrams/s, lower for everything else; the raw")
+    print("column holds absolute latencies; CPU = user+system seconds of that process; udp rtt is absolute;")
+    print("stcp: user -> visitor frpc -> frps -> owner frpc (the frpc rows) -> service; FAIL/skip: see below\n")
     print(format_table(rows, pairs))
     if doc["errors"]:
         print("\nfailures:")
@@ -804,7 +1018,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--pairs", default=",".join(PAIRS), help=f"comma list of {', '.join(PAIRS)}")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma list of {', '.join(CONFIGS)}")
     parser.add_argument("--metrics", default=",".join(METRICS), help=f"comma list of {', '.join(METRICS)}")
-    parser.add_argument("--budget", type=float, help="seconds for the whole run (default 150 quick, 3600 full)")
+    parser.add_argument("--budget", type=float, help="seconds for the whole run (default 165 quick, 3600 full)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs and logs)")
     parser.add_argument("--profile", action="store_true",
                         help="run the frptw sides under cProfile and print their top functions (implies --keep)")
