@@ -15,11 +15,13 @@ is sent.  That bound, worked out from the design:
   reader is paused;
 * the sending stream holds at most one write beyond the window (its producer, the user's
   socket, is paused as soon as it holds anything), i.e. one TCP read run through the layers;
-* each of the four TCP transports holds at most its buffer size (64 KiB) plus one write
-  before it pauses its producer;
+* each of the four TCP transports holds at most its buffer size plus one write before it
+  pauses its producer: 64 KiB for the user's and the local service's connections, 128 KiB
+  (``CARRIER_BUFFER_SIZE``) for the two that carry the yamux session, which frpc and frps
+  widen so that one framed 64 KiB read does not pause the whole session every time;
 * each snappy decoder holds at most one partial chunk, each AES decoder at most an IV.
 
-That is one window plus about 0.76 MiB: ``BOUND`` = 7,089,248 bytes.  (Kernel socket buffers
+That is one window plus about 0.88 MiB: ``BOUND`` = 7,220,320 bytes.  (Kernel socket buffers
 are not this process's memory and are not counted.)
 
 Everything is measured (transport write buffers, stream buffers) after every read any of the
@@ -37,7 +39,7 @@ from twisted.logger import Logger
 from twisted.trial.unittest import TestCase
 
 from frptw.transport.layered import layer
-from frptw.transport.splice import splice
+from frptw.transport.splice import CARRIER_BUFFER_SIZE, splice, widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.yamux import YamuxSession
 from frptw.wire.crypto import AESCFBCodec, derive_key
@@ -64,7 +66,8 @@ LAYERED_WRITE = 4 + MAX_CHUNK_LENGTH + 10 + 16
 BOUND = (
     DEFAULT_MAX_STREAM_WINDOW
     + LAYERED_WRITE
-    + 4 * (TCP_BUFFER + LAYERED_WRITE)
+    + 2 * (TCP_BUFFER + LAYERED_WRITE)
+    + 2 * (CARRIER_BUFFER_SIZE + LAYERED_WRITE)
     + 2 * (MAX_CHUNK_LENGTH + 4)
     + 2 * 16
 )
@@ -150,6 +153,8 @@ class BackpressureProofTests(TestCase):
         serverSession = NotifyingSession(isClient=False, clock=reactor, acceptFactory=acceptor, keepaliveInterval=None)
         clientSession = YamuxSession(isClient=True, clock=reactor, keepaliveInterval=None)
         await tcpPair(self, clientSession, serverSession)
+        widenWriteBuffer(clientSession.transport)  # as frpc and frps do with their connection
+        widenWriteBuffer(serverSession.transport)
         self.addCleanup(_closeSession, clientSession)
         self.addCleanup(_closeSession, serverSession)
         clientStream = SwitchableProtocol()

@@ -32,7 +32,6 @@ from typing import Callable, List, Optional, Set, Tuple
 from twisted.application.internet import ClientService
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults, succeed
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from frptw.logs import FrpLogger
@@ -43,9 +42,10 @@ from frptw.client._proxies import RUNNING, ProxyStatus, ProxyTable
 from frptw.client._reconnect import ReconnectPolicy
 from frptw.client._session import ControlSession, SessionState
 from frptw.client._visitors import VisitorManager
-from frptw.client._work import WorkConnection, quietFactory
+from frptw.client._work import WorkConnection, quietFactory, tcpEndpoint
 from frptw.config import ClientConfig, ProxyConfig
 from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyNotFound
+from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.tls import clientContextFactory, startClientTLS
 from frptw.transport.yamux import YamuxSession
@@ -105,6 +105,10 @@ class _RootProtocol(SwitchableProtocol):
         self.whenLost: Deferred = Deferred()
         self.lostReason: Optional[Failure] = None
 
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        widenWriteBuffer(self.transport)
+
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
         self.lostReason = reason
@@ -120,11 +124,11 @@ class _Dialer:
         transport = config.transport
         local = transport.connect_server_local_ip
         self._reactor = reactor
-        self._endpoint = HostnameEndpoint(
+        self._endpoint = tcpEndpoint(
             reactor,
             config.server_addr,
             config.server_port,
-            timeout=transport.dial_server_timeout,
+            transport.dial_server_timeout,
             bindAddress=(local, 0) if local else None,
         )
         tls = transport.tls

@@ -20,10 +20,11 @@ States of a :class:`WorkConnection`::
 
 import ipaddress
 from enum import Enum
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
-from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IReactorTCP
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
+from twisted.internet.interfaces import IReactorTCP, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
@@ -42,6 +43,21 @@ from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import MessageReader, NewWorkConn, StartWorkConn, encode_message
 
 LOCAL_DIAL_TIMEOUT = 10.0
+
+
+def tcpEndpoint(
+    reactor, host: str, port: int, timeout: float, bindAddress: Optional[Tuple[str, int]] = None
+) -> IStreamClientEndpoint:
+    """A TCP client endpoint for ``host``, resolving it only if it is a name.
+
+    ``HostnameEndpoint`` calls getaddrinfo in the reactor's thread pool even for "127.0.0.1",
+    which costs a thread hand-off per connection (a quarter of frpc's time when connections
+    are short).  ``reactor.connectTCP`` (what ``TCP4ClientEndpoint`` calls) takes IPv4 and
+    IPv6 literals as they are, so only names go through the resolver.
+    """
+    if isIPAddress(host) or isIPv6Address(host):
+        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout, bindAddress=bindAddress)
+    return HostnameEndpoint(reactor, host, port, timeout=timeout, bindAddress=bindAddress)
 
 
 def quietFactory(protocol) -> Factory:
@@ -149,7 +165,7 @@ class WorkConnection(SwitchableProtocol):
             self._startDatagrams(config)
             return
         self.state = WorkState.DIALING
-        endpoint = HostnameEndpoint(self._reactor, config.local_ip, config.local_port, timeout=LOCAL_DIAL_TIMEOUT)
+        endpoint = tcpEndpoint(self._reactor, config.local_ip, config.local_port, LOCAL_DIAL_TIMEOUT)
         d = endpoint.connect(quietFactory(SwitchableProtocol))
         d.addCallbacks(self._localConnected, self._localFailed, callbackArgs=(config, msg), errbackArgs=(config,))
 

@@ -39,6 +39,7 @@ from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.server._event import Event
+from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.tls import startServerTLS
 from frptw.transport.yamux import YamuxSession
@@ -183,6 +184,7 @@ class BindConnection(SwitchableProtocol):
         if vhost is not None:
             self.switchTo(vhost.buildProtocol(self.transport.getPeer()), data)
             return
+        widenWriteBuffer(self.transport)  # a connection from frpc, not a user's
         first = data[0]
         if first == CUSTOM_TLS_FIRST_BYTE:
             top = startServerTLS(self, self._host.tlsContextFactory(), data[1:], self._host.clock)

@@ -23,6 +23,25 @@ from zope.interface import implementer
 
 from frptw.transport.switch import SwitchableProtocol
 
+#: Write buffer, in bytes, past which a connection between frpc and frps pauses its producer.
+#: Twisted's default (64 KiB) equals the size of one read from a TCP connection, so every full
+#: read, once framed (yamux header, TLS records), overflowed it: the producer was paused and
+#: resumed once per read (a yamux session pausing every stream, each one a reactor
+#: (un)registration).  Twice the read size holds one framed read without pausing; it is also
+#: what one ``doWrite`` sends at most (Twisted's ``SEND_LIMIT``).  It is per connection to the
+#: peer process (a whole yamux session, or one work connection without mux), and still a
+#: constant, so memory stays bounded (design.md, backpressure rule 4).
+CARRIER_BUFFER_SIZE = 128 * 1024
+
+
+def widenWriteBuffer(transport: ITransport, size: int = CARRIER_BUFFER_SIZE) -> None:
+    """Let the TCP ``transport`` of a connection to the peer frp process buffer ``size`` bytes
+    before pausing its producer (see :data:`CARRIER_BUFFER_SIZE`).  It also reads up to
+    ``size`` bytes at a time, which suits a connection that carries many streams' data.
+    Transports without a Twisted file-descriptor buffer are left alone."""
+    if hasattr(transport, "bufferSize"):
+        transport.bufferSize = size
+
 
 class _Splice:
     """The state shared by the two relays of one splice: teardown and the result Deferred."""

@@ -35,7 +35,8 @@ from twisted.internet.interfaces import (
     IOpenSSLServerConnectionCreator,
     IReactorTime,
 )
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -44,6 +45,10 @@ from frptw.transport.switch import SwitchableProtocol
 
 #: The byte frpc writes before its ClientHello when the custom first byte is on.
 CUSTOM_FIRST_BYTE = b"\x17"
+#: Bytes asked of OpenSSL's send buffer per read: a 64 KiB write's records in one piece.
+SEND_BIO_READ = 2**16 + 2**14
+#: OpenSSL's ``SSL_MODE_ENABLE_PARTIAL_WRITE`` (ssl.h; pyOpenSSL sets it but exports no name).
+_MODE_ENABLE_PARTIAL_WRITE = 0x1
 
 
 def _read(path: str, what: str) -> bytes:
@@ -155,7 +160,7 @@ def clientContextFactory(
     options = _identity(certFile, keyFile)
     if trustedCaFile:
         options["trustRoot"] = _trustRoot(trustedCaFile)
-    return _FrpClientOptions(serverName, ssl.CertificateOptions(**options), verify=bool(trustedCaFile))
+    return _FrpClientOptions(serverName, _wholeWrites(ssl.CertificateOptions(**options)), verify=bool(trustedCaFile))
 
 
 def serverContextFactory(
@@ -165,17 +170,109 @@ def serverContextFactory(
     identity = _identity(certFile, keyFile) or _selfSignedIdentity()
     if trustedCaFile:
         identity["trustRoot"] = _trustRoot(trustedCaFile)
-    return ssl.CertificateOptions(**identity)
+    return _wholeWrites(ssl.CertificateOptions(**identity))
+
+
+def _wholeWrites(options: ssl.CertificateOptions) -> ssl.CertificateOptions:
+    """Make ``SSL_write`` take a whole write at once, cutting it into records itself.
+
+    pyOpenSSL turns on partial writes, so each ``SSL_write`` stops after one 16 KiB record.
+    Below us is a memory BIO, which never refuses bytes, so partial writes buy nothing and
+    cost one call through pyOpenSSL per record.  The context is the one ``options`` makes
+    once and shares with every connection.
+    """
+    options.getContext().clear_mode(_MODE_ENABLE_PARTIAL_WRITE)
+    return options
+
+
+#: Largest TLS plaintext record: the most one ``SSL_read`` gives.
+_RECORD = 2**14
+
+
+class _BatchingTLSTransport(BufferingTLSTransport):
+    """Twisted's TLS transport, moving a whole write or a whole read through TLS in one go.
+
+    Twisted encrypts a write 16 KiB at a time and hands each TLS record to the transport
+    below, and each decrypted record to the protocol above, separately: a 64 KiB yamux frame
+    cost four SSL_write calls and four writes to the TCP transport (each a reactor writer
+    registration and a buffer-full check) and, on the other side, four passes through yamux,
+    the splice and the user's socket.  Here one ``write`` is one SSL_write whose records
+    leave as one TCP write, and the plaintext of one TCP read reaches the protocol as one
+    chunk.  Neither holds more than it did: one write's ciphertext, one read's plaintext.
+    """
+
+    def _flushSendBIO(self) -> None:
+        chunks = []
+        while True:
+            try:
+                chunk = self._tlsConnection.bio_read(SEND_BIO_READ)
+            except SSL.WantReadError:
+                break
+            chunks.append(chunk)
+            if len(chunk) < SEND_BIO_READ:
+                break  # a memory BIO gives all it has: it is empty now
+        if chunks:
+            self.transport.write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    def _write(self, data: bytes) -> None:
+        if self._lostTLSConnection:
+            return
+        # OpenSSL cuts a write into records itself (partial writes are off, see _wholeWrites)
+        # and the memory BIO below takes them all: one SSL_write per write, where Twisted
+        # makes one per 16 KiB record.
+        sent = 0
+        try:
+            while sent < len(data):
+                sent += self._tlsConnection.send(memoryview(data)[sent:] if sent else data)
+        except SSL.WantReadError:
+            self._flushSendBIO()
+            self._bufferedWrite(data[sent:])
+            return
+        except SSL.Error:
+            self._flushSendBIO()
+            self._tlsShutdownFinished(Failure())
+            return
+        self._flushSendBIO()
+
+    def _flushReceiveBIO(self) -> None:
+        received = []
+        ended = False
+        failure: Optional[Failure] = None
+        while True:
+            try:
+                received.append(self._tlsConnection.recv(_RECORD))
+            except SSL.WantReadError:
+                break
+            except SSL.ZeroReturnError:
+                ended = True
+                break
+            except SSL.Error:
+                failure = Failure()
+                break
+        if received and not self._aborted and not self._lostTLSConnection:
+            ProtocolWrapper.dataReceived(self, received[0] if len(received) == 1 else b"".join(received))
+        if not self._lostTLSConnection:
+            if ended:
+                # TLS shut down; the protocol's connectionLost gets the transport's reason.
+                self._shutdownTLS()
+                self._tlsShutdownFinished(None)
+            elif failure is not None:
+                self._tlsShutdownFinished(failure)
+        self._flushSendBIO()
+
+
+class _TLSFactory(TLSMemoryBIOFactory):
+    protocol = _BatchingTLSTransport
 
 
 def _startTLS(
     proto: SwitchableProtocol, contextFactory, isClient: bool, leftover: bytes, clock: Optional[IReactorTime]
 ) -> SwitchableProtocol:
-    # The factory's protocol (Twisted's BufferingTLSTransport) coalesces the small writes of
-    # one reactor turn (a yamux header and its payload, say) into one TLS record.  It wraps
-    # no factory of ours: the protocol on top is the switchable we return.
+    # The factory's protocol (built on Twisted's BufferingTLSTransport) coalesces the small
+    # writes of one reactor turn into one TLS record.  It wraps no factory of ours: the
+    # protocol on top is the switchable we return.
     top = SwitchableProtocol()
-    factory = TLSMemoryBIOFactory(contextFactory, isClient, None, clock)
+    factory = _TLSFactory(contextFactory, isClient, None, clock)
     proto.switchTo(factory.protocol(factory, top), leftover)
     return top
 

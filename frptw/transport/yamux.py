@@ -192,10 +192,12 @@ class YamuxStream:
         self._producer = producer
         self._streaming = bool(streaming)
         self._producerPaused = False
+        self._session._fed[self] = None
         self._updateProducer()
 
     def unregisterProducer(self) -> None:
         self._producer = None
+        self._session._fed.pop(self, None)
         _cancel(self._pullCall)
         self._pullCall = None
 
@@ -253,6 +255,7 @@ class YamuxStream:
         self._lost = True
         self.connected = False
         self._session._streams.pop(self.streamId, None)
+        self._session._fed.pop(self, None)
         _cancel(self._openTimer)
         _cancel(self._closeTimer)
         _cancel(self._pullCall)
@@ -399,6 +402,9 @@ class YamuxSession(Protocol):
         self._streamCloseTimeout = streamCloseTimeout
         self._conn = wire.YamuxConnection(isClient, maxStreamWindow)
         self._streams: Dict[int, YamuxStream] = {}
+        #: The streams that have a registered producer (an ordered set): the only ones a
+        #: full transport has anything to pause, so pausing need not walk idle streams.
+        self._fed: Dict[YamuxStream, None] = {}
         self._pendingOpens: Deque[Tuple[IProtocol, Deferred]] = deque()
         self._writePaused = False
         self._closed = False
@@ -562,13 +568,17 @@ class YamuxSession(Protocol):
     # -- IPushProducer (for our transport) -------------------------------------------------
     def pauseProducing(self) -> None:
         """Our transport's buffer is full: pause every stream's producer."""
+        if self._writePaused:
+            return
         self._writePaused = True
-        for stream in list(self._streams.values()):
+        for stream in list(self._fed):
             stream._updateProducer()
 
     def resumeProducing(self) -> None:
+        if not self._writePaused:
+            return
         self._writePaused = False
-        for stream in list(self._streams.values()):
+        for stream in list(self._fed):
             stream._updateProducer()
 
     def stopProducing(self) -> None:

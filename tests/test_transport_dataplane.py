@@ -1,0 +1,185 @@
+"""The data-plane economies: whole-write TLS, widened frpc<->frps buffers, IP-literal dials.
+
+Each test pins a behaviour the speed work relies on, so that a refactoring that brings back
+the per-record or per-read churn fails here rather than only in ``bench/bench_tcp.py``.
+"""
+
+from typing import List
+
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from frptw.client._work import tcpEndpoint
+from frptw.transport.splice import CARRIER_BUFFER_SIZE, widenWriteBuffer
+from frptw.transport.switch import SwitchableProtocol
+from frptw.transport.tls import clientContextFactory, serverContextFactory, startClientTLS, startServerTLS
+
+
+class CountingTransport(StringTransport):
+    """A StringTransport that remembers each write separately."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: List[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super().write(data)
+
+
+class Collector(Protocol):
+    """Keeps every chunk it receives, and the reason it was closed."""
+
+    def __init__(self) -> None:
+        self.chunks: List[bytes] = []
+        self.reason = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.reason = reason
+
+
+class TLSPair:
+    """Our client and server TLS layers on two in-memory transports, pumped by hand."""
+
+    serverOptions = None
+
+    def __init__(self) -> None:
+        if TLSPair.serverOptions is None:  # a fresh RSA key per test would be slow
+            TLSPair.serverOptions = serverContextFactory()
+        clock = Clock()
+        self.clientRaw, self.serverRaw = SwitchableProtocol(), SwitchableProtocol()
+        self.clientWire, self.serverWire = CountingTransport(), CountingTransport()
+        self.clientRaw.makeConnection(self.clientWire)
+        self.serverRaw.makeConnection(self.serverWire)
+        self.client, self.server = Collector(), Collector()
+        startClientTLS(self.clientRaw, clientContextFactory("frps.test"), False, clock).switchTo(self.client)
+        startServerTLS(self.serverRaw, self.serverOptions, b"", clock).switchTo(self.server)
+        self.pump()
+
+    def pump(self) -> None:
+        """Carry bytes both ways until neither side has anything more to say."""
+        while self.clientWire.value() or self.serverWire.value():
+            toServer, toClient = self.clientWire.value(), self.serverWire.value()
+            self.clientWire.clear()
+            self.serverWire.clear()
+            if toServer:
+                self.serverRaw.dataReceived(toServer)
+            if toClient:
+                self.clientRaw.dataReceived(toClient)
+
+
+class WholeWriteTLSTests(SynchronousTestCase):
+    def test_a_large_write_leaves_as_one_lower_write(self) -> None:
+        pair = TLSPair()
+        pair.clientWire.writes.clear()
+        data = bytes(range(256)) * 300  # 76,800 bytes: five TLS records
+        pair.client.transport.write(data)
+        self.assertEqual(len(pair.clientWire.writes), 1)
+        pair.pump()
+        self.assertEqual(b"".join(pair.server.chunks), data)
+
+    def test_records_of_one_read_reach_the_protocol_as_one_chunk(self) -> None:
+        pair = TLSPair()
+        data = b"frp" * 30000
+        pair.client.transport.write(data)
+        pair.pump()
+        self.assertEqual(pair.server.chunks, [data])
+
+    def test_data_then_close_notify_delivers_the_data_then_closes(self) -> None:
+        pair = TLSPair()
+        transport = pair.client.transport
+        transport.write(b"last words")
+        transport.loseConnection()
+        toServer = pair.clientWire.value()
+        pair.clientWire.clear()
+        pair.serverRaw.dataReceived(toServer)  # the data and the close_notify in one read
+        self.assertEqual(pair.server.chunks, [b"last words"])
+        self.assertTrue(pair.serverWire.disconnecting)
+
+    def test_undecryptable_bytes_fail_the_connection(self) -> None:
+        pair = TLSPair()
+        pair.serverRaw.dataReceived(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+        self.assertTrue(pair.serverWire.disconnecting)
+
+
+class Producer:
+    """A push producer that counts what it was asked to do."""
+
+    def __init__(self) -> None:
+        self.pauses = self.resumes = 0
+
+    def pauseProducing(self) -> None:
+        self.pauses += 1
+
+    def resumeProducing(self) -> None:
+        self.resumes += 1
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class WidenedBufferTests(SynchronousTestCase):
+    def transport(self) -> FileDescriptor:
+        fd = FileDescriptor(MemoryReactorClock())
+        fd.connected = True
+        return fd
+
+    def test_a_framed_full_read_does_not_pause_a_widened_transport(self) -> None:
+        fd = self.transport()
+        widenWriteBuffer(fd)
+        producer = Producer()
+        fd.registerProducer(producer, True)
+        fd.write(b"x" * (65536 + 12 + 5 * 22))  # one 64 KiB read, yamux header, TLS records
+        self.assertEqual(producer.pauses, 0)
+
+    def test_the_widened_buffer_still_pauses_past_its_size(self) -> None:
+        fd = self.transport()
+        widenWriteBuffer(fd)
+        producer = Producer()
+        fd.registerProducer(producer, True)
+        fd.write(b"x" * (CARRIER_BUFFER_SIZE + 1))
+        self.assertEqual(producer.pauses, 1)
+
+    def test_default_buffer_pauses_on_the_same_write(self) -> None:
+        """What widening is for: Twisted's default pauses on every framed full read."""
+        fd = self.transport()
+        producer = Producer()
+        fd.registerProducer(producer, True)
+        fd.write(b"x" * (65536 + 12 + 5 * 22))
+        self.assertEqual(producer.pauses, 1)
+
+    def test_transports_without_a_buffer_are_left_alone(self) -> None:
+        transport = StringTransport()
+        widenWriteBuffer(transport)
+        self.assertFalse(hasattr(transport, "bufferSize"))
+
+
+class LocalDialTests(SynchronousTestCase):
+    def test_ip_literals_are_dialed_without_a_resolver(self) -> None:
+        reactor = MemoryReactorClock()
+        for host in ("127.0.0.1", "::1"):
+            endpoint = tcpEndpoint(reactor, host, 8080, 10.0)
+            self.assertIsInstance(endpoint, TCP4ClientEndpoint)
+            endpoint.connect(_factory())
+            self.assertEqual(reactor.tcpClients[-1][:2], (host, 8080))
+
+    def test_names_are_resolved(self) -> None:
+        self.assertIsInstance(tcpEndpoint(MemoryReactorClock(), "localhost", 8080, 10.0), HostnameEndpoint)
+
+    def test_bind_address_and_timeout_are_passed_on(self) -> None:
+        reactor = MemoryReactorClock()
+        tcpEndpoint(reactor, "127.0.0.1", 8080, 3.0, bindAddress=("127.0.0.2", 0)).connect(_factory())
+        _, _, _, timeout, bindAddress = reactor.tcpClients[-1]
+        self.assertEqual((timeout, bindAddress), (3.0, ("127.0.0.2", 0)))
+
+
+def _factory() -> Factory:
+    return Factory.forProtocol(Protocol)
