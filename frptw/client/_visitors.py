@@ -33,12 +33,13 @@ from frptw.errors import ConfigError, ConnectionClosed, ProxyError
 from frptw.transport.datagrams import Address, DatagramChannel
 from frptw.transport.layered import layer
 from frptw.transport.splice import splice
+from frptw.transport.preamble import PreambleProtocol
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.auth import privilege_key
 from frptw.wire.codec import data_plane_codec
 from frptw.wire.crypto import derive_key
 from frptw.wire.errors import ProtocolError
-from frptw.wire.messages import MessageReader, NewVisitorConn, NewVisitorConnResp, encode_message
+from frptw.wire.messages import NewVisitorConn, NewVisitorConnResp
 
 #: How long a visitor waits for NewVisitorConnResp.
 RESPONSE_TIMEOUT = 10.0
@@ -51,7 +52,7 @@ Connector = Callable[[IProtocol], Deferred]
 _log = FrpLogger(namespace="frptw.client.visitor")
 
 
-class VisitorConnection(SwitchableProtocol):
+class VisitorConnection(PreambleProtocol):
     """A visitor's logical connection to frps (see the module docstring for its states).
 
     :attr:`ready` fires with the switchable protocol above the visitor-leg layers once frps
@@ -60,17 +61,14 @@ class VisitorConnection(SwitchableProtocol):
     """
 
     def __init__(self, hello: NewVisitorConn, config: VisitorConfig, clock) -> None:
-        super().__init__()
-        self._hello = hello
+        super().__init__(greeting=hello)
         self._config = config
         self._clock = clock
-        self._reader: Optional[MessageReader] = MessageReader()
         self._timer: Optional[IDelayedCall] = None
         self.ready: Deferred = Deferred()
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.transport.write(encode_message(self._hello))
         self._timer = self._clock.callLater(RESPONSE_TIMEOUT, self._timedOut)
 
     def _timedOut(self) -> None:
@@ -83,7 +81,6 @@ class VisitorConnection(SwitchableProtocol):
         self._timer = None
 
     def _fail(self, error: Exception, abort: bool = False) -> None:
-        self._reader = None
         self._cancelTimer()
         if not self.ready.called:
             self.ready.errback(error)
@@ -92,20 +89,10 @@ class VisitorConnection(SwitchableProtocol):
         else:
             self.transport.loseConnection()
 
-    def dataReceived(self, data: bytes) -> None:
-        if self._reader is None:
-            super().dataReceived(data)
-            return
-        self._reader.feed(data)
-        try:
-            msg = self._reader.next_message()
-        except ProtocolError as e:
-            self._fail(ConnectionClosed(f"frps sent bad data: {e}"), abort=True)
-            return
-        if msg is None:
-            return
-        leftover = self._reader.take_unconsumed()
-        self._reader = None
+    def badMessage(self, error: ProtocolError) -> None:
+        self._fail(ConnectionClosed(f"frps sent bad data: {error}"), abort=True)
+
+    def messageReceived(self, msg, leftover: bytes) -> None:
         self._cancelTimer()
         if not isinstance(msg, NewVisitorConnResp):
             self._fail(ConnectionClosed(f"expected NewVisitorConnResp, got {type(msg).__name__}"))

@@ -36,11 +36,12 @@ from frptw.config.bandwidth import parse_bandwidth
 from frptw.transport.bandwidth import TokenBucket, throttle
 from frptw.transport.layered import layer
 from frptw.transport.splice import splice
+from frptw.transport.preamble import PreambleProtocol
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import data_plane_codec
 from frptw.wire.crypto import derive_key
 from frptw.wire.errors import ProtocolError
-from frptw.wire.messages import MessageReader, NewWorkConn, StartWorkConn, encode_message
+from frptw.wire.messages import NewWorkConn, StartWorkConn
 
 LOCAL_DIAL_TIMEOUT = 10.0
 
@@ -75,7 +76,7 @@ class WorkState(Enum):
     CLOSED = "closed"
 
 
-class WorkConnection(SwitchableProtocol):
+class WorkConnection(PreambleProtocol):
     """Protocol of a new work connection (a yamux stream or its own TCP(+TLS) connection).
 
     :param hello: the ``NewWorkConn`` to send first.
@@ -95,34 +96,18 @@ class WorkConnection(SwitchableProtocol):
         token: str,
         udpPacketSize: int = 1500,
     ) -> None:
-        super().__init__()
-        self._hello = hello
+        super().__init__(greeting=hello)
         self._udpPacketSize = udpPacketSize
         self._lookup = lookup
         self._reactor = reactor
         self._token = token
-        self._reader: Optional[MessageReader] = MessageReader()
         self.state = WorkState.WAITING
 
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self.transport.write(encode_message(self._hello))
+    def badMessage(self, error: ProtocolError) -> None:
+        self._log.warn("closing work connection: frps sent bad data: {error}", error=error)
+        self._close(abort=True)
 
-    def dataReceived(self, data: bytes) -> None:
-        if self._reader is None:
-            super().dataReceived(data)
-            return
-        self._reader.feed(data)
-        try:
-            msg = self._reader.next_message()
-        except ProtocolError as e:
-            self._log.warn("closing work connection: frps sent bad data: {error}", error=e)
-            self._close(abort=True)
-            return
-        if msg is None:
-            return
-        leftover = self._reader.take_unconsumed()
-        self._reader = None
+    def messageReceived(self, msg, leftover: bytes) -> None:
         self.hold(leftover)
         if not isinstance(msg, StartWorkConn):
             self._log.warn("closing work connection: expected StartWorkConn, got {type}", type=type(msg).__name__)

@@ -40,11 +40,12 @@ from twisted.python.failure import Failure
 
 from frptw.server._event import Event
 from frptw.transport.splice import widenWriteBuffer
+from frptw.transport.preamble import PreambleProtocol
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.tls import startServerTLS
 from frptw.transport.yamux import YamuxSession
 from frptw.wire.errors import ProtocolError
-from frptw.wire.messages import Message, MessageReader
+from frptw.wire.messages import Message
 
 #: Seconds frps waits for the first bytes of a connection (TLS detection).
 FIRST_BYTE_TIMEOUT = 10.0
@@ -251,7 +252,7 @@ class _StreamFactory(Factory):
         return LogicalConnection(self._host)
 
 
-class LogicalConnection(SwitchableProtocol):
+class LogicalConnection(PreambleProtocol):
     """A logical connection (a yamux stream, or a whole plain/TLS connection) that reads its
     first frp message and is then dispatched by it.
 
@@ -262,7 +263,6 @@ class LogicalConnection(SwitchableProtocol):
     def __init__(self, host: ConnectionHost) -> None:
         super().__init__()
         self._host = host
-        self._reader: Optional[MessageReader] = MessageReader()
         self._deadline: Optional[_Deadline] = None
         self.onLost: Optional[Callable[["LogicalConnection"], None]] = None
 
@@ -278,31 +278,19 @@ class LogicalConnection(SwitchableProtocol):
         )
         self.transport.abortConnection()
 
-    def dataReceived(self, data: bytes) -> None:
-        if self.switchedTo is not None or self._reader is None:
-            # Switched, or dispatched and waiting in a pool: SwitchableProtocol forwards/holds.
-            super().dataReceived(data)
-            return
-        self._reader.feed(data)
-        try:
-            message = self._reader.next_message()
-        except ProtocolError as e:
-            log.warn("closing connection from {peer}: bad first message: {error}", peer=describePeer(self.transport),
-                     error=e)
-            self._reader = None
-            self._deadline.cancel()
-            self.transport.abortConnection()
-            return
-        if message is None:
-            return
+    def badMessage(self, error: ProtocolError) -> None:
+        log.warn("closing connection from {peer}: bad first message: {error}", peer=describePeer(self.transport),
+                 error=error)
         self._deadline.cancel()
-        leftover = self._reader.take_unconsumed()
-        self._reader = None
+        self.transport.abortConnection()
+
+    def messageReceived(self, message, leftover: bytes) -> None:
+        self._deadline.cancel()
         self._host.dispatch(self, message, leftover)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         switched = self.switchedTo is not None
-        if self._reader is not None:
+        if self.awaitingMessage:
             logTLSFailure(self.transport, reason)
         super().connectionLost(reason)
         if self._deadline is not None:
