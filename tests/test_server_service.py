@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from frptw import FRP_VERSION
 from frptw.config import parse_server_config
 from frptw.server import FrpServerService
-from frptw.server import service as serviceModule
+from frptw.transport import sockets as socketsModule
 from frptw.wire import messages as m
 from frptw.wire.auth import privilege_key
 from frptw.wire.crypto import AESCFBCodec, derive_key
@@ -386,8 +386,8 @@ class StartupTests(SynchronousTestCase):
             def setrlimit(which, limits):
                 calls.append((which, limits))
 
-        self.patch(serviceModule, "resource", FakeResource)
-        self.assertEqual(serviceModule.raiseFileLimit(), 65536)
+        self.patch(socketsModule, "resource", FakeResource)
+        self.assertEqual(socketsModule.raiseFileLimit(), 65536)
         self.assertEqual(calls, [(7, (65536, 65536))])
 
     def test_file_limit_failure_is_not_fatal(self):
@@ -402,8 +402,8 @@ class StartupTests(SynchronousTestCase):
             def setrlimit(which, limits):
                 raise ValueError("not allowed")
 
-        self.patch(serviceModule, "resource", Refusing)
-        self.assertIsNone(serviceModule.raiseFileLimit())
+        self.patch(socketsModule, "resource", Refusing)
+        self.assertIsNone(socketsModule.raiseFileLimit())
 
 
     def test_unreadable_certificate_fails_at_construction(self):

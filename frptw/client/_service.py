@@ -25,7 +25,6 @@ TCP(+TLS) connections; see :mod:`frptw.client._work`.
 
 import atexit
 import os
-import resource
 import sys
 from typing import Callable, List, Optional, Set, Tuple
 
@@ -45,6 +44,7 @@ from frptw.client._visitors import VisitorManager
 from frptw.client._work import WorkConnection, quietFactory, tcpEndpoint
 from frptw.config import ClientConfig, ProxyConfig
 from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyNotFound
+from frptw.transport.sockets import raiseFileLimit, setKeepalive
 from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.tls import clientContextFactory, startClientTLS
@@ -55,18 +55,6 @@ from frptw.wire.messages import NewWorkConn
 CLOSE_GRACE = 5.0
 
 _log = FrpLogger(namespace="frptw.client")
-
-
-def raiseFileLimit() -> None:
-    """Raise the soft RLIMIT_NOFILE to the hard limit: every proxied connection costs
-    descriptors, and running out of them is a classic frp complaint."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft >= hard:
-        return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError) as e:
-        _log.warn("could not raise the open file limit from {soft} to {hard}: {error}", soft=soft, hard=hard, error=e)
 
 
 def exitProcess(reactor, status: int = 1) -> None:
@@ -100,14 +88,17 @@ class _RootProtocol(SwitchableProtocol):
     """The raw TCP connection to frps; :attr:`whenLost` fires (with None; the reason is
     :attr:`lostReason`) after the stack above saw the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, keepalive: int = -1) -> None:
         super().__init__()
+        #: ``transport.dial_server_keepalive``: TCP keep-alive period towards frps.
+        self.keepalive = keepalive
         self.whenLost: Deferred = Deferred()
         self.lostReason: Optional[Failure] = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
         widenWriteBuffer(self.transport)
+        setKeepalive(self.transport, self.keepalive)
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
@@ -141,10 +132,11 @@ class _Dialer:
                 tls.key_file or None,
             )
         self._customFirstByte = not tls.disable_custom_tls_first_byte
+        self._keepalive = transport.dial_server_keepalive
         self.description = f"{config.server_addr}:{config.server_port}"
 
     def dial(self) -> Deferred:
-        d = self._endpoint.connect(quietFactory(_RootProtocol))
+        d = self._endpoint.connect(quietFactory(lambda: _RootProtocol(self._keepalive)))
         return d.addCallback(self._stack)
 
     def _stack(self, root: _RootProtocol) -> Tuple[_RootProtocol, SwitchableProtocol]:

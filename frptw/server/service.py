@@ -19,9 +19,7 @@ anything else
     Closed, with one log line.
 """
 
-import resource
 import secrets
-import socket
 from types import MappingProxyType
 from typing import Dict, List, Mapping, Optional, Set
 
@@ -41,41 +39,12 @@ from frptw.server.control import ControlSession
 from frptw.server.controlconn import ControlConnection
 from frptw.server.proxies import ProxyRegistry
 from frptw.server.proxy import BaseProxy
+from frptw.transport.sockets import raiseFileLimit, setKeepalive
 from frptw.transport.tls import serverContextFactory
 from frptw.wire import messages as m
 from frptw.wire.crypto import derive_key
 
 log = FrpLogger()
-
-
-def raiseFileLimit() -> Optional[int]:
-    """Raise the soft limit of open files to the hard limit (design lesson 5: fd exhaustion
-    is a top frp complaint); return the new soft limit, or None if it could not be raised."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft == hard:
-        return soft if soft == hard else None
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError) as e:
-        log.warn("cannot raise the open file limit from {soft} to {hard}: {error}", soft=soft, hard=hard, error=e)
-        return None
-    return hard
-
-
-def setKeepalive(transport, seconds: int) -> None:
-    """TCP keep-alive probes on a client connection every ``seconds`` (frps
-    ``transport.tcp_keepalive``; negative disables), like Go's keep-alive period, which sets
-    both the idle time and the probe interval."""
-    if seconds is None or seconds < 0:
-        return
-    try:
-        transport.setTcpKeepAlive(1)
-        sock = transport.getHandle()
-        for option in ("TCP_KEEPIDLE", "TCP_KEEPINTVL"):
-            if seconds > 0 and hasattr(socket, option):
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), seconds)
-    except (AttributeError, OSError) as e:
-        log.debug("cannot set TCP keep-alive: {error}", error=e)
 
 
 class _BindFactory(Factory):
