@@ -423,3 +423,53 @@ class ServerBandwidthTests(VhostTestCase):
         proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1500\r\n\r\n" + b"u" * 1500)
         self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 2048\r\n\r\n" + b"d" * 2048)
         self.assertEqual((transport.producerState, self.control.works[0].producerState), ("producing", "producing"))
+
+
+class PoolHandoverTests(VhostTestCase):
+    def test_released_backend_serves_the_waiting_request(self) -> None:
+        self.control.immediate = False
+        self.addProxy(custom_domains=["a.test"])
+        first, firstTransport = self.connect()
+        first.dataReceived(b"GET /1 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.control.pending.pop(0).callback(self.control.makeWork())
+        second, secondTransport = self.connect()
+        second.dataReceived(b"GET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertEqual(len(self.control.pending), 1)  # a work connection is on its way for /2
+        self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        # /2 did not wait for its own work connection: the released one carries it.
+        self.assertIn(b"GET /2 HTTP/1.1\r\n", _backendBytes(self.control.works[0]))
+        self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2")
+        self.assertTrue(secondTransport.value().endswith(b"\r\n\r\n2"))
+        # The work connection asked for /2 arrives later and waits idle for the next request.
+        self.control.pending.pop(0).callback(self.control.makeWork())
+        self.assertFalse(self.control.works[1].disconnecting)
+        third, thirdTransport = self.connect()
+        third.dataReceived(b"GET /3 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertEqual(self.control.pending, [])
+        self.assertEqual(len(self.control.works), 2)
+
+    def test_work_connection_on_its_way_is_shared(self) -> None:
+        self.control.immediate = False
+        self.addProxy(custom_domains=["a.test"])
+        users = []
+        for path in (b"/1", b"/2"):
+            proto, transport = self.connect()
+            proto.dataReceived(b"GET %s HTTP/1.1\r\nHost: a.test\r\n\r\n" % path)
+            users.append(transport)
+        self.assertEqual(len(self.control.pending), 2)
+        self.control.pending.pop(0).callback(self.control.makeWork())
+        self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")  # /1 done, /2 takes it
+        proto, transport = self.connect()
+        proto.dataReceived(b"GET /3 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        # /3 waits for the work connection already asked for: no third StartWorkConn.
+        self.assertEqual(len(self.control.pending), 1)
+        self.control.pending.pop(0).callback(self.control.makeWork())
+        self.assertIn(b"GET /3 HTTP/1.1\r\n", _backendBytes(self.control.works[1]))
+
+    def test_failed_work_connection_fails_only_an_uncovered_request(self) -> None:
+        self.control.immediate = False
+        self.addProxy(custom_domains=["a.test"])
+        proto, transport = self.connect()
+        proto.dataReceived(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.control.pending.pop(0).errback(ConnectionError("boom"))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 404 Not Found\r\n"))

@@ -16,7 +16,8 @@ at a time, each routed on its own (keep-alive requests may reach different proxi
     Transfer-Encoding, is refused (smuggling).
 ``WAITING``
     Routed and authenticated; waiting for the proxy to lend a work connection
-    (:meth:`HTTPProxy.acquire`).  The user transport is paused.
+    (:meth:`HTTPProxy.acquire`).  The user transport is paused as soon as bytes arrive that
+    must wait (a body, a pipelined request): h11 holds at most one read of them.
 ``FORWARDING``
     The rewritten head was written to the backend; the request body and the response are
     streamed as they come.  Each transport is the streaming producer of the other, so a slow
@@ -37,14 +38,14 @@ from typing import Optional, Set
 
 import h11
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, connectionDone
 from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frptw.server._event import Event
-from frptw.server.vhost.http_proxy import Backend, HTTPProxy
+from frptw.server.vhost.http_proxy import Backend, HTTPProxy, LazyTimer
 from frptw.server.vhost.http_rewrite import first_header, is_upgrade, rewrite_request, rewrite_response, route_key
 from frptw.server.vhost.routes import RouteTable, canonical_host
 from frptw.transport.splice import splice
@@ -80,12 +81,12 @@ Please try again later.</p>
 </html>
 """
 
+_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
 def _reason(status: int, fallback: bytes = b"") -> bytes:
     """The status text Go writes (its own table, whatever the backend said)."""
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return fallback
+    return _PHRASES.get(status, fallback)
 
 
 _TEXT = [(b"Content-Type", b"text/plain; charset=utf-8")]
@@ -192,8 +193,8 @@ class HTTPUserConnection(SwitchableProtocol):
         self.state = State.HEAD
         self.closed = Event()
         self._valve: Optional[_Valve] = None
-        self._headTimer: Optional[IDelayedCall] = None
-        self._responseTimer: Optional[IDelayedCall] = None
+        self._headTimer = LazyTimer(vhost.clock, self._headTimeout)
+        self._responseTimer = LazyTimer(vhost.clock, self._responseTimeout)
         self._backend: Optional[Backend] = None
         self._backendValve: Optional[_Valve] = None
         self._proxy: Optional[HTTPProxy] = None
@@ -208,7 +209,7 @@ class HTTPUserConnection(SwitchableProtocol):
     def connectionMade(self) -> None:
         self.vhost._connections.add(self)
         self._valve = _Valve(self.transport)
-        self._startHeadTimer()
+        self._headTimer.start(HEADER_TIMEOUT)
 
     def dataReceived(self, data: bytes) -> None:
         if self.switchedTo is not None:
@@ -250,20 +251,14 @@ class HTTPUserConnection(SwitchableProtocol):
             self.transport.loseConnection()
 
     # -- timers ------------------------------------------------------------------------------
-    def _startHeadTimer(self) -> None:
-        self._headTimer = self.vhost.clock.callLater(HEADER_TIMEOUT, self._headTimeout)
-
     def _headTimeout(self) -> None:
-        self._headTimer = None
         log.info("closing http connection from {peer}: no request head within {t} s", peer=self._peer(),
                  t=HEADER_TIMEOUT)
         self._close(abort=True)
 
     def _cancelTimers(self) -> None:
-        for timer in (self._headTimer, self._responseTimer):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self._headTimer = self._responseTimer = None
+        self._headTimer.cancel()
+        self._responseTimer.cancel()
 
     def _peer(self) -> str:
         peer = self.transport.getPeer()
@@ -309,8 +304,11 @@ class HTTPUserConnection(SwitchableProtocol):
                     self._backend.send(h11.EndOfMessage())
                     self._startResponseTimer()
                 self._maybeFinish()
-        if self.state is not State.CLOSED and self.switchedTo is None:
-            # A request (or pipelined ones) waits in h11's buffer: read no more meanwhile.
+        if self.state is not State.CLOSED and self.switchedTo is None and self.h11.trailing_data[0]:
+            # Bytes we cannot take yet (a body while waiting for a backend, a pipelined
+            # request) wait in h11's buffer: read no more meanwhile.  Pausing only then, not
+            # for every request, saves two epoll changes per request on the usual client
+            # that sends its next request after the response.
             self._valve.hold("wait")
 
     def _badRequest(self, error: h11.RemoteProtocolError) -> None:
@@ -328,9 +326,7 @@ class HTTPUserConnection(SwitchableProtocol):
             self._close(abort=True)
 
     def _onRequest(self, request: h11.Request) -> None:
-        if self._headTimer is not None and self._headTimer.active():
-            self._headTimer.cancel()
-        self._headTimer = None
+        self._headTimer.stop()
         headers = list(request.headers.raw_items())
         if len(headers) > MAX_HEADERS:
             self._badRequest(h11.RemoteProtocolError("too many headers", error_status_hint=431))
@@ -356,7 +352,6 @@ class HTTPUserConnection(SwitchableProtocol):
                                        (b"WWW-Authenticate", b'Basic realm="Restricted"')], b"Unauthorized\n")
             return
         self.state = State.WAITING
-        self._valve.hold("wait")
         self._proxy = proxy
         peer = self.transport.getPeer()
         chunked = (first_header(headers, b"transfer-encoding") or b"").lower().endswith(b"chunked")
@@ -428,11 +423,10 @@ class HTTPUserConnection(SwitchableProtocol):
         self._pump()
 
     def _startResponseTimer(self) -> None:
-        if not self._responseStarted and self._responseTimer is None and self.vhost.responseTimeout > 0:
-            self._responseTimer = self.vhost.clock.callLater(self.vhost.responseTimeout, self._responseTimeout)
+        if not self._responseStarted and not self._responseTimer.running and self.vhost.responseTimeout > 0:
+            self._responseTimer.start(self.vhost.responseTimeout)
 
     def _responseTimeout(self) -> None:
-        self._responseTimer = None
         log.warn("do http proxy request [host: {name}] error: timeout awaiting response headers",
                  name=self._proxy.name if self._proxy else "")
         self._answer(504, [], b"")
@@ -440,10 +434,8 @@ class HTTPUserConnection(SwitchableProtocol):
 
     def backendEvent(self, event) -> None:
         """A response event from the backend (see :class:`Backend`)."""
-        if isinstance(event, (h11.InformationalResponse, h11.Response)) and self._responseTimer is not None:
-            if self._responseTimer.active():
-                self._responseTimer.cancel()
-            self._responseTimer = None
+        if isinstance(event, (h11.InformationalResponse, h11.Response)):
+            self._responseTimer.stop()
         try:
             if isinstance(event, h11.InformationalResponse):
                 if event.status_code == 101 and is_upgrade(list(self._request.headers.raw_items())):
@@ -481,9 +473,7 @@ class HTTPUserConnection(SwitchableProtocol):
         if self._responseStarted:
             self._close(abort=True)
             return
-        if self._responseTimer is not None and self._responseTimer.active():
-            self._responseTimer.cancel()
-        self._responseTimer = None
+        self._responseTimer.stop()
         self._notFound()
         self._pump()
 
@@ -514,7 +504,7 @@ class HTTPUserConnection(SwitchableProtocol):
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
             self.state = State.HEAD
-            self._startHeadTimer()
+            self._headTimer.start(HEADER_TIMEOUT)
             self._valve.release("wait")
             self._pump()
 

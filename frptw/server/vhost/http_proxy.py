@@ -4,16 +4,18 @@ An :class:`HTTPProxy` owns no listener: it registers its routes (domains x locat
 ``route_by_http_user``) in the HTTP vhost's route table and lends work connections to the
 vhost's user connections, one request at a time.  A work connection is wrapped in a
 :class:`Backend` (an h11 client connection).  After a response that leaves both directions
-reusable, the backend goes back to the proxy's idle list (at most :data:`MAX_IDLE` for
-:data:`IDLE_TIMEOUT` seconds, like Go's transport frp uses), so one work connection may carry
-many requests (wire-protocol.md §7.7, §10.2).
+reusable, the backend serves the oldest request waiting for one, or goes back to the proxy's
+idle list (at most :data:`MAX_IDLE` for :data:`IDLE_TIMEOUT` seconds, like Go's transport
+frp uses), so one work connection may carry many requests (wire-protocol.md §7.7, §10.2).
 """
 
-from typing import Dict, List, Optional, Set
+from collections import deque
+from functools import partial
+from typing import Callable, Deque, Dict, List, Optional, Set
 
 import h11
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import connectionDone
 from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
@@ -35,6 +37,56 @@ IDLE_TIMEOUT = 60.0
 MAX_RESPONSE_HEAD = 64 * 1024
 
 
+class LazyTimer:
+    """A timeout restarted for every request without a new DelayedCall each time.
+
+    Scheduling and cancelling a DelayedCall per request shows in profiles; this keeps one
+    call and, on :meth:`start`, only moves the deadline when the pending call wakes early
+    enough anyway (the usual case: each restart is later than the last).  :meth:`stop` only
+    forgets the deadline.  The call wakes, sees the deadline moved or gone, and sleeps again
+    or ends; :meth:`cancel` really removes it (its owner is closing).
+    """
+
+    def __init__(self, clock: IReactorTime, callback: Callable[[], None]) -> None:
+        self._clock = clock
+        self._callback = callback
+        self._call: Optional[IDelayedCall] = None
+        self._deadline: Optional[float] = None
+
+    @property
+    def running(self) -> bool:
+        return self._deadline is not None
+
+    def start(self, seconds: float) -> None:
+        """Fire the callback ``seconds`` from now unless stopped or restarted before."""
+        self._deadline = deadline = self._clock.seconds() + seconds
+        call = self._call
+        if call is None:
+            self._call = self._clock.callLater(seconds, self._wake)
+        elif call.getTime() > deadline:
+            call.reset(seconds)
+
+    def stop(self) -> None:
+        self._deadline = None
+
+    def cancel(self) -> None:
+        self._deadline = None
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def _wake(self) -> None:
+        self._call = None
+        if self._deadline is None:
+            return
+        remaining = self._deadline - self._clock.seconds()
+        if remaining > 0:
+            self._call = self._clock.callLater(remaining, self._wake)
+            return
+        self._deadline = None
+        self._callback()
+
+
 class Backend(SwitchableProtocol):
     """A work connection speaking HTTP/1.1 as the client; events go to its current ``user``.
 
@@ -49,7 +101,7 @@ class Backend(SwitchableProtocol):
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
         self.user = None
         self.gone = False
-        self.idleTimer: Optional[IDelayedCall] = None
+        self.idleTimer = LazyTimer(proxy.control.clock, partial(proxy._expire, self))
 
     def send(self, event) -> None:
         data = self.h11.send(event)
@@ -105,6 +157,7 @@ class Backend(SwitchableProtocol):
         if self.gone:
             return
         self.gone = True
+        self.idleTimer.cancel()
         self.proxy.backendGone(self)
         if self.user is not None:
             self.h11.receive_data(b"")
@@ -128,6 +181,8 @@ class HTTPProxy(BaseProxy):
         )
         self._idle: List[Backend] = []
         self._active: Set[Backend] = set()
+        self._wanting: Deque[Deferred] = deque()
+        self._dialing = 0
         for domain in self.domains:
             for location in request.locations or [""]:
                 log.info("[{run_id}] [{name}] http proxy listen for host [{domain}] location [{location}] "
@@ -147,19 +202,33 @@ class HTTPProxy(BaseProxy):
 
     # -- lending work connections --------------------------------------------------------------
     def acquire(self, src: Optional[IAddress]) -> "Deferred[Backend]":
-        """An idle backend of this proxy, or a fresh work connection (StartWorkConn with the
-        HTTP client's address as src), layered as the client asked."""
+        """An idle backend of this proxy, or the next backend to come free.
+
+        A request that finds no idle backend queues; the first backend to come free serves
+        the oldest queued request, whether another request released it or a new work
+        connection arrived (as in Go's transport).  A new work connection (StartWorkConn
+        with the HTTP client's address as src, layered as the client asked) is started only
+        while the queue is longer than the number already on their way: one started for a
+        request that a released backend served since is still coming and serves the next.
+        Without the hand-over, under load every request waited for its own new work
+        connection while released ones overflowed the idle list and closed.  Cancelling the
+        Deferred leaves the queue."""
         while self._idle:
             backend = self._idle.pop()
-            self._cancelIdle(backend)
             if not backend.gone:
+                backend.idleTimer.stop()
                 self._active.add(backend)
                 return succeed(backend)
         if self._closing:
             return Deferred.fromCoroutine(self._closed())
-        d = Deferred.fromCoroutine(self._startWorkConn(src, None))
-        d.addCallback(self._wrap)
-        return d
+        waiter: Deferred = Deferred(self._wanting.remove)
+        self._wanting.append(waiter)
+        if self._dialing < len(self._wanting):
+            self._dialing += 1
+            dial = Deferred.fromCoroutine(self._startWorkConn(src, None))
+            dial.addCallback(self._wrap)
+            dial.addCallbacks(self._dialed, self._dialFailed)
+        return waiter
 
     async def _closed(self) -> Backend:
         raise ConnectionError(f"proxy [{self.name}] is closed")
@@ -172,45 +241,65 @@ class HTTPProxy(BaseProxy):
             # work connections, both directions spending the proxy's one bucket.
             side = throttle(side, self.control.clock, self._bucket)
         backend = Backend(self)
-        self._active.add(backend)
         side.switchTo(backend)
         return backend
 
+    def _dialed(self, backend: Backend) -> None:
+        self._dialing -= 1
+        self._offer(backend)
+
+    def _dialFailed(self, failure: Failure) -> None:
+        """The oldest queued request that no other work connection on its way covers fails."""
+        self._dialing -= 1
+        if len(self._wanting) > self._dialing:
+            self._wanting.popleft().errback(failure)
+
     def release(self, backend: Backend) -> None:
-        """The user is done with ``backend``: keep it idle if reusable, else close it."""
+        """The user is done with ``backend``: pass it on if reusable, else close it."""
         self._active.discard(backend)
         backend.user = None
-        if self._closing or not backend.reusable() or len(self._idle) >= MAX_IDLE:
+        if not backend.reusable():
             backend.transport.loseConnection()
             return
         backend.h11.start_next_cycle()
-        backend.idleTimer = self.control.clock.callLater(IDLE_TIMEOUT, self._expire, backend)
+        self._offer(backend)
+
+    def _offer(self, backend: Backend) -> None:
+        """A free backend: to the oldest queued request, else idle (at most MAX_IDLE)."""
+        if backend.gone:
+            return
+        if self._wanting and not self._closing:
+            self._active.add(backend)
+            self._wanting.popleft().callback(backend)
+            return
+        if self._closing or len(self._idle) >= MAX_IDLE:
+            backend.transport.loseConnection()
+            return
+        backend.idleTimer.start(IDLE_TIMEOUT)
         self._idle.append(backend)
 
     def forget(self, backend: Backend) -> None:
         """``backend`` was spliced (protocol switch): no longer ours to pool or close."""
         self._active.discard(backend)
+        backend.idleTimer.cancel()
 
     def _expire(self, backend: Backend) -> None:
-        backend.idleTimer = None
+        """``backend`` stayed idle for IDLE_TIMEOUT."""
         if backend in self._idle:
             self._idle.remove(backend)
             backend.transport.loseConnection()
-
-    def _cancelIdle(self, backend: Backend) -> None:
-        if backend.idleTimer is not None and backend.idleTimer.active():
-            backend.idleTimer.cancel()
-        backend.idleTimer = None
 
     def backendGone(self, backend: Backend) -> None:
         self._active.discard(backend)
         if backend in self._idle:
             self._idle.remove(backend)
-            self._cancelIdle(backend)
 
     def released(self) -> None:
         self.vhost.routes.remove(self)
+        wanting, self._wanting = self._wanting, deque()
+        for waiter in wanting:
+            waiter.errback(ConnectionError(f"proxy [{self.name}] is closed"))
         for backend in self._idle + list(self._active):
-            self._cancelIdle(backend)
+            backend.idleTimer.cancel()
             backend.transport.abortConnection()
         self._idle = []

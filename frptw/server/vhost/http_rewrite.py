@@ -112,11 +112,43 @@ def _strip_hop_by_hop(headers: Headers) -> Headers:
     return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP and k.lower() not in named]
 
 
-def _set(headers: Headers, name: str, value: str) -> Headers:
-    """``headers`` with every ``name`` replaced by one ``name: value`` (Go's ``Header.Set``)."""
-    key = canonical_key(name).encode("latin-1")
-    lower = key.lower()
-    return [(k, v) for k, v in headers if k.lower() != lower] + [(key, value.encode("latin-1"))]
+#: Header names as Go writes them, by the name as received.  Names repeat from request to
+#: request, so each is canonicalised once; emptied when full (a client inventing names).
+_CANONICAL: Dict[bytes, bytes] = {}
+_CANONICAL_MAX = 4096
+
+#: Set last by rewrite_request, whatever came before.
+_FORWARDED_SET = frozenset({b"x-forwarded-host", b"x-forwarded-proto"})
+
+
+def _canonical_name(name: bytes) -> bytes:
+    canonical = _CANONICAL.get(name)
+    if canonical is None:
+        canonical = canonical_key(name.decode("latin-1")).encode("latin-1")
+        if len(_CANONICAL) >= _CANONICAL_MAX:
+            _CANONICAL.clear()
+        _CANONICAL[name] = canonical
+    return canonical
+
+
+def _set_all(set_headers: Dict[str, str]) -> Dict[bytes, Tuple[bytes, bytes]]:
+    """``set_headers`` applied in order as Go's ``Header.Set`` would, by lower-case name: a
+    later name equal to an earlier one (after canonicalisation) replaces it and goes last."""
+    fixed: Dict[bytes, Tuple[bytes, bytes]] = {}
+    for name, value in set_headers.items():
+        key = _canonical_name(name.encode("latin-1"))
+        lower = key.lower()
+        fixed.pop(lower, None)
+        fixed[lower] = (key, value.encode("latin-1"))
+    return fixed
+
+
+def _set(headers: Headers, set_headers: Dict[str, str]) -> Headers:
+    """``headers`` with each of ``set_headers`` replacing every header of its name, at the end."""
+    if not set_headers:
+        return headers
+    fixed = _set_all(set_headers)
+    return [(k, v) for k, v in headers if k.lower() not in fixed] + list(fixed.values())
 
 
 def rewrite_request(
@@ -129,29 +161,39 @@ def rewrite_request(
 ) -> Headers:
     """The request head frps writes to the work connection (names canonicalised as Go does).
 
-    ``chunked`` keeps the body framing of a chunked request (Transfer-Encoding is hop-by-hop
-    but the body still needs framing on the next hop)."""
-    upgrade = first_header(headers, b"upgrade") if is_upgrade(headers) else None
-    forwarded_for = b", ".join(header_values(headers, b"x-forwarded-for"))
-    out: Headers = [(canonical_key(k.decode("latin-1")).encode("latin-1"), v) for k, v in _strip_hop_by_hop(headers)]
-    out = [(k, v) for k, v in out if k.lower() not in (b"host", b"x-forwarded-for")]
-    out.insert(0, (b"Host", (host_header_rewrite or key.host).encode("latin-1")))
-    for name, value in set_headers.items():
-        out = _set(out, name, value)
+    In order: ``Host``, the request's end-to-end headers, the proxy's ``headers`` (replacing
+    those of the same name), the upgrade pair for a protocol switch, ``Transfer-Encoding:
+    chunked`` when ``chunked`` (Transfer-Encoding is hop-by-hop but the body still needs
+    framing on the next hop), then ``X-Forwarded-For`` (the client's list plus its address),
+    ``X-Forwarded-Host`` and ``X-Forwarded-Proto`` (replacing any).  One pass: this runs for
+    every request."""
+    named = _connection_tokens(headers)
+    upgrade = first_header(headers, b"upgrade") if b"upgrade" in named else None
+    fixed = _set_all(set_headers) if set_headers else {}
+    out: Headers = []
+    if b"host" not in fixed:
+        out.append((b"Host", (host_header_rewrite or key.host).encode("latin-1")))
+    forwarded_for: List[bytes] = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"x-forwarded-for":
+            forwarded_for.append(value)
+        elif not (lower in HOP_BY_HOP or lower in named or lower == b"host" or lower in fixed
+                  or lower in _FORWARDED_SET):
+            out.append((_canonical_name(name), value))
+    out.extend(value for lower, value in fixed.items() if lower not in _FORWARDED_SET)
     if upgrade is not None:
         out += [(b"Connection", b"Upgrade"), (b"Upgrade", upgrade)]
     if chunked:
         out.append((b"Transfer-Encoding", b"chunked"))
     ip = client_ip.encode("latin-1")
-    out.append((b"X-Forwarded-For", forwarded_for + b", " + ip if forwarded_for else ip))
-    out = _set(out, "X-Forwarded-Host", key.host)
-    return _set(out, "X-Forwarded-Proto", "http")
+    out.append((b"X-Forwarded-For", b", ".join(forwarded_for) + b", " + ip if forwarded_for else ip))
+    out.append((b"X-Forwarded-Host", key.host.encode("latin-1")))
+    out.append((b"X-Forwarded-Proto", b"http"))
+    return out
 
 
 def rewrite_response(headers: Headers, set_headers: Dict[str, str], switching: bool) -> Headers:
     """The response head written back to the user: hop-by-hop headers dropped (kept for a
     101 switch), ``response_headers`` set."""
-    out = list(headers) if switching else _strip_hop_by_hop(headers)
-    for name, value in set_headers.items():
-        out = _set(out, name, value)
-    return out
+    return _set(list(headers) if switching else _strip_hop_by_hop(headers), set_headers)
