@@ -12,7 +12,7 @@ import tempfile
 from typing import List, Optional, Tuple
 
 from twisted.internet import defer, error, protocol
-from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.internet.interfaces import IReactorProcess
 
 from tests.frpbin import frp_binary
 

@@ -1,6 +1,7 @@
 """The control connection's byte level: clear Login/LoginResp, then AES-CFB (wire-protocol.md §6.1)."""
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.client._channel import ControlChannel

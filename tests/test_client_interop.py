@@ -210,7 +210,8 @@ class BehaviourTests(InteropMixin, TestCase):
 
     @inlineCallbacks
     def test_client_bandwidth_limit(self):
-        """256 KiB/s each way with a 256 KiB burst: 768 KiB echoed takes about 2 s."""
+        """256 KiB/s each way with a 256 KiB burst: 768 KiB echoed takes about 2 s (at least
+        1.5 s: the last chunk of up to 64 KiB is delivered before its wait)."""
         yield self.startFrps()
         server = yield self.echo()
         service = self.startClient(self.clientConfig())
@@ -219,7 +220,7 @@ class BehaviourTests(InteropMixin, TestCase):
         started = reactor.seconds()
         moved = yield exchange(reactor, remote, 768 * 1024, 1)
         self.assertEqual(moved, 768 * 1024)
-        self.assertGreater(reactor.seconds() - started, 1.8)
+        self.assertGreater(reactor.seconds() - started, 1.5)
 
     @inlineCallbacks
     def test_duplicate_remote_port_is_refused_with_frps_text(self):

@@ -3,7 +3,8 @@
 import ipaddress
 import struct
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.client.proxyprotocol import V2_SIGNATURE, proxy_protocol_header

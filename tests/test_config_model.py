@@ -7,11 +7,12 @@ from typing import Optional
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.config import (
+    PROXY_TYPES,
+    VISITOR_TYPES,
     ClientConfig,
     ClientTransportConfig,
     HTTPProxyConfig,
     HTTPSProxyConfig,
-    PROXY_TYPES,
     ServerConfig,
     ServerTransportConfig,
     STCPProxyConfig,
@@ -21,7 +22,6 @@ from frptw.config import (
     TCPMuxProxyConfig,
     TCPProxyConfig,
     UDPProxyConfig,
-    VISITOR_TYPES,
     XTCPProxyConfig,
     XTCPVisitorConfig,
     parse_client_config,

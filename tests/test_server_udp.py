@@ -28,8 +28,8 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.wire import messages as m
 from frptw.wire.codec import data_plane_codec
 from frptw.wire.crypto import derive_key
-from tests.frpbin import free_port
 from tests import test_server_service as service_tests
+from tests.frpbin import free_port
 from tests.test_server_service import TOKEN, RawConn, sleep
 
 KEY = derive_key(TOKEN)

@@ -6,8 +6,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.errors import ConnectionClosed
-from frptw.transport.switch import SwitchableProtocol
 from frptw.server.workpool import WorkConnPool, WorkConnTimeout
+from frptw.transport.switch import SwitchableProtocol
 
 
 def workConn():

@@ -26,8 +26,16 @@ from frptw.client.proxyprotocol import V2_SIGNATURE
 from frptw.server import FrpServerService
 from frptw.server.vhost.http import HEADER_TIMEOUT, MAX_HEAD
 from tests.frpbin import free_port
-from tests.test_badinput_server import (LogCapture, Probe, SplitClock, clientConfig, connectRaw, serverConfig, sleep,
-                                         until)
+from tests.test_badinput_server import (
+    LogCapture,
+    Probe,
+    SplitClock,
+    clientConfig,
+    connectRaw,
+    serverConfig,
+    sleep,
+    until,
+)
 
 #: The marker every bad request carries, which must never reach the backend.
 EVIL = b"/evil"

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.errors import ProxyError
-from frptw.server.vhost.routes import RouteConflict, RouteTable, canonical_host, candidate_hosts, proxy_domains
+from frptw.server.vhost.routes import RouteConflict, RouteTable, candidate_hosts, canonical_host, proxy_domains
 from frptw.wire.messages import NewProxy
 
 

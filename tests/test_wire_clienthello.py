@@ -4,7 +4,8 @@ import ssl
 import struct
 from typing import Optional
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.wire.clienthello import (

@@ -5,12 +5,11 @@ import os
 import subprocess
 import sys
 
-import frptw
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+import frptw
 from frptw.wire import messages
 from frptw.wire.auth import privilege_key, verify_privilege_key
 from frptw.wire.codec import ChainCodec

@@ -13,7 +13,6 @@ from typing import Dict, Tuple
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 
-
 #: Size of the answer to a ``BIG:`` datagram: too big for one v1 UDPPacket.
 BIG_REPLY = 8000
 

@@ -33,7 +33,6 @@ from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -44,6 +43,7 @@ from frptw.client._visitors import VisitorManager
 from frptw.client._work import WorkConnection, quietFactory, tcpEndpoint
 from frptw.config import ClientConfig, ProxyConfig
 from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyNotFound
+from frptw.logs import FrpLogger
 from frptw.transport.sockets import raiseFileLimit, setKeepalive
 from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol

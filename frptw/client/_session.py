@@ -37,7 +37,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw import FRP_VERSION
@@ -45,6 +44,7 @@ from frptw.client._channel import ControlChannel
 from frptw.client._proxies import RUNNING, START_ERROR, WAIT_START, ProxyEntry, ProxyTable
 from frptw.config import ClientConfig
 from frptw.errors import ConnectionClosed, LoginError
+from frptw.logs import FrpLogger
 from frptw.wire.auth import privilege_key
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import (

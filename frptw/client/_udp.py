@@ -25,11 +25,11 @@ from typing import Dict, List, Optional
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.client.proxyprotocol import proxy_protocol_header
 from frptw.config import ProxyConfig
+from frptw.logs import FrpLogger
 from frptw.transport.datagrams import Address, DatagramChannel
 
 #: frpc's keep-alive on a udp/sudp work connection (frps's read deadline is 60 s).

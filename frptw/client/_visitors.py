@@ -25,15 +25,15 @@ from typing import Callable, Dict, List, Optional, Tuple
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProtocol
 from twisted.internet.protocol import DatagramProtocol, Factory
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.config import ClientConfig, VisitorConfig
 from frptw.errors import ConfigError, ConnectionClosed, ProxyError
+from frptw.logs import FrpLogger
 from frptw.transport.datagrams import Address, DatagramChannel
 from frptw.transport.layered import layer
-from frptw.transport.splice import splice
 from frptw.transport.preamble import PreambleProtocol
+from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.auth import privilege_key
 from frptw.wire.codec import data_plane_codec

@@ -26,17 +26,17 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
 from twisted.internet.interfaces import IReactorTCP, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.client._udp import UDPForwarder
 from frptw.client.proxyprotocol import proxy_protocol_header
 from frptw.config import ProxyConfig
 from frptw.config.bandwidth import parse_bandwidth
+from frptw.logs import FrpLogger
 from frptw.transport.bandwidth import TokenBucket, throttle
 from frptw.transport.layered import layer
-from frptw.transport.splice import splice
 from frptw.transport.preamble import PreambleProtocol
+from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import data_plane_codec
 from frptw.wire.crypto import derive_key

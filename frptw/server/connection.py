@@ -29,18 +29,19 @@ Bad input (garbage, a client that never speaks, an oversized frame) closes only 
 connection, with one log line.
 """
 
-from typing import Callable, Optional, Protocol as TypingProtocol
+from typing import Callable, Optional
+from typing import Protocol as TypingProtocol
 
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
+from frptw.logs import FrpLogger
 from frptw.server._event import Event
-from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.preamble import PreambleProtocol
+from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.tls import startServerTLS
 from frptw.transport.yamux import YamuxSession

@@ -14,16 +14,17 @@ connections with ``ReqWorkConn``, and checks heartbeats once per second when
 """
 
 from collections import deque
-from typing import Callable, Deque, List, Optional, Protocol as TypingProtocol
+from typing import Callable, Deque, List, Optional
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw.errors import ProxyError
+from frptw.logs import FrpLogger
 from frptw.server._event import Event
 from frptw.server.connection import describePeer
 from frptw.server.control import Action, ControlSession, ControlState, Send, StartProxy, StopProxy, proxy_type

@@ -10,18 +10,18 @@ from types import MappingProxyType
 from typing import Callable, Dict, Mapping, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from frptw.logs import FrpLogger
 
 from frptw.errors import ProxyError
+from frptw.logs import FrpLogger
 from frptw.server.control import proxy_type
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy import BaseProxy
 from frptw.server.tcp import TCPProxy
 from frptw.server.udp import UDPProxy
-from frptw.server.vhost.https import HTTPSProxy, HTTPSVhost
-from frptw.server.vhost.tcpmux import TCPMuxProxy, TCPMuxVhost
 from frptw.server.vhost.http import HTTPVhost
 from frptw.server.vhost.http_proxy import HTTPProxy
+from frptw.server.vhost.https import HTTPSProxy, HTTPSVhost
+from frptw.server.vhost.tcpmux import TCPMuxProxy, TCPMuxVhost
 from frptw.server.visitor import VisitorProxy
 from frptw.wire.messages import NewProxy
 

@@ -21,11 +21,11 @@ from typing import Dict, List, Optional, Set
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.internet.protocol import connectionDone
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
-from frptw.server._event import Event
 from frptw.config.bandwidth import BandwidthError, parse_bandwidth
+from frptw.logs import FrpLogger
+from frptw.server._event import Event
 from frptw.transport.bandwidth import TokenBucket, throttle
 from frptw.transport.layered import layer
 from frptw.transport.splice import splice

@@ -29,10 +29,10 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
 from frptw import FRP_VERSION
+from frptw.logs import FrpLogger
 from frptw.server.auth import TokenVerifier, client_error
 from frptw.server.connection import BindConnection, LogicalConnection, describePeer
 from frptw.server.control import ControlSession

@@ -10,8 +10,8 @@ from typing import Optional
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorTCP
 from twisted.internet.protocol import Factory
-from frptw.logs import FrpLogger
 
+from frptw.logs import FrpLogger
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy import BaseProxy, UserConnection
 from frptw.wire.messages import NewProxy

@@ -33,9 +33,9 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import CannotListenError, MessageLengthError
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.protocol import DatagramProtocol
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
+from frptw.logs import FrpLogger
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy import BaseProxy
 from frptw.transport.bandwidth import throttle

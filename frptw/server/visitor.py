@@ -20,7 +20,6 @@ byte pipe (the UDP packets inside are the two frpc's business), so both types ar
 from typing import Optional
 
 from frptw.logs import FrpLogger
-
 from frptw.server.proxy import BaseProxy, UserConnection
 from frptw.transport.layered import layer
 from frptw.transport.switch import SwitchableProtocol

@@ -1,5 +1,6 @@
 """``twistd frpc``: the Options class and service maker for the client."""
 
-from frptw.tap import ClientOptions as Options, makeService
+from frptw.tap import ClientOptions as Options
+from frptw.tap import makeService
 
 __all__ = ["Options", "makeService"]

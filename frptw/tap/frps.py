@@ -1,5 +1,6 @@
 """``twistd frps``: the Options class and service maker for the server."""
 
-from frptw.tap import ServerOptions as Options, makeService
+from frptw.tap import ServerOptions as Options
+from frptw.tap import makeService
 
 __all__ = ["Options", "makeService"]

@@ -29,10 +29,10 @@ from typing import Protocol as TypingProtocol
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from frptw.logs import FrpLogger
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import (
     Message,

@@ -49,11 +49,11 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Protocol, connectionDone
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frptw.errors import ConnectionClosed
+from frptw.logs import FrpLogger
 from frptw.wire import yamux as wire
 
 log = FrpLogger()

@@ -47,8 +47,7 @@ import json
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import (Annotated, Any, Callable, ClassVar, Mapping, NoReturn, Optional, get_args, get_origin,
-                    get_type_hints)
+from typing import Annotated, Any, Callable, ClassVar, Mapping, NoReturn, Optional, get_args, get_origin, get_type_hints
 
 from frptw.wire.errors import ProtocolError
 

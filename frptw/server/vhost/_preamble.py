@@ -14,9 +14,9 @@ from typing import Iterable, Optional, Set
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
+from frptw.logs import FrpLogger
 from frptw.server._event import Event
 from frptw.server.connection import describePeer
 from frptw.server.proxy import BaseProxy, UserConnection

@@ -40,10 +40,10 @@ import h11
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, connectionDone
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from frptw.logs import FrpLogger
 from frptw.server._event import Event
 from frptw.server.vhost.http_proxy import Backend, HTTPProxy, LazyTimer
 from frptw.server.vhost.http_rewrite import first_header, is_upgrade, rewrite_request, rewrite_response, route_key

@@ -17,9 +17,9 @@ import h11
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import connectionDone
-from frptw.logs import FrpLogger
 from twisted.python.failure import Failure
 
+from frptw.logs import FrpLogger
 from frptw.server.proxy import BaseProxy
 from frptw.server.vhost.routes import proxy_domains
 from frptw.transport.bandwidth import throttle

@@ -16,8 +16,8 @@ The same connections also arrive from the bind port when ``vhost_https_port == b
 """
 
 from twisted.internet.interfaces import IReactorTime
-from frptw.logs import FrpLogger
 
+from frptw.logs import FrpLogger
 from frptw.server.proxy import BaseProxy
 from frptw.server.vhost._preamble import PreambleConnection, VhostListener, remote_addr
 from frptw.server.vhost.routes import proxy_domains

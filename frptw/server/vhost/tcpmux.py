@@ -23,10 +23,10 @@ from typing import List, Tuple
 
 import h11
 from twisted.internet.interfaces import IReactorTime
-from frptw.logs import FrpLogger
 
 from frptw import FRP_VERSION
 from frptw.errors import ProxyError
+from frptw.logs import FrpLogger
 from frptw.server.proxy import BaseProxy
 from frptw.server.vhost._preamble import PreambleConnection, VhostListener, remote_addr
 from frptw.server.vhost.routes import proxy_domains
