@@ -166,7 +166,7 @@ class ClientBadInputTests(TestCase):
         await self.startClient(answer)
         await self.client.whenLoggedIn()
         formats = [event.get("log_format") or "" for event in self.logs.events]
-        since = next(i for i, text in enumerate(formats) if "login to frps success" in text) + 1
+        since = next(i for i, text in enumerate(formats) if "login to server success" in text) + 1
         await until(lambda: len(self.frps.connections) == 2 and self.frps.connections[1].lost,
                     "the work connection to be closed")
         self.assertOneLine(since, "unknown or stopped proxy [nope]")

@@ -224,7 +224,7 @@ class ControlSession(Protocol):
             return
         self.runId = resp.run_id
         self.state = SessionState.RUNNING
-        self._log.info("login to frps success, run id [{runId}]", runId=self.runId)
+        self._log.info("login to server success, get run id [{runId}]", runId=self.runId)  # frp's words
         self.loggedIn.callback(resp)
         if self.state is not SessionState.RUNNING:
             return
