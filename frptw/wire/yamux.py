@@ -252,16 +252,14 @@ class _Stream:
         self.remote_fin = False
 
 
-def _seal(event: DataReceived, pieces: List[memoryview], data: Buffer) -> None:
-    """Give ``event`` its payload, the joined ``pieces`` of ``data``, and empty ``pieces``.
+def _data_event(stream: _Stream, pieces: List[memoryview], data: Buffer) -> DataReceived:
+    """The event for the joined ``pieces`` of ``data`` received on ``stream``.
 
     A payload that is the whole of an immutable ``data`` is passed on without a copy.
     """
     if len(pieces) == 1 and len(pieces[0]) == len(data) and type(data) is bytes:
-        event.data = data
-    else:
-        event.data = b"".join(pieces)
-    pieces.clear()
+        return DataReceived(stream.id, data)
+    return DataReceived(stream.id, b"".join(pieces))
 
 
 class YamuxConnection:
@@ -488,30 +486,40 @@ class YamuxConnection:
         end = len(view)
         pos = 0
         header_buf = self._header_buf
-        # Payload pieces of the DataReceived event that ends ``events`` so far: a piece for the
-        # same stream that follows it directly (only a header in between) joins it, so a read
-        # that straddles frame boundaries costs one event and one copy, not one per frame.
+        streams = self._streams
+        # The payload in progress, kept in locals on the data plane and synchronised with the
+        # attributes around every call that may read or change them (_frame, _payload_done).
+        remaining = self._remaining
+        target = self._target
+        # Payload pieces of ``piece_stream`` not yet made into an event: a piece for the same
+        # stream that follows directly (only a header in between) joins them, so a read that
+        # straddles frame boundaries costs one event and one copy, not one per frame.
         pieces: List[memoryview] = []
+        piece_stream: Optional[_Stream] = None
         try:
             while pos < end:
-                if self._remaining:
-                    take = min(self._remaining, end - pos)
-                    target = self._target
-                    if target is not None and self._streams.get(target.id) is target:
+                if remaining:
+                    take = min(remaining, end - pos)
+                    if target is not None and streams.get(target.id) is target:
                         target.recv_window -= take
                         target.buffered += take
-                        if not (pieces and events[-1].stream_id == target.id):
+                        if piece_stream is not target:
                             if pieces:
-                                _seal(events[-1], pieces, data)
-                            events.append(DataReceived(target.id, b""))
+                                events.append(_data_event(piece_stream, pieces, data))
+                                pieces = []
+                            piece_stream = target
                         pieces.append(view[pos : pos + take])
                     pos += take
-                    self._remaining -= take
-                    if not self._remaining:
+                    remaining -= take
+                    if not remaining:
                         if self._target_fin:
-                            self._payload_done(events, pieces, data)
-                        else:
-                            self._target = None
+                            if pieces:
+                                events.append(_data_event(piece_stream, pieces, data))
+                                pieces = []
+                                piece_stream = None
+                            self._target = target
+                            self._payload_done(events)
+                        target = None
                     continue
                 if header_buf or end - pos < HEADER_SIZE:
                     take = min(HEADER_SIZE - len(header_buf), end - pos)
@@ -528,21 +536,30 @@ class YamuxConnection:
                 if frame_type == _DATA and not flags and version == PROTOCOL_VERSION:
                     # The data plane, a Data frame without flags on a stream that can take it;
                     # anything else about it (drain, window overrun) is _frame's business.
-                    stream = self._streams.get(stream_id)
+                    stream = streams.get(stream_id)
                     if stream is not None and not stream.remote_fin and 0 < length <= stream.recv_window:
-                        self._remaining = length
-                        self._target = stream
+                        remaining = length
+                        target = stream
                         self._target_fin = False
                         continue
-                elif pieces:
-                    _seal(events[-1], pieces, data)  # a frame that may add events of its own
+                elif pieces:  # a frame that may add events of its own
+                    events.append(_data_event(piece_stream, pieces, data))
+                    pieces = []
+                    piece_stream = None
+                self._remaining = 0  # what the locals say: no payload in progress
+                self._target = None
                 self._frame(fields, events)
+                remaining = self._remaining
+                target = self._target
         except ProtocolError as error:
             if pieces:
-                _seal(events[-1], pieces, data)
+                events.append(_data_event(piece_stream, pieces, data))
             self._terminate(error, events)
+            return events
         if pieces:
-            _seal(events[-1], pieces, data)
+            events.append(_data_event(piece_stream, pieces, data))
+        self._remaining = remaining
+        self._target = target
         return events
 
     def _terminate(self, error: ProtocolError, events: List[Event]) -> None:
@@ -625,12 +642,11 @@ class YamuxConnection:
             self._target = None
             self._target_fin = False
 
-    def _payload_done(self, events: List[Event], pieces: List[memoryview], data: Buffer) -> None:
+    def _payload_done(self, events: List[Event]) -> None:
+        """The payload of a Data frame that carried FIN is complete: the stream has ended."""
         stream = self._target
         self._target = None
-        if self._target_fin and stream is not None and self._streams.get(stream.id) is stream:
-            if pieces:
-                _seal(events[-1], pieces, data)
+        if stream is not None and self._streams.get(stream.id) is stream:
             self._remote_fin(stream, events)
 
     def _remote_fin(self, stream: _Stream, events: List[Event]) -> None:
