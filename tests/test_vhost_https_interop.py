@@ -18,7 +18,6 @@ import random
 import socket
 import ssl
 import tempfile
-import threading
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -40,6 +39,7 @@ from tests.traffic import EchoServer
 
 TOKEN = "vhost-token"
 NBYTES = 96 * 1024
+ECHO_PIECE = 16 * 1024
 IO_TIMEOUT = 10.0
 
 
@@ -87,17 +87,21 @@ def _readAll(sock, limit: int = 1 << 20) -> bytes:
 
 
 def _echoed(sock, nbytes: int, seed: int) -> bool:
-    """Send ``nbytes`` pseudo-random bytes (from a second thread) and check the echo."""
+    """Send ``nbytes`` pseudo-random bytes and check the echo, one 16 KiB piece at a time.
+
+    Lock-step, in one thread: an ``ssl.SSLSocket`` must not be written by one thread while
+    another reads it (that corrupted the stream now and then)."""
     payload = random.Random(seed).randbytes(nbytes)
-    sender = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
-    sender.start()
-    got = b""
-    while len(got) < nbytes:
-        data = sock.recv(65536)
-        if not data:
-            break
-        got += data
-    sender.join(IO_TIMEOUT)
+    got = bytearray()
+    for start in range(0, nbytes, ECHO_PIECE):
+        piece = payload[start : start + ECHO_PIECE]
+        sock.sendall(piece)
+        want = start + len(piece)
+        while len(got) < want:
+            data = sock.recv(65536)
+            if not data:
+                return False
+            got += data
     return hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
 
 
