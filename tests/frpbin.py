@@ -6,6 +6,7 @@ call :func:`frp_binary` and skip, with the reason, when the ``interop`` extra is
 """
 
 import os
+import random
 import shutil
 import socket
 import stat
@@ -41,8 +42,21 @@ def frp_binary(name: str) -> str:
     return target
 
 
+#: Ports handed out by :func:`free_port`: below Linux's ephemeral range (32768-60999), so no
+#: outgoing connection of a concurrently running test can take one as its source port
+#: between the check here and the moment frps binds it.
+_PORTS = range(20000, 32768)
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on 127.0.0.1 that is free right now (for configs handed to the Go binaries)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that is free right now (for configs handed to the Go binaries, or
+    remote ports that must be known in advance)."""
+    for _ in range(200):
+        port = random.choice(_PORTS)
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found in 20000-32767")

@@ -48,13 +48,14 @@ async def sleep(seconds: float) -> None:
     await deferLater(reactor, seconds, lambda: None)
 
 
-async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    """Poll (real time, bounded) until ``predicate()`` holds: for real network events only."""
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return
+async def until(predicate: Callable[[], bool], what, timeout: float = 5.0) -> None:
+    """Poll (real time, bounded) until ``predicate()`` holds: for real network events only.
+    ``what`` (a string, or a callable giving one at failure time) says what was awaited."""
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         await sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @implementer(IReactorTime)
@@ -214,7 +215,8 @@ class GoodSession:
         self.client.startService()
         testcase.addCleanup(self.client.stopService)
         await self.client.whenLoggedIn()
-        await until(lambda: self.client.proxyStatus("echo").state == "running", "the good proxy to run")
+        await until(lambda: self.client.proxyStatus("echo").state == "running",
+                    lambda: f"the good proxy to run ({self.client.proxyStatus('echo')})", timeout=15)
         self.keeper = Keeper()
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.remote), self.keeper)
         testcase.addCleanup(self.keeper.transport.abortConnection)
