@@ -26,6 +26,7 @@ from frptw.client.proxyprotocol import V2_SIGNATURE
 from frptw.server import FrpServerService
 from frptw.server.vhost.http import HEADER_TIMEOUT, MAX_HEAD
 from tests.frpbin import free_port
+from tests.h11server import serverEvents
 from tests.test_badinput_server import (
     LogCapture,
     Probe,
@@ -71,18 +72,7 @@ class _BackendConnection(Protocol):
             data = self._skipProxyHeader()
             if data is None:
                 return
-        self.conn.receive_data(data)
-        while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                return
-            if event is h11.PAUSED:
-                if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
-                    self.conn.start_next_cycle()
-                    continue
-                return
-            if isinstance(event, h11.ConnectionClosed):
-                return
+        for event in serverEvents(self.conn, data):
             if isinstance(event, h11.Request):
                 self.target = event.target
             elif isinstance(event, h11.EndOfMessage):

@@ -25,6 +25,7 @@ from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from tests.frpbin import free_port
 from tests.gofrp import GoFrp
+from tests.h11server import serverEvents
 
 TOKEN = "vhost-token"
 SUBDOMAIN_HOST = "example.test"
@@ -95,20 +96,10 @@ class _Backend(protocol.Protocol):
         if self.tunnel:
             self.transport.write(data)
             return
-        self.conn.receive_data(data)
-        while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                return
-            if event is h11.PAUSED:
-                if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
-                    self.conn.start_next_cycle()
-                    continue
-                return
+        for event in serverEvents(self.conn, data):
             if isinstance(event, h11.ConnectionClosed):
                 self.transport.loseConnection()
-                return
-            if isinstance(event, h11.Request):
+            elif isinstance(event, h11.Request):
                 self.request, self.hash, self.size = event, hashlib.sha256(), 0
             elif isinstance(event, h11.Data):
                 self.hash.update(event.data)

@@ -2,12 +2,12 @@
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from frptw.config.model_common import (
+    AuthConfig,
     LogConfig,
     QUICOptions,
-    ValueSource,
     WebServerConfig,
     fill_zero,
     key,
@@ -30,15 +30,8 @@ class AuthOIDCClientConfig:
 
 
 @dataclass
-class AuthClientConfig:
-    method: str = "token"
-    additional_scopes: List[str] = field(default_factory=list)
-    token: str = ""
-    token_source: Optional[ValueSource] = None
+class AuthClientConfig(AuthConfig):
     oidc: AuthOIDCClientConfig = field(default_factory=AuthOIDCClientConfig, metadata=key("oidc"))
-
-    def __post_init__(self) -> None:
-        fill_zero(self, method="token")
 
 
 @dataclass

@@ -89,6 +89,19 @@ class ValueSource:
 
 
 @dataclass
+class AuthConfig:
+    """``auth``: what frpc and frps share; each adds its own ``oidc`` table."""
+
+    method: str = "token"
+    additional_scopes: List[str] = field(default_factory=list)
+    token: str = ""
+    token_source: Optional[ValueSource] = None
+
+    def __post_init__(self) -> None:
+        fill_zero(self, method="token")
+
+
+@dataclass
 class HTTPPluginOptions:
     """One frps server plugin (``[[httpPlugins]]`` / INI ``[plugin.NAME]``)."""
 

@@ -1,13 +1,13 @@
 """frps's configuration (v1 ``ServerConfig``), with frp 0.65's defaults."""
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 from frptw.config.model_common import (
+    AuthConfig,
     HTTPPluginOptions,
     LogConfig,
     QUICOptions,
-    ValueSource,
     WebServerConfig,
     fill_zero,
     key,
@@ -23,15 +23,8 @@ class AuthOIDCServerConfig:
 
 
 @dataclass
-class AuthServerConfig:
-    method: str = "token"
-    additional_scopes: List[str] = field(default_factory=list)
-    token: str = ""
-    token_source: Optional[ValueSource] = None
+class AuthServerConfig(AuthConfig):
     oidc: AuthOIDCServerConfig = field(default_factory=AuthOIDCServerConfig, metadata=key("oidc"))
-
-    def __post_init__(self) -> None:
-        fill_zero(self, method="token")
 
 
 @dataclass
