@@ -32,7 +32,7 @@ from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.errors import ProxyError
 from frptw.server import FrpServerService
-from frptw.server.connection import FIRST_BYTE_TIMEOUT, FIRST_MESSAGE_TIMEOUT
+from frptw.server.bindport import FIRST_BYTE_TIMEOUT, FIRST_MESSAGE_TIMEOUT
 from frptw.transport.yamux import PING_TIMEOUT, YamuxSession
 from frptw.wire import messages as m
 from frptw.wire import yamux as ywire

@@ -15,7 +15,7 @@ import tracemalloc
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from frptw.server.connection import FIRST_BYTE_TIMEOUT
+from frptw.server.bindport import FIRST_BYTE_TIMEOUT
 from frptw.transport.yamux import YamuxSession
 from tests.test_badinput_server import GoodSession, connectRaw, sleep, until
 from tests.traffic import exchange

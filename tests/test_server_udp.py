@@ -71,7 +71,7 @@ class FakeSession:
 
 
 class FakeControl:
-    """What a proxy uses of its ControlConnection: the clock and getWorkConn()."""
+    """What a proxy uses of its ControlProtocol: the clock and getWorkConn()."""
 
     runId = "run1"
 

@@ -3,7 +3,7 @@
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.server.vhost._preamble import PREAMBLE_TIMEOUT
+from frptw.server.vhost.prerouting import PREAMBLE_TIMEOUT
 from frptw.server.vhost.https import HTTPSVhost
 from tests.test_vhost_tcpmux import FakeProxy, connect
 from tests.test_wire_clienthello import client_hello

@@ -5,7 +5,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.server.connection import BindConnection
+from frptw.server.bindport import BindConnection
 
 
 class _Recorder(Protocol):

@@ -1,19 +1,19 @@
 """``FrpServerService``: frps as a Twisted service (what ``twistd frps`` runs).
 
 The service listens on ``bind_addr:bind_port`` (every accepted connection goes through
-:mod:`frptw.server.connection`), and dispatches each logical connection by its first message:
+:mod:`frptw.server.bindport`), and dispatches each logical connection by its first message:
 
 ``Login``
     Authenticated with the token (frp's error texts; only ``register control error`` when
     ``detailed_errors_to_client`` is off).  A run id is assigned when the client has none; a
     Login carrying the run id of a live control replaces it: the old control and its proxies
     are closed first, so the reconnecting client can register the same proxies and ports
-    again.  Then the connection becomes a :class:`~frptw.server.controlconn.ControlConnection`.
+    again.  Then the connection becomes a :class:`~frptw.server.control_protocol.ControlProtocol`.
 ``NewWorkConn``
     Put into the work-connection pool of the control with that run id (after the
     ``NewWorkConns`` scope check, which answers ``StartWorkConn`` with frp's error text).
 ``NewVisitorConn``
-    Checked against the stcp/sudp proxy it names (:mod:`frptw.server.visitor`) and answered
+    Checked against the stcp/sudp proxy it names (:mod:`frptw.server.stcp`) and answered
     with ``NewVisitorConnResp``; an accepted one is then served like a user connection.
 anything else
     Closed, with one log line.
@@ -34,11 +34,11 @@ from twisted.python.failure import Failure
 from frptw import FRP_VERSION
 from frptw.logs import FrpLogger
 from frptw.server.auth import TokenVerifier, client_error
-from frptw.server.connection import BindConnection, LogicalConnection, describePeer
-from frptw.server.control import ControlSession
-from frptw.server.controlconn import ControlConnection
-from frptw.server.proxies import ProxyRegistry
-from frptw.server.proxy import BaseProxy
+from frptw.server.bindport import BindConnection, LogicalConnection, describePeer
+from frptw.server.control_machine import ControlMachine
+from frptw.server.control_protocol import ControlProtocol
+from frptw.server.registry import ProxyRegistry
+from frptw.server.proxy_base import BaseProxy
 from frptw.transport.sockets import raiseFileLimit, setKeepalive
 from frptw.transport.tls import serverContextFactory
 from frptw.wire import messages as m
@@ -82,7 +82,7 @@ class FrpServerService(Service):
         self._verifier = TokenVerifier(config.auth.token, config.auth.additional_scopes)
         self._key = derive_key(config.auth.token)
         self._registry = ProxyRegistry(config, reactor, self._key)
-        self._controls: Dict[str, ControlConnection] = {}
+        self._controls: Dict[str, ControlProtocol] = {}
         self._connections: Set[BindConnection] = set()
         self.listeningPort: Optional[IListeningPort] = None
         #: The HTTPS vhost when it shares the bind port (wire-protocol.md §2.1): bind-port
@@ -113,7 +113,7 @@ class FrpServerService(Service):
         """Running proxies by wire name (read-only, live)."""
         return self._registry.view()
 
-    def controls(self) -> Mapping[str, ControlConnection]:
+    def controls(self) -> Mapping[str, ControlProtocol]:
         """Logged-in clients by run id (read-only, live)."""
         return MappingProxyType(self._controls)
 
@@ -193,7 +193,7 @@ class FrpServerService(Service):
         d.addCallback(lambda _: log.info("frps stopped"))
         return d
 
-    # -- ConnectionHost, for frptw.server.connection ------------------------------------------
+    # -- ConnectionHost, for frptw.server.bindport --------------------------------------------
     def tlsContextFactory(self):
         if self._tlsContext is None:
             self._tlsContext = serverContextFactory(*self._tlsFiles)
@@ -234,7 +234,7 @@ class FrpServerService(Service):
             conn.transport.write(m.encode_message(m.LoginResp(version=FRP_VERSION, error=text)))
             conn.transport.loseConnection()
             return
-        session = ControlSession(
+        session = ControlMachine(
             login,
             runId,
             self._verifier,
@@ -244,7 +244,7 @@ class FrpServerService(Service):
             max_ports_per_client=self.config.max_ports_per_client,
             detailed_errors=self.config.detailed_errors_to_client,
         )
-        control = ControlConnection(
+        control = ControlProtocol(
             session, self._registry, self._key, self.clock, self.config.user_conn_timeout, self._controlClosed
         )
         conn.switchTo(control, leftover)
@@ -255,7 +255,7 @@ class FrpServerService(Service):
         else:
             old.replaced().addCallback(lambda _: control.start())
 
-    def _controlClosed(self, control: ControlConnection) -> None:
+    def _controlClosed(self, control: ControlProtocol) -> None:
         if self._controls.get(control.runId) is control:
             del self._controls[control.runId]
 

@@ -1,7 +1,7 @@
 """The ``tcp`` proxy: a listening port on ``proxy_bind_addr:remote_port`` (wire-protocol.md §7.7).
 
 Each user connection is handed to a work connection of the owning client by
-:class:`~frptw.server.proxy.BaseProxy`.  The port comes from the server's tcp
+:class:`~frptw.server.proxy_base.BaseProxy`.  The port comes from the server's tcp
 :class:`~frptw.server.ports.PortAllocator` (``allow_ports``; ``remote_port = 0`` picks one).
 """
 
@@ -13,7 +13,7 @@ from twisted.internet.protocol import Factory
 
 from frptw.logs import FrpLogger
 from frptw.server.ports import PortAllocator
-from frptw.server.proxy import BaseProxy, UserConnection
+from frptw.server.proxy_base import BaseProxy, UserConnection
 from frptw.wire.messages import NewProxy
 
 log = FrpLogger()

@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 
 from frptw.logs import FrpLogger
 from frptw.server.ports import PortAllocator
-from frptw.server.proxy import BaseProxy
+from frptw.server.proxy_base import BaseProxy
 from frptw.transport.bandwidth import throttle
 from frptw.transport.datagrams import DatagramChannel, LogLimiter
 from frptw.transport.layered import layer

@@ -20,7 +20,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from frptw.logs import FrpLogger
-from frptw.server.proxy import BaseProxy
+from frptw.server.proxy_base import BaseProxy
 from frptw.server.vhost.routes import proxy_domains
 from frptw.transport.bandwidth import throttle
 from frptw.transport.layered import layer

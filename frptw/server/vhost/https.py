@@ -12,14 +12,14 @@ in the route table (location ``""``, no user; a ClientHello without SNI only mat
 * not a ClientHello, or a malformed one: closed without a reply, as Go's parser does.
 
 The same connections also arrive from the bind port when ``vhost_https_port == bind_port``
-(:mod:`frptw.server.connection` hands them to :meth:`HTTPSVhost.buildProtocol`).
+(:mod:`frptw.server.bindport` hands them to :meth:`HTTPSVhost.buildProtocol`).
 """
 
 from twisted.internet.interfaces import IReactorTime
 
 from frptw.logs import FrpLogger
-from frptw.server.proxy import BaseProxy
-from frptw.server.vhost._preamble import PreambleConnection, VhostListener, remote_addr
+from frptw.server.proxy_base import BaseProxy
+from frptw.server.vhost.prerouting import PreambleConnection, VhostListener, remote_addr
 from frptw.server.vhost.routes import proxy_domains
 from frptw.wire.clienthello import NEED_MORE, ClientHelloReader
 from frptw.wire.errors import ProtocolError

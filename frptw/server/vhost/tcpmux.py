@@ -27,8 +27,8 @@ from twisted.internet.interfaces import IReactorTime
 from frptw import FRP_VERSION
 from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
-from frptw.server.proxy import BaseProxy
-from frptw.server.vhost._preamble import PreambleConnection, VhostListener, remote_addr
+from frptw.server.proxy_base import BaseProxy
+from frptw.server.vhost.prerouting import PreambleConnection, VhostListener, remote_addr
 from frptw.server.vhost.routes import proxy_domains
 from frptw.wire.messages import NewProxy
 

@@ -2,9 +2,9 @@
 
 Theory of operation.  A control connection starts with a ``Login`` that frps has already
 authenticated (:mod:`frptw.server.service` does that, because a Login may also replace another
-client's control).  From then on :class:`ControlSession` decides what every control message
+client's control).  From then on :class:`ControlMachine` decides what every control message
 means and answers with *actions* — send this message, start this proxy, stop that proxy,
-disconnect — which the Twisted side (:mod:`frptw.server.controlconn`) carries out.  The
+disconnect — which the Twisted side (:mod:`frptw.server.control_protocol`) carries out.  The
 session never touches a socket, a timer or another session, so it is tested by feeding it
 messages and reading the actions back.
 
@@ -13,7 +13,7 @@ States:
 ``PENDING``
     The Login was accepted, but nothing has been sent yet: frps may first be closing an older
     control with the same ``run_id`` (a reconnecting frpc), whose proxies must be gone before
-    this client registers them again.  :meth:`ControlSession.start` leaves this state.
+    this client registers them again.  :meth:`ControlMachine.start` leaves this state.
 ``ACTIVE``
     ``LoginResp`` and the first ``ReqWorkConn`` messages are sent; ``NewProxy``, ``CloseProxy``
     and ``Ping`` are handled in arrival order; every other known message is ignored, as frps
@@ -74,7 +74,7 @@ def proxy_type(request: m.NewProxy) -> str:
     return request.proxy_type or "tcp"
 
 
-class ControlSession:
+class ControlMachine:
     """The decisions of frps for one client, from accepted Login to close."""
 
     def __init__(

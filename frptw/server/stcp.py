@@ -20,7 +20,7 @@ byte pipe (the UDP packets inside are the two frpc's business), so both types ar
 from typing import Optional
 
 from frptw.logs import FrpLogger
-from frptw.server.proxy import BaseProxy, UserConnection
+from frptw.server.proxy_base import BaseProxy, UserConnection
 from frptw.transport.layered import layer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.auth import verify_privilege_key
@@ -31,8 +31,8 @@ from frptw.wire.messages import NewProxy, NewVisitorConn, NewVisitorConnResp, en
 log = FrpLogger()
 
 
-class VisitorProxy(BaseProxy):
-    """An stcp or sudp proxy."""
+class SecretProxy(BaseProxy):
+    """An stcp or sudp ("secret") proxy: reached only by visitors that know its ``sk``."""
 
     def __init__(self, control, request: NewProxy, key: bytes, kind: str) -> None:
         super().__init__(control, request, key)

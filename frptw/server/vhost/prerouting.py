@@ -3,7 +3,7 @@
 An HTTPS (TLS ClientHello) or tcpmux (HTTP CONNECT request) user connection does not know its
 proxy until it has read the first bytes.  :class:`PreambleConnection` reads them under a
 deadline (30 s, frp's vhost read timeout), and then either refuses the connection or hands it,
-with the bytes the proxy must see first, to a :class:`~frptw.server.proxy.UserConnection` of
+with the bytes the proxy must see first, to a :class:`~frptw.server.proxy_base.UserConnection` of
 the proxy its route names; from there on it is an ordinary user connection (work connection,
 data-plane layers, splice).  :class:`VhostListener` is the factory of such connections and owns
 the routes; it also closes the connections still reading their preamble when frps stops.
@@ -18,8 +18,8 @@ from twisted.python.failure import Failure
 
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
-from frptw.server.connection import describePeer
-from frptw.server.proxy import BaseProxy, UserConnection
+from frptw.server.bindport import describePeer
+from frptw.server.proxy_base import BaseProxy, UserConnection
 from frptw.server.vhost.routes import RouteTable
 from frptw.transport.switch import SwitchableProtocol
 

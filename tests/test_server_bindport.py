@@ -6,7 +6,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.server.connection import (
+from frptw.server.bindport import (
     FIRST_BYTE_TIMEOUT,
     FIRST_MESSAGE_TIMEOUT,
     BindConnection,

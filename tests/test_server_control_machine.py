@@ -4,7 +4,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from frptw import FRP_VERSION
 from frptw.server.auth import TokenVerifier, client_error
-from frptw.server.control import ControlSession, ControlState, Send, StartProxy, StopProxy
+from frptw.server.control_machine import ControlMachine, ControlState, Send, StartProxy, StopProxy
 from frptw.wire import messages as m
 from frptw.wire.auth import privilege_key
 
@@ -13,7 +13,7 @@ TOKEN = "secret"
 
 def session(pool_count=1, scopes=(), **kwargs):
     login = m.Login(version="0.65.0", pool_count=pool_count, privilege_key=privilege_key(TOKEN, 5), timestamp=5)
-    return ControlSession(login, "0123456789abcdef", TokenVerifier(TOKEN, scopes), 100.0, **kwargs)
+    return ControlMachine(login, "0123456789abcdef", TokenVerifier(TOKEN, scopes), 100.0, **kwargs)
 
 
 def started(pool_count=1, **kwargs):
@@ -44,7 +44,7 @@ class TokenVerifierTests(SynchronousTestCase):
         self.assertEqual(client_error("register control error", "cause", False), "register control error")
 
 
-class ControlSessionTests(SynchronousTestCase):
+class ControlMachineTests(SynchronousTestCase):
     def test_start_answers_login_then_requests_the_pool(self):
         s = session(pool_count=3)
         self.assertIs(s.state, ControlState.PENDING)

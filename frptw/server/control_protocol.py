@@ -1,8 +1,8 @@
 """The Twisted side of a control session: bytes, encryption, timers and proxies.
 
-:class:`ControlConnection` is the protocol of a control connection after its ``Login``.  It
+:class:`ControlProtocol` is the protocol of a control connection after its ``Login``.  It
 decrypts (AES-128-CFB with the token key, wire-protocol.md §6.1), parses messages, asks the
-:class:`~frptw.server.control.ControlSession` what they mean and carries out the actions.
+:class:`~frptw.server.control_machine.ControlMachine` what they mean and carries out the actions.
 Messages are handled one at a time in arrival order: starting or stopping a proxy may take a
 reactor turn (a closed listening port is only free once the reactor has closed it), and a
 ``CloseProxy`` followed by a ``NewProxy`` for the same port must see the port free.  At most
@@ -26,8 +26,8 @@ from twisted.python.failure import Failure
 from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
-from frptw.server.connection import describePeer
-from frptw.server.control import Action, ControlSession, ControlState, Send, StartProxy, StopProxy, proxy_type
+from frptw.server.bindport import describePeer
+from frptw.server.control_machine import Action, ControlMachine, ControlState, Send, StartProxy, StopProxy, proxy_type
 from frptw.server.workpool import WorkConnPool
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire import messages as m
@@ -46,24 +46,24 @@ log = FrpLogger()
 class ProxyHost(TypingProtocol):
     """The server-wide proxy registry, as a control session uses it."""
 
-    def startProxy(self, control: "ControlConnection", request: m.NewProxy) -> "Deferred[str] | str":
+    def startProxy(self, control: "ControlProtocol", request: m.NewProxy) -> "Deferred[str] | str":
         """Start the proxy; its remote address, or fail/raise ProxyError with frp's text."""
 
     def stopProxy(self, name: str) -> "Deferred[None]":
         """Close the named proxy and everything it holds."""
 
 
-class ControlConnection(Protocol):
+class ControlProtocol(Protocol):
     """One logged-in client's control connection."""
 
     def __init__(
         self,
-        session: ControlSession,
+        session: ControlMachine,
         proxies: ProxyHost,
         key: bytes,
         clock: IReactorTime,
         userConnTimeout: float,
-        onClosed: Callable[["ControlConnection"], None],
+        onClosed: Callable[["ControlProtocol"], None],
     ) -> None:
         self.session = session
         self._proxies = proxies

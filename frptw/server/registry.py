@@ -13,16 +13,16 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 
 from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
-from frptw.server.control import proxy_type
+from frptw.server.control_machine import proxy_type
 from frptw.server.ports import PortAllocator
-from frptw.server.proxy import BaseProxy
+from frptw.server.proxy_base import BaseProxy
 from frptw.server.tcp import TCPProxy
 from frptw.server.udp import UDPProxy
 from frptw.server.vhost.http import HTTPVhost
 from frptw.server.vhost.http_proxy import HTTPProxy
 from frptw.server.vhost.https import HTTPSProxy, HTTPSVhost
 from frptw.server.vhost.tcpmux import TCPMuxProxy, TCPMuxVhost
-from frptw.server.visitor import VisitorProxy
+from frptw.server.stcp import SecretProxy
 from frptw.wire.messages import NewProxy
 
 log = FrpLogger()
@@ -48,8 +48,8 @@ class ProxyRegistry:
         self.builders: Dict[str, Builder] = {
             "tcp": _buildTCP,
             "udp": _buildUDP,
-            "stcp": _buildVisitorProxy,
-            "sudp": _buildVisitorProxy,
+            "stcp": _buildSecretProxy,
+            "sudp": _buildSecretProxy,
         }
         #: The HTTPS (SNI) vhost and the tcpmux httpconnect port, when configured; the
         #: service listens for them (or shares the bind port with the HTTPS one).
@@ -95,10 +95,10 @@ class ProxyRegistry:
         self._proxies[proxy.name] = proxy
         return proxy.remote_addr
 
-    def visitorTarget(self, name: str) -> Optional[VisitorProxy]:
+    def visitorTarget(self, name: str) -> Optional[SecretProxy]:
         """The stcp/sudp proxy a visitor connection names, if there is one."""
         proxy = self._proxies.get(name)
-        return proxy if isinstance(proxy, VisitorProxy) else None
+        return proxy if isinstance(proxy, SecretProxy) else None
 
     def stopProxy(self, name: str) -> "Deferred[None]":
         proxy = self._proxies.pop(name, None)
@@ -135,5 +135,5 @@ def _buildTCPMux(registry: ProxyRegistry, control, request: NewProxy) -> BasePro
     return TCPMuxProxy(control, request, registry.key, registry.tcpmuxVhost, registry.config.subdomain_host)
 
 
-def _buildVisitorProxy(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
-    return VisitorProxy(control, request, registry.key, proxy_type(request))
+def _buildSecretProxy(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
+    return SecretProxy(control, request, registry.key, proxy_type(request))
