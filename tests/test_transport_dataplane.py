@@ -1,4 +1,5 @@
-"""The data-plane economies: whole-write TLS, widened frpc<->frps buffers, IP-literal dials.
+"""The data-plane economies: whole-write TLS and widened frpc<->frps buffers (socket options and
+IP-literal dials: ``test_transport_sockets``).
 
 Each test pins a behaviour the speed work relies on, so that a refactoring that brings back
 the per-record or per-read churn fails here rather than only in ``bench/bench_tcp.py``.
@@ -7,14 +8,12 @@ the per-record or per-read churn fails here rather than only in ``bench/bench_tc
 from typing import List
 
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.client._work import tcpEndpoint
 from frptw.transport.splice import CARRIER_BUFFER_SIZE, widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.tls import clientContextFactory, serverContextFactory, startClientTLS, startServerTLS
@@ -160,26 +159,3 @@ class WidenedBufferTests(SynchronousTestCase):
         transport = StringTransport()
         widenWriteBuffer(transport)
         self.assertFalse(hasattr(transport, "bufferSize"))
-
-
-class LocalDialTests(SynchronousTestCase):
-    def test_ip_literals_are_dialed_without_a_resolver(self) -> None:
-        reactor = MemoryReactorClock()
-        for host in ("127.0.0.1", "::1"):
-            endpoint = tcpEndpoint(reactor, host, 8080, 10.0)
-            self.assertIsInstance(endpoint, TCP4ClientEndpoint)
-            endpoint.connect(_factory())
-            self.assertEqual(reactor.tcpClients[-1][:2], (host, 8080))
-
-    def test_names_are_resolved(self) -> None:
-        self.assertIsInstance(tcpEndpoint(MemoryReactorClock(), "localhost", 8080, 10.0), HostnameEndpoint)
-
-    def test_bind_address_and_timeout_are_passed_on(self) -> None:
-        reactor = MemoryReactorClock()
-        tcpEndpoint(reactor, "127.0.0.1", 8080, 3.0, bindAddress=("127.0.0.2", 0)).connect(_factory())
-        _, _, _, timeout, bindAddress = reactor.tcpClients[-1]
-        self.assertEqual((timeout, bindAddress), (3.0, ("127.0.0.2", 0)))
-
-
-def _factory() -> Factory:
-    return Factory.forProtocol(Protocol)

@@ -40,11 +40,11 @@ from frptw.client._proxies import RUNNING, ProxyStatus, ProxyTable
 from frptw.client._reconnect import ReconnectPolicy
 from frptw.client._session import ControlSession, SessionState
 from frptw.client._visitors import VisitorManager
-from frptw.client._work import WorkConnection, quietFactory, tcpEndpoint
+from frptw.client._work import WorkConnection, quietFactory
 from frptw.config import ClientConfig, ProxyConfig
 from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyNotFound
 from frptw.logs import FrpLogger
-from frptw.transport.sockets import raiseFileLimit, setKeepalive
+from frptw.transport.sockets import raiseFileLimit, setKeepalive, tcpEndpoint
 from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.tls import clientContextFactory, startClientTLS

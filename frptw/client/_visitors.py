@@ -33,6 +33,7 @@ from frptw.logs import FrpLogger
 from frptw.transport.datagrams import Address, DatagramChannel
 from frptw.transport.layered import layer
 from frptw.transport.preamble import PreambleProtocol
+from frptw.transport.sockets import listenTCP
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.auth import privilege_key
@@ -191,7 +192,7 @@ class STCPVisitor(_Visitor):
 
     def listen(self) -> None:
         if self.config.bind_port >= 0:
-            self.port = self.reactor.listenTCP(self.config.bind_port, _UserFactory(self), interface=self.config.bind_addr)
+            self.port = listenTCP(self.reactor, self.config.bind_port, _UserFactory(self), interface=self.config.bind_addr)
 
     def userConnected(self, user: _UserConnection) -> None:
         self.users.append(user)

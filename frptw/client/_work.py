@@ -37,6 +37,7 @@ from frptw.transport.bandwidth import TokenBucket, throttle
 from frptw.transport.layered import layer
 from frptw.transport.preamble import PreambleProtocol
 from frptw.transport.splice import splice
+from frptw.transport.sockets import tcpEndpoint
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import data_plane_codec
 from frptw.wire.crypto import derive_key
@@ -44,21 +45,6 @@ from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import NewWorkConn, StartWorkConn
 
 LOCAL_DIAL_TIMEOUT = 10.0
-
-
-def tcpEndpoint(
-    reactor, host: str, port: int, timeout: float, bindAddress: Optional[Tuple[str, int]] = None
-) -> IStreamClientEndpoint:
-    """A TCP client endpoint for ``host``, resolving it only if it is a name.
-
-    ``HostnameEndpoint`` calls getaddrinfo in the reactor's thread pool even for "127.0.0.1",
-    which costs a thread hand-off per connection (a quarter of frpc's time when connections
-    are short).  ``reactor.connectTCP`` (what ``TCP4ClientEndpoint`` calls) takes IPv4 and
-    IPv6 literals as they are, so only names go through the resolver.
-    """
-    if isIPAddress(host) or isIPv6Address(host):
-        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout, bindAddress=bindAddress)
-    return HostnameEndpoint(reactor, host, port, timeout=timeout, bindAddress=bindAddress)
 
 
 def quietFactory(protocol) -> Factory:

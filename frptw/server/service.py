@@ -25,7 +25,6 @@ from typing import Dict, List, Mapping, Optional, Set
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
@@ -39,7 +38,7 @@ from frptw.server.control_machine import ControlMachine
 from frptw.server.control_protocol import ControlProtocol
 from frptw.server.registry import ProxyRegistry
 from frptw.server.proxy_base import BaseProxy
-from frptw.transport.sockets import raiseFileLimit, setKeepalive
+from frptw.transport.sockets import listenTCP, raiseFileLimit, setKeepalive
 from frptw.transport.tls import serverContextFactory
 from frptw.wire import messages as m
 from frptw.wire.crypto import derive_key
@@ -128,10 +127,7 @@ class FrpServerService(Service):
         except CannotListenError as e:
             self._cannotListen(Failure(), e.interface, e.port)
             return
-        addr = self.config.bind_addr
-        endpointClass = TCP6ServerEndpoint if ":" in addr else TCP4ServerEndpoint
-        endpoint = endpointClass(self.reactor, self.config.bind_port, interface=addr)
-        d = endpoint.listen(_BindFactory(self))
+        d = maybeDeferred(listenTCP, self.reactor, self.config.bind_port, _BindFactory(self), self.config.bind_addr)
         d.addCallbacks(self._listening, self._cannotListen)
 
     def _listenVhosts(self) -> None:
@@ -140,15 +136,15 @@ class FrpServerService(Service):
         addr = self.config.proxy_bind_addr
         https, tcpmux = self._registry.httpsVhost, self._registry.tcpmuxVhost
         if tcpmux is not None:
-            self._vhostPorts.append(self.reactor.listenTCP(tcpmux.port, tcpmux, interface=addr))
+            self._vhostPorts.append(listenTCP(self.reactor, tcpmux.port, tcpmux, interface=addr))
             log.info("tcpmux httpconnect multiplexer listen on {addr}:{port}, passthough: {passthrough}", addr=addr,
                      port=tcpmux.port, passthrough=str(tcpmux.passthrough).lower())
         http = self._registry.httpVhost
         if http is not None and not (addr == self.config.bind_addr and http.port == self.config.bind_port):
-            self._vhostPorts.append(self.reactor.listenTCP(http.port, http, interface=addr))
+            self._vhostPorts.append(listenTCP(self.reactor, http.port, http, interface=addr))
             log.info("http service listen on {addr}:{port}", addr=addr, port=http.port)
         if https is not None and https is not self.sharedHTTPS:
-            self._vhostPorts.append(self.reactor.listenTCP(https.port, https, interface=addr))
+            self._vhostPorts.append(listenTCP(self.reactor, https.port, https, interface=addr))
             log.info("https service listen on {addr}:{port}", addr=addr, port=https.port)
 
     def _listening(self, port: IListeningPort) -> None:

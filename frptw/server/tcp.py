@@ -14,6 +14,7 @@ from twisted.internet.protocol import Factory
 from frptw.logs import FrpLogger
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy_base import BaseProxy, UserConnection
+from frptw.transport.sockets import listenTCP
 from frptw.wire.messages import NewProxy
 
 log = FrpLogger()
@@ -48,7 +49,7 @@ class TCPProxy(BaseProxy):
 
         def bind(port: int) -> Optional[IListeningPort]:
             try:
-                return reactor.listenTCP(port, factory, interface=bindAddr)
+                return listenTCP(reactor, port, factory, interface=bindAddr)
             except CannotListenError as e:
                 log.debug("[{name}] cannot listen on {addr}:{port}: {error}", name=self.name, addr=bindAddr,
                           port=port, error=e.socketError)

@@ -1,0 +1,191 @@
+"""Go's socket defaults on every TCP socket frptw opens: TCP_NODELAY and the system backlog.
+
+Without TCP_NODELAY, a new connection through a proxy waited for a delayed ACK (~40 ms) on
+its first exchange (issue: new-connection latency).  The unit tests pin what
+:mod:`frptw.transport.sockets` does; :class:`EveryProxiedSocketTests` asserts on the sockets
+themselves, in an in-process frps + frpc, that the user, carrier (frpc <-> frps) and
+local-service sockets all have it.
+"""
+
+import gc
+import socket
+from typing import List
+
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IHostnameResolver, IReactorPluggableNameResolver
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
+
+from frptw.client import FrpClientService
+from frptw.config import parse_client_config, parse_server_config
+from frptw.server import FrpServerService
+from frptw.transport import sockets
+from frptw.transport.sockets import listenTCP, systemBacklog, tcpEndpoint
+from tests.frpbin import free_port
+from tests.traffic import EchoServer
+
+
+@implementer(IHostnameResolver)
+class _RecordingResolver:
+    def __init__(self) -> None:
+        self.names: List[str] = []
+
+    def resolveHostName(self, receiver, hostName, portNumber=0, addressTypes=None, transportSemantics="TCP"):
+        self.names.append(hostName)
+        receiver.resolutionBegan(None)
+        receiver.resolutionComplete()
+
+
+@implementer(IReactorPluggableNameResolver)
+class _ResolvingReactor(MemoryReactorClock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.nameResolver = _RecordingResolver()
+
+    def installNameResolver(self, resolver):
+        old, self.nameResolver = self.nameResolver, resolver
+        return old
+
+
+class DialTests(SynchronousTestCase):
+    def test_ip_literals_are_dialed_without_a_resolver(self) -> None:
+        reactor = _ResolvingReactor()
+        for host in ("127.0.0.1", "::1"):
+            tcpEndpoint(reactor, host, 8080, 10.0).connect(Factory.forProtocol(Protocol))
+            self.assertEqual(reactor.tcpClients[-1][:2], (host, 8080))
+        self.assertEqual(reactor.nameResolver.names, [])
+
+    def test_names_are_resolved(self) -> None:
+        reactor = _ResolvingReactor()
+        d = tcpEndpoint(reactor, "frps.example", 8080, 10.0).connect(Factory.forProtocol(Protocol))
+        self.failureResultOf(d)  # the recording resolver finds no address
+        self.assertEqual(reactor.nameResolver.names, ["frps.example"])
+
+    def test_bind_address_and_timeout_are_passed_on(self) -> None:
+        reactor = MemoryReactorClock()
+        tcpEndpoint(reactor, "127.0.0.1", 8080, 3.0, bindAddress=("127.0.0.2", 0)).connect(Factory.forProtocol(Protocol))
+        _, _, _, timeout, bindAddress = reactor.tcpClients[-1]
+        self.assertEqual((timeout, bindAddress), (3.0, ("127.0.0.2", 0)))
+
+
+class BacklogTests(SynchronousTestCase):
+    def test_listeners_use_the_system_backlog(self) -> None:
+        reactor = MemoryReactorClock()
+        listenTCP(reactor, 8080, Factory.forProtocol(Protocol), "127.0.0.1")
+        _, _, backlog, interface = reactor.tcpServers[-1]
+        self.assertEqual((backlog, interface), (systemBacklog(), "127.0.0.1"))
+
+    def test_backlog_is_somaxconn(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("1234\n")
+        self.patch(sockets, "_SOMAXCONN_FILE", path)
+        self.assertEqual(systemBacklog(), 1234)
+
+    def test_backlog_without_proc(self) -> None:
+        self.patch(sockets, "_SOMAXCONN_FILE", self.mktemp())
+        self.assertEqual(systemBacklog(), socket.SOMAXCONN)
+
+
+class _Collector(Protocol):
+    received = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+def _noDelay(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+class RealSocketTests(TestCase):
+    async def test_accepted_and_dialed_sockets_have_nodelay(self) -> None:
+        accepted: List[Protocol] = []
+
+        class Accepted(Protocol):
+            def connectionMade(self) -> None:
+                accepted.append(self)
+
+        port = listenTCP(reactor, 0, Factory.forProtocol(Accepted), "127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client = await tcpEndpoint(reactor, "127.0.0.1", port.getHost().port, 5.0).connect(Factory.forProtocol(Protocol))
+        self.addCleanup(client.transport.loseConnection)
+        for _ in range(200):
+            if accepted:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertTrue(accepted, "the connection was not accepted within 2 s")
+        self.assertEqual(_noDelay(client.transport.getHandle()), 1)
+        self.assertEqual(_noDelay(accepted[0].transport.getHandle()), 1)
+        accepted[0].transport.loseConnection()
+
+
+class EveryProxiedSocketTests(TestCase):
+    """Every connected TCP socket of an in-process frps + frpc pair carrying a user connection
+    has TCP_NODELAY, except the test's own echo backend and user socket."""
+
+    timeout = 30
+
+    async def check(self, serverExtra: str = "", clientExtra: str = "") -> None:
+        config = parse_server_config(f'bindAddr = "127.0.0.1"\nauth.token = "t"\n{serverExtra}\n', "toml")
+        config.bind_port = 0
+        server = FrpServerService(config)
+        server.startService()
+        self.addCleanup(server.stopService)
+        bindPort = (await server.whenListening()).getHost().port
+        echo = await EchoServer.listen(reactor)
+        self.addCleanup(echo.stop)
+        remote = free_port()
+        config = parse_client_config(
+            f'serverAddr = "127.0.0.1"\nserverPort = {bindPort}\nauth.token = "t"\n{clientExtra}\n'
+            f'[[proxies]]\nname = "echo"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = {echo.port}\n'
+            f"remotePort = {remote}\n",
+            "toml",
+        )
+        client = FrpClientService(config, reactor, onFatal=lambda failure: None)
+        client.startService()
+        self.addCleanup(client.stopService)
+        await client.whenLoggedIn()
+
+        for _ in range(500):
+            if client.proxyStatus("echo").state == "running":
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(client.proxyStatus("echo").state, "running", "proxy not running within 5 s")
+        user = await TCP4ClientEndpoint(reactor, "127.0.0.1", remote).connect(Factory.forProtocol(_Collector))
+        self.addCleanup(user.transport.loseConnection)
+        user.transport.write(b"ping")
+        for _ in range(500):
+            if user.received == b"ping":
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(user.received, b"ping", "no echo through the proxy within 5 s")
+        userSocket = user.transport.getHandle()
+
+        ownPorts = {echo.port}
+        checked = []
+        for obj in gc.get_objects():
+            if not isinstance(obj, socket.socket) or obj is userSocket or obj.fileno() < 0:
+                continue
+            if obj.type != socket.SOCK_STREAM:
+                continue
+            try:
+                local, peer = obj.getsockname(), obj.getpeername()
+            except OSError:
+                continue  # listening or closing
+            if local[1] in ownPorts:
+                continue  # the echo backend's accepted socket (the test's, not frptw's)
+            checked.append((local[1], peer[1], _noDelay(obj)))
+        # user<->frps, frps<->frpc carrier (both ends), frpc<->local service (frpc's end): >= 4.
+        self.assertGreaterEqual(len(checked), 4, checked)
+        self.assertEqual([c for c in checked if not c[2]], [], "sockets without TCP_NODELAY")
+
+    async def test_defaults(self) -> None:
+        await self.check()
+
+    async def test_mux_and_tls_off(self) -> None:
+        await self.check("transport.tcpMux = false", "transport.tcpMux = false\ntransport.tls.enable = false")
