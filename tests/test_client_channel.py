@@ -18,7 +18,7 @@ class ControlChannelTests(SynchronousTestCase):
     def test_login_is_clear(self) -> None:
         channel = ControlChannel("abc")
         msg = Login(version="0.65.0", pool_count=1)
-        self.assertEqual(channel.login(msg), encode_message(msg))
+        self.assertEqual(channel.encode([msg]), encode_message(msg))
 
     def test_login_resp_then_encrypted_stream_in_one_chunk(self) -> None:
         # frps's IV and first encrypted message often share a segment with LoginResp.
@@ -33,12 +33,25 @@ class ControlChannelTests(SynchronousTestCase):
 
     def test_send_after_login_is_encrypted_with_our_iv(self) -> None:
         channel = ControlChannel("abc")
-        self.assertRaises(RuntimeError, channel.send, Ping())
+        self.assertRaises(RuntimeError, channel.encode, [Ping()])
         channel.receive_data(LOGIN_RESP)
         channel.next_message()
-        wire = channel.send(Ping()) + channel.send(NewProxyResp(proxy_name="x"))
+        wire = channel.encode([Ping()]) + channel.encode([NewProxyResp(proxy_name="x")])
         peer = AESCFBCodec(derive_key("abc"))
         self.assertEqual(peer.decode(wire), encode_message(Ping()) + encode_message(NewProxyResp(proxy_name="x")))
+
+    def test_a_batch_is_the_same_stream_as_single_messages(self) -> None:
+        """One encode call for many messages (one write) gives the bytes of one call each."""
+        batch, single = ControlChannel("abc"), ControlChannel("abc")
+        for channel in (batch, single):
+            channel.receive_data(LOGIN_RESP)
+            channel.next_message()
+        messages = [Ping(), NewProxyResp(proxy_name="x"), Ping()]
+        wire = batch.encode(messages)
+        self.assertEqual(
+            AESCFBCodec(derive_key("abc")).decode(wire), b"".join(encode_message(m) for m in messages)
+        )
+        self.assertEqual(len(wire), len(b"".join(single.encode([m]) for m in messages)))
 
     def test_failed_login_stays_clear(self) -> None:
         channel = ControlChannel("abc")

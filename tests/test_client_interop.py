@@ -21,7 +21,7 @@ from frptw.config import parse_client_config
 from frptw.errors import ConnectionClosed, LoginError, ProxyError
 from tests.frpbin import free_port
 from tests.gofrp import GoFrp
-from tests.test_client_session import BAD_TOKEN
+from tests.test_client_control_protocol import BAD_TOKEN
 from tests.traffic import EchoServer, exchange
 
 CONNECTIONS = 50

@@ -8,7 +8,7 @@ same TCP segment) belong to the encrypted stream.  :class:`ControlChannel` is th
 feed it received bytes, take messages out, and ask it for the bytes of messages to send.
 """
 
-from typing import Optional
+from typing import Optional, Sequence
 
 from frptw.wire.crypto import AESCFBCodec, derive_key
 from frptw.wire.errors import ProtocolError
@@ -27,15 +27,15 @@ class ControlChannel:
     def encrypted(self) -> bool:
         return self._codec is not None
 
-    def login(self, msg: Login) -> bytes:
-        """The bytes of ``Login`` (the only message we send in clear)."""
-        return encode_message(msg)
-
-    def send(self, msg: Message) -> bytes:
-        """The bytes of a message sent after login (encrypted; the first carries our IV)."""
+    def encode(self, messages: Sequence[Message]) -> bytes:
+        """The bytes of ``messages``, ready for one write: ``Login`` in clear (the only message
+        sent before ``LoginResp``), anything after it encrypted in one pass (the first
+        encrypted bytes carry our IV)."""
         if self._codec is None:
-            raise RuntimeError(f"cannot send {type(msg).__name__} before LoginResp")
-        return self._codec.encode(encode_message(msg))
+            if [type(m) for m in messages] != [Login]:
+                raise RuntimeError(f"only Login can be sent before LoginResp, not {messages!r}")
+            return encode_message(messages[0])
+        return self._codec.encode(b"".join(map(encode_message, messages)))
 
     def receive_data(self, data: bytes) -> None:
         if self._codec is not None:

@@ -20,8 +20,9 @@ from typing import Dict, Iterator, List, Optional
 
 from twisted.internet.defer import Deferred
 
-from frptw.config.proxies import ProxyConfig, wire_name
+from frptw.config.proxies import ProxyConfig, local_name, wire_name
 from frptw.errors import ConnectionClosed, ProxyError, ProxyNotFound
+from frptw.wire.messages import NewProxy
 
 NEW = "new"
 WAIT_START = "wait start"
@@ -83,15 +84,13 @@ class ProxyTable:
         self._user = user
         self._entries: Dict[str, ProxyEntry] = {}
 
-    def wireName(self, name: str) -> str:
-        return wire_name(self._user, name)
-
     def localName(self, wireName: str) -> str:
-        """Strip exactly one ``user.`` prefix, as frpc does with names frps sends back."""
-        prefix = f"{self._user}."
-        if self._user and wireName.startswith(prefix):
-            return wireName[len(prefix):]
-        return wireName
+        return local_name(self._user, wireName)
+
+    def newProxy(self, name: str) -> NewProxy:
+        """The NewProxy that registers the proxy ``name`` (wire name ``user.name``, §5.8)."""
+        config = self.get(name).config
+        return NewProxy(proxy_name=wire_name(self._user, name), **config.to_new_proxy_fields())
 
     def add(self, config: ProxyConfig) -> ProxyEntry:
         if config.name in self._entries:

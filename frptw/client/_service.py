@@ -5,7 +5,7 @@ Theory of operation
 Reconnecting is Twisted's :class:`~twisted.application.internet.ClientService`.  Its endpoint
 is :class:`_SessionEndpoint`, whose ``connect`` only succeeds once frps has *accepted our
 Login*: it dials frps (TCP, then TLS, then a yamux session when tcp_mux is on), runs a
-:class:`~frptw.client._session.ControlSession` on the control stream and fires when
+:class:`~frptw.client._control_protocol.ControlProtocol` on the control stream and fires when
 ``LoginResp`` was positive.  So a refused login counts as a failed connection attempt for the
 retry policy (:class:`~frptw.client._reconnect.ReconnectPolicy`, frp's back-off), and the
 "connection" ``ClientService`` then holds stands for the whole logged-in session: it is lost
@@ -38,7 +38,8 @@ from zope.interface import implementer
 
 from frptw.client._proxies import RUNNING, ProxyStatus, ProxyTable
 from frptw.client._reconnect import ReconnectPolicy
-from frptw.client._session import ControlSession, SessionState
+from frptw.client._control_machine import ControlState
+from frptw.client._control_protocol import ControlProtocol
 from frptw.client._visitors import VisitorManager
 from frptw.client._work import WorkConnection, quietFactory
 from frptw.config import ClientConfig, ProxyConfig
@@ -149,7 +150,7 @@ class _Session:
     """A logged-in session: its TCP connection, its control session and its yamux session
     (None with tcp_mux off)."""
 
-    def __init__(self, root: _RootProtocol, control: ControlSession, mux: Optional[YamuxSession]) -> None:
+    def __init__(self, root: _RootProtocol, control: ControlProtocol, mux: Optional[YamuxSession]) -> None:
         self.root = root
         self.control = control
         self.mux = mux
@@ -223,9 +224,10 @@ class _LoginAttempt:
                 clock=service._reactor,
                 keepaliveInterval=service.config.transport.tcp_mux_keepalive_interval,
             )
-        control = ControlSession(
+        control = ControlProtocol(
             service.config, service._proxies, service._reactor, service.runId, lambda hello: service._openWork(hello, mux)
         )
+        service._control = control
         if mux is not None:
             top.switchTo(mux)
             mux.openStream(control).addErrback(self._streamFailed, root)
@@ -244,10 +246,10 @@ class _LoginAttempt:
             why = root.lostReason.getErrorMessage()
             self.result.errback(ConnectionClosed(f"connection to frps lost during login: {why}"))
 
-    def _loggedIn(self, _resp, root: _RootProtocol, control: ControlSession, mux: Optional[YamuxSession]) -> None:
+    def _loggedIn(self, _resp, root: _RootProtocol, control: ControlProtocol, mux: Optional[YamuxSession]) -> None:
         if self.result.called:  # cancelled while logging in
             return
-        if control.state is not SessionState.RUNNING:
+        if control.state is not ControlState.RUNNING:
             self.result.errback(ConnectionClosed("control session ended right after login"))
             return
         proto = self._factory.buildProtocol(root.transport.getPeer())
@@ -298,6 +300,9 @@ class FrpClientService(Service):
         self._policy = ReconnectPolicy(reactor)
         self._clientService: Optional[ClientService] = None
         self._session: Optional[_Session] = None
+        #: The control protocol of the latest attempt (logging in or logged in): proxies added
+        #: while it logs in are queued by it and registered at login.
+        self._control: Optional[ControlProtocol] = None
         self._everLoggedIn = False
         self._loginWaiters: List[Deferred] = []
         self._workRoots: Set[_RootProtocol] = set()
@@ -356,20 +361,18 @@ class FrpClientService(Service):
         except Exception:
             return fail()
         d = self._proxies.waitStarted(proxyConfig.name)
-        if self._session is not None:
-            self._session.control.registerProxy(proxyConfig.name)
+        if self._control is not None:
+            self._control.registerProxy(proxyConfig.name)
         return d
 
     def removeProxy(self, name: str) -> Deferred:
         """Unregister a proxy (CloseProxy to frps); fails with ProxyNotFound."""
         try:
-            entry = self._proxies.get(name)
+            self._proxies.remove(name)
         except ProxyNotFound:
             return fail()
-        previous = entry.status.state
-        self._proxies.remove(name)
-        if self._session is not None:
-            self._session.control.unregisterProxy(entry, previous)
+        if self._control is not None:
+            self._control.unregisterProxy(name)
         return succeed(None)
 
     def proxyStatus(self, name: str) -> ProxyStatus:

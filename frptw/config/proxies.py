@@ -17,6 +17,14 @@ def wire_name(user: str, name: str) -> str:
     return f"{user}.{name}" if user else name
 
 
+def local_name(user: str, wireName: str) -> str:
+    """The inverse of :func:`wire_name` for names frps sends back: strip exactly one ``user.``."""
+    prefix = f"{user}."
+    if user and wireName.startswith(prefix):
+        return wireName[len(prefix):]
+    return wireName
+
+
 @dataclass
 class ProxyTransport:
     use_encryption: bool = False

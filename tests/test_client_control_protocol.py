@@ -1,4 +1,5 @@
-"""The control session state machine, byte-exact, on a StringTransport with a fixed clock."""
+"""The control protocol (its machine and the Twisted side together), byte-exact, on a StringTransport
+with a fixed clock."""
 
 import json
 
@@ -9,7 +10,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.client._proxies import NEW, RUNNING, START_ERROR, WAIT_START, ProxyTable
-from frptw.client._session import ControlSession, SessionState
+from frptw.client._control_machine import ControlState
+from frptw.client._control_protocol import ControlProtocol
 from frptw.config import parse_client_config
 from frptw.errors import ConnectionClosed, LoginError, ProxyError
 from frptw.wire.crypto import AESCFBCodec, derive_key
@@ -82,7 +84,7 @@ class SessionTestMixin:
         for proxy in cfg.proxies:
             self.proxies.add(proxy)
         self.work = []
-        self.session = ControlSession(cfg, self.proxies, self.clock, runId, self.work.append)
+        self.session = ControlProtocol(cfg, self.proxies, self.clock, runId, self.work.append)
         self.transport = StringTransport()
         self.session.makeConnection(self.transport)
         self.frps = FakeFrps(self.transport)
@@ -138,12 +140,12 @@ class LoginTests(SessionTestMixin, SynchronousTestCase):
     def test_nothing_written_before_login_resp(self) -> None:
         self.start(config(proxies=TCP_PROXY))
         self.assertEqual(self.transport.value(), b"")
-        self.assertIs(self.session.state, SessionState.LOGGING_IN)
+        self.assertIs(self.session.state, ControlState.LOGGING_IN)
 
     def test_login_success(self) -> None:
         self.start(config())
         self.accept("43dae6677cd93de8")
-        self.assertIs(self.session.state, SessionState.RUNNING)
+        self.assertIs(self.session.state, ControlState.RUNNING)
         self.assertEqual(self.session.runId, "43dae6677cd93de8")
         self.assertEqual(self.loginResult, [LoginResp(version="0.65.0", run_id="43dae6677cd93de8")])
         self.assertEqual(self.clock.getDelayedCalls(), [])  # login timer gone, no heartbeat with tcpMux
@@ -153,7 +155,7 @@ class LoginTests(SessionTestMixin, SynchronousTestCase):
         self.session.dataReceived(encode_message(LoginResp(version="0.65.0", error=BAD_TOKEN)))
         self.assertTrue(self.transport.disconnecting)
         self.lose()
-        self.assertIs(self.session.state, SessionState.CLOSED)
+        self.assertIs(self.session.state, ControlState.CLOSED)
         [failure] = self.loginResult
         failure.trap(LoginError)
         self.assertEqual(str(failure.value), BAD_TOKEN)
@@ -206,6 +208,32 @@ class ProxyRegistrationTests(SessionTestMixin, SynchronousTestCase):
         self.assertEqual((status.state, status.remote_addr), (RUNNING, ":6000"))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_two_hundred_proxies_cost_one_write_and_no_per_proxy_wait(self) -> None:
+        """Issue 13: registration is not serial round trips.  After LoginResp every NewProxy
+        goes out at once, in one write, before any answer; answers are matched by name in
+        whatever order they come."""
+        count = 200
+        self.start(config(proxies="".join(
+            f'[[proxies]]\nname = "p{i}"\ntype = "tcp"\nlocalPort = 22\nremotePort = {6000 + i}\n'
+            for i in range(count)
+        )))
+        writes = []
+        write = self.transport.write
+        self.transport.write = lambda data: (writes.append(data), write(data))
+        self.accept()
+        self.assertEqual(len(writes), 1)
+        sent = self.frps.messages()
+        self.assertEqual([m.proxy_name for m in sent], [f"p{i}" for i in range(count)])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)  # one timer, not one per proxy
+        answers = b"".join(
+            self.frps.encrypted(NewProxyResp(proxy_name=m.proxy_name, remote_addr=f":{m.remote_port}"))
+            for m in reversed(sent)
+        )
+        self.session.dataReceived(answers)
+        self.assertEqual({e.status.state for e in self.proxies}, {RUNNING})
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(len(writes), 1)
+
     def test_refused_proxy_retries_after_30_seconds(self) -> None:
         self.start(config(proxies=TCP_PROXY))
         waiting = self.proxies.waitStarted("t1")
@@ -240,8 +268,8 @@ class ProxyRegistrationTests(SessionTestMixin, SynchronousTestCase):
         self.start(config('user = "u1"', TCP_PROXY))
         self.accept()
         self.frps.messages()
-        entry = self.proxies.remove("t1")
-        self.session.unregisterProxy(entry, WAIT_START)
+        self.proxies.remove("t1")
+        self.session.unregisterProxy("t1")
         self.assertEqual(self.frps.messages(), [CloseProxy(proxy_name="u1.t1")])
         self.assertEqual(self.clock.getDelayedCalls(), [])  # no resend for a removed proxy
 
@@ -249,7 +277,7 @@ class ProxyRegistrationTests(SessionTestMixin, SynchronousTestCase):
         self.start(config())
         self.accept()
         self.session.dataReceived(self.frps.encrypted(NewProxyResp(proxy_name="nope", remote_addr=":1")))
-        self.assertIs(self.session.state, SessionState.RUNNING)
+        self.assertIs(self.session.state, ControlState.RUNNING)
 
     def test_close_sends_close_proxy_then_closes(self) -> None:
         self.start(config(proxies=TCP_PROXY))
@@ -292,7 +320,7 @@ class WorkAndHeartbeatTests(SessionTestMixin, SynchronousTestCase):
         self.accept()
         self.clock.advance(300)
         self.assertEqual(self.frps.messages(), [])
-        self.assertIs(self.session.state, SessionState.RUNNING)
+        self.assertIs(self.session.state, ControlState.RUNNING)
 
     def test_pings_without_tcp_mux_and_timeout(self) -> None:
         self.start(config("transport.tcpMux = false"))
@@ -333,4 +361,4 @@ class WorkAndHeartbeatTests(SessionTestMixin, SynchronousTestCase):
         self.session.dataReceived(self.frps.codec.encode(b"z" + bytes(8)))
         self.assertTrue(self.transport.disconnecting)
         self.lose(Failure(ConnectionLost()))
-        self.assertIs(self.session.state, SessionState.CLOSED)
+        self.assertIs(self.session.state, ControlState.CLOSED)
