@@ -462,9 +462,11 @@ class ContextFactoryTests(SynchronousTestCase):
         with self.assertRaises(ConfigError):
             serverContextFactory(certFile=pki().serverCert)
 
-    def test_self_signed_certificate_is_fresh_rsa_2048_like_frps(self) -> None:
+    def test_self_signed_certificate_is_fresh_and_shaped_like_frps(self) -> None:
+        """Like frps's (fresh serial, no names or extensions, 10 years), on a P-256 key."""
         one, two = serverContextFactory(), serverContextFactory()
-        self.assertEqual(one.privateKey.key_size, 2048)
+        self.assertIsInstance(one.privateKey, ec.EllipticCurvePrivateKey)
+        self.assertEqual(one.privateKey.curve.name, "secp256r1")
         self.assertNotEqual(one.certificate.serial_number, two.certificate.serial_number)
         self.assertLessEqual(one.certificate.serial_number.bit_length(), 128)
         self.assertEqual(one.certificate.subject, x509.Name([]))
