@@ -8,6 +8,7 @@ never shares an interpreter (or a GIL) with what it measures::
     download    N connections each ask the service for B bytes; bulk throughput at the receiver
     latency     64-byte ping-pong over one connection; round-trip percentiles
     connrate    W workers loop connect / one small echo / close; completed cycles per second
+                (with one worker: sequential connections, each one's first-echo latency)
     hold        open N connections, one echo each, keep them open until stdin says "release"
     udplatency  one datagram at a time to a UDP echo; round-trip percentiles, losses
     udprate     a window of W datagrams in flight to a UDP echo; echoed datagrams/s, losses
@@ -366,11 +367,14 @@ class _Cycler:
 
     ``keep`` = hold each finished connection open instead of closing it (``hold``);
     ``limit`` = stop starting new cycles after that many (``hold``), else run until stopped.
+    ``size`` = the bytes echoed per cycle (the service's mode byte ``E`` goes out first, in the
+    same write).
     """
 
-    def __init__(self, host: str, port: int, workers: int, keep: bool, limit: Optional[int]) -> None:
+    def __init__(self, host: str, port: int, workers: int, keep: bool, limit: Optional[int],
+                 size: int = 15) -> None:
         self.addr = (host, port)
-        self.msg = b"E" + b"0123456789abcde"  # 16 bytes out, 15 echoed
+        self.msg = b"E" + (b"0123456789abcdef" * (size // 16 + 1))[:size]
         self.sel = selectors.DefaultSelector()
         self.keep = keep
         self.limit = limit
@@ -472,7 +476,7 @@ class _Cycler:
 
 
 def connrate(args: argparse.Namespace) -> None:
-    cycler = _Cycler(args.host, args.port, args.workers, keep=False, limit=None)
+    cycler = _Cycler(args.host, args.port, args.workers, keep=False, limit=None, size=args.size)
     elapsed = cycler.run(args.seconds)
     emit(
         {
@@ -674,6 +678,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p = command("connrate", connrate)
     p.add_argument("--workers", type=int, default=50)
     p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--size", type=int, default=15, help="bytes echoed per connection")
     p = command("hold", hold)
     p.add_argument("--conns", type=int, default=1000)
     p.add_argument("--concurrency", type=int, default=50)

@@ -317,7 +317,7 @@ def frps_toml(bind_port: int, cfg: Dict[str, bool]) -> str:
     )
 
 
-def _frpc_common(bind_port: int, cfg: Dict[str, bool]) -> str:
+def frpc_common(bind_port: int, cfg: Dict[str, bool]) -> str:
     b = {k: str(v).lower() for k, v in cfg.items()}
     return (
         f'serverAddr = "127.0.0.1"\nserverPort = {bind_port}\nauth.token = "{TOKEN}"\n'
@@ -330,14 +330,18 @@ def _data_plane(cfg: Dict[str, bool]) -> str:
             f'transport.useCompression = {str(cfg["compression"]).lower()}\n')
 
 
+def tcp_proxy_toml(name: str, remote_port: int, backend_port: int, cfg: Dict[str, bool]) -> str:
+    """One ``[[proxies]]`` table: tcp proxy ``name`` from frps's ``remote_port`` to the service."""
+    return (f'\n[[proxies]]\nname = "{name}"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = {backend_port}\n'
+            f'remotePort = {remote_port}\n' + _data_plane(cfg))
+
+
 def frpc_toml(bind_port: int, remote_port: int, backend_port: int, cfg: Dict[str, bool],
               udp: Optional[Tuple[int, int]] = None, stcp: bool = False) -> str:
     """The frpc of a pair: the tcp proxy ``bench``; with ``udp`` = (remote port, service's UDP
     port) also the udp proxy ``bench-udp``; with ``stcp`` also the stcp proxy ``bench-stcp``
     (both to the same service), so that one frps + frpc carries every measurement."""
-    text = (_frpc_common(bind_port, cfg)
-            + f'\n[[proxies]]\nname = "bench"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = {backend_port}\n'
-            f'remotePort = {remote_port}\n' + _data_plane(cfg))
+    text = frpc_common(bind_port, cfg) + tcp_proxy_toml("bench", remote_port, backend_port, cfg)
     if udp:
         text += (f'\n[[proxies]]\nname = "bench-udp"\ntype = "udp"\nlocalIP = "127.0.0.1"\n'
                  f'localPort = {udp[1]}\nremotePort = {udp[0]}\n' + _data_plane(cfg))
@@ -350,7 +354,7 @@ def frpc_toml(bind_port: int, remote_port: int, backend_port: int, cfg: Dict[str
 def visitor_toml(bind_port: int, visitor_port: int, cfg: Dict[str, bool]) -> str:
     """The second frpc of an stcp measurement: only a visitor of ``bench-stcp``, listening on
     ``visitor_port``, with the same transport and data-plane settings as the owner."""
-    return (_frpc_common(bind_port, cfg)
+    return (frpc_common(bind_port, cfg)
             + f'\n[[visitors]]\nname = "bench-visitor"\ntype = "stcp"\nserverName = "bench-stcp"\n'
             f'secretKey = "{STCP_SECRET}"\nbindAddr = "127.0.0.1"\nbindPort = {visitor_port}\n'
             + _data_plane(cfg))
@@ -642,9 +646,11 @@ class Bench:
         r["cpu_us_per_round_trip"] = {k: cpu / r["round_trips"] * 1e6 for k, cpu in r.pop("cpu_s").items()}
         return r
 
-    def connrate(self, port: int, sides: Dict[str, Child]) -> dict:
-        r = self.run_with_cpu(sides, "connrate", port, "--workers", "50", "--seconds", str(self.s.connrate_seconds),
-                              timeout=self.s.connrate_seconds + 25)
+    def connrate(self, port: int, sides: Dict[str, Child], workers: int = 50, size: int = 15) -> dict:
+        """Connect / echo ``size`` bytes / close cycles, ``workers`` at a time (one: sequential
+        connections, whose cycle percentiles are first-echo latencies)."""
+        r = self.run_with_cpu(sides, "connrate", port, "--workers", str(workers), "--size", str(size),
+                              "--seconds", str(self.s.connrate_seconds), timeout=self.s.connrate_seconds + 25)
         if r["completed"] == 0:
             raise MeasureError(f"no cycle completed: {r['errors']}")
         r["cpu_ms_per_conn"] = {k: cpu / r["completed"] * 1e3 for k, cpu in r.pop("cpu_s").items()}
