@@ -224,6 +224,9 @@ class NewProxy(Message):
     sk: str = ""
     allow_users: list[str] = field(default_factory=list)
     multiplexer: str = ""
+    #: frptw only (Go frp ignores it): the compressions other than snappy this frpc can use
+    #: for ``use_compression``, preferred first (:mod:`frptw.wire.codec`).
+    frptw_compressions: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -272,6 +275,9 @@ class StartWorkConn(Message):
     src_port: Uint16 = 0
     dst_port: Uint16 = 0
     error: str = ""
+    #: frptw only: the compression of this connection when not snappy (chosen by a frptw frps
+    #: from the proxy's ``frptw_compressions``; never sent by Go frp, so snappy there).
+    frptw_compression: str = ""
 
 
 @dataclass(slots=True)
@@ -285,6 +291,8 @@ class NewVisitorConn(Message):
     timestamp: int = 0
     use_encryption: bool = False
     use_compression: bool = False
+    #: frptw only, as in NewProxy.
+    frptw_compressions: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -294,6 +302,8 @@ class NewVisitorConnResp(Message):
     TYPE: ClassVar[bytes] = b"3"
     proxy_name: str = ""
     error: str = ""
+    #: frptw only, as in StartWorkConn: what a frptw frps chose from NewVisitorConn's list.
+    frptw_compression: str = ""
 
 
 @dataclass(slots=True)
