@@ -18,7 +18,6 @@ from frptw.config.model_client import ClientConfig
 from frptw.config.model_common import ValueSource
 from frptw.config.model_server import ServerConfig
 from frptw.config.problems import Problem
-from frptw.config.template import TemplateError, render
 from frptw.config.v1 import Decoder, fields_by_key
 from frptw.config.validate import check_value_source, validate_client, validate_server
 from frptw.errors import ConfigError
@@ -114,6 +113,12 @@ def _explain(text: str, error: DocumentError) -> Tuple[str, int]:
 
 
 def _render(text: str, source: str, env: Mapping[str, str], v1: bool, missing: List[str]) -> str:
+    """frp's Go-template pass.  A text without ``{{`` has no action, so it renders as itself:
+    the template engine (a large module) is only imported for configs that use it."""
+    if "{{" not in text:
+        return text
+    from frptw.config.template import TemplateError, render
+
     try:
         return render(text, env, with_range_functions=v1, missing=missing)
     except TemplateError as e:
