@@ -30,14 +30,13 @@ from twisted.python.failure import Failure
 from frptw.config import ClientConfig, VisitorConfig
 from frptw.errors import ConfigError, ConnectionClosed, ProxyError
 from frptw.logs import FrpLogger
+from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.datagrams import Address, DatagramChannel
-from frptw.transport.layered import layer
 from frptw.transport.preamble import PreambleProtocol
 from frptw.transport.sockets import listenTCP
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.auth import privilege_key
-from frptw.wire.codec import data_plane_codec
 from frptw.wire.crypto import derive_key
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import NewVisitorConn, NewVisitorConnResp
@@ -102,11 +101,8 @@ class VisitorConnection(PreambleProtocol):
             self._fail(ProxyError(msg.error))
             return
         transport = self._config.transport
-        codec = data_plane_codec(derive_key(self._config.secret_key), transport.use_encryption, transport.use_compression)
-        top = layer(self, codec, leftover) if codec is not None else self
-        if codec is None:
-            self.hold(leftover)
-        self.ready.callback(top)
+        plane = DataPlane(derive_key(self._config.secret_key), transport.use_encryption, transport.use_compression)
+        self.ready.callback(stackDataPlane(self, plane, "client", self._clock, leftover=leftover))
 
     def connectionLost(self, reason: Failure) -> None:
         self._cancelTimer()

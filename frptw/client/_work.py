@@ -31,15 +31,12 @@ from twisted.python.failure import Failure
 from frptw.client._udp import UDPForwarder
 from frptw.client.proxyprotocol import proxy_protocol_header
 from frptw.config import ProxyConfig
-from frptw.config.bandwidth import parse_bandwidth
 from frptw.logs import FrpLogger
-from frptw.transport.bandwidth import TokenBucket, throttle
-from frptw.transport.layered import layer
+from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.preamble import PreambleProtocol
 from frptw.transport.splice import splice
 from frptw.transport.sockets import tcpEndpoint
 from frptw.transport.switch import SwitchableProtocol
-from frptw.wire.codec import data_plane_codec
 from frptw.wire.crypto import derive_key
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import NewWorkConn, StartWorkConn
@@ -187,12 +184,9 @@ class WorkConnection(PreambleProtocol):
         splice(self._stack(config), local)
 
     def _stack(self, config: ProxyConfig) -> SwitchableProtocol:
-        """The work side as the proxy wants it, outermost first: limiter, AES-CFB, snappy."""
-        top: SwitchableProtocol = self
+        """The work side as the proxy wants it (:mod:`frptw.transport.dataplane`)."""
         transport = config.transport
-        rate = parse_bandwidth(transport.bandwidth_limit) if transport.bandwidth_limit_mode == "client" else 0
-        if rate > 0:
-            top = throttle(top, self._reactor, TokenBucket(rate, self._reactor), TokenBucket(rate, self._reactor))
-        codec = data_plane_codec(derive_key(self._token), transport.use_encryption, transport.use_compression)
-        return layer(top, codec) if codec is not None else top
+        plane = DataPlane.parse(derive_key(self._token), transport.use_encryption, transport.use_compression,
+                                transport.bandwidth_limit, transport.bandwidth_limit_mode)
+        return stackDataPlane(self, plane, "client", self._reactor)
 

@@ -7,8 +7,8 @@ then (wire-protocol.md §7.1):
 1. gets a work connection from the owning client's pool, writes ``StartWorkConn`` on it and, if
    that connection turned out to be gone already, tries another, up to ``pool_count + 1``
    times;
-2. stacks the data-plane layers the client asked for in its NewProxy (AES-128-CFB with the
-   token key, then snappy; §7.3) on the work connection;
+2. stacks the proxy's data plane (:mod:`frptw.transport.dataplane`: AES-128-CFB with the token
+   key, snappy, the server-mode bandwidth limit, as the NewProxy asked) on the work connection;
 3. splices the two connections (:func:`frptw.transport.splice.splice`), which also gives
    backpressure and frp's close rule.
 
@@ -23,14 +23,13 @@ from twisted.internet.interfaces import IAddress, IListeningPort
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
-from frptw.config.bandwidth import BandwidthError, parse_bandwidth
+from frptw.config.bandwidth import BandwidthError
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
-from frptw.transport.bandwidth import TokenBucket, throttle
-from frptw.transport.layered import layer
+from frptw.transport.bandwidth import TokenBucket
+from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
-from frptw.wire.codec import data_plane_codec
 from frptw.wire.messages import NewProxy, StartWorkConn, encode_message
 
 log = FrpLogger()
@@ -75,22 +74,27 @@ class BaseProxy:
         self.control = control
         self.request = request
         self.name = request.proxy_name
-        self._key = key
         self.remote_addr = ""
         self.listeners: List[IListeningPort] = []
         self._waiting: Dict[UserConnection, Deferred] = {}
         self._users: Set[UserConnection] = set()
         self._closing = False
-        # frp limits a proxy in server mode with one bucket shared by every user connection
-        # and both directions, spent on the user side (plaintext).
+        self.dataPlane = self._dataPlane(request, key)
+        # frp limits a proxy in server mode with one bucket shared by all its connections and
+        # both directions.
         self._bucket: Optional[TokenBucket] = None
-        if request.bandwidth_limit_mode == "server":
-            try:
-                rate = parse_bandwidth(request.bandwidth_limit)
-            except BandwidthError:
-                rate = 0
-            if rate > 0:
-                self._bucket = TokenBucket(rate, control.clock)
+        if self.dataPlane.limitsOn("server"):
+            self._bucket = self.dataPlane.bucket(control.clock)
+
+    def _dataPlane(self, request: NewProxy, key: bytes) -> DataPlane:
+        try:
+            return DataPlane.parse(key, request.use_encryption, request.use_compression, request.bandwidth_limit,
+                                   request.bandwidth_limit_mode)
+        except BandwidthError as e:
+            # frp 0.65 accepts such a NewProxy and runs the proxy unlimited; so do we, saying so.
+            log.warn("[{run_id}] [{name}] bandwidth_limit {error}: the proxy is not limited, as in frp",
+                     run_id=self.runId, name=self.name, error=e)
+            return DataPlane(key, request.use_encryption, request.use_compression)
 
     @property
     def runId(self) -> str:
@@ -134,12 +138,13 @@ class BaseProxy:
             return work
         raise NoWorkConnection("try to get work connection failed in the end")
 
+    def stackWorkConn(self, work: SwitchableProtocol) -> SwitchableProtocol:
+        """``work`` with this proxy's data plane stacked on it (the top carries plaintext)."""
+        return stackDataPlane(work, self.dataPlane, "server", self.control.clock, self._bucket)
+
     def _join(self, user: UserConnection, work: SwitchableProtocol) -> None:
         self._waiting.pop(user, None)
-        codec = data_plane_codec(self._key, self.request.use_encryption, self.request.use_compression)
-        workSide = layer(work, codec) if codec is not None else work
-        userSide = throttle(user, self.control.clock, self._bucket) if self._bucket is not None else user
-        splice(userSide, workSide)
+        splice(user, self.stackWorkConn(work))
 
     def _noWorkConn(self, user: UserConnection, failure: Failure) -> None:
         self._waiting.pop(user, None)

@@ -21,10 +21,9 @@ from typing import Optional
 
 from frptw.logs import FrpLogger
 from frptw.server.proxy_base import BaseProxy, UserConnection
-from frptw.transport.layered import layer
+from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.auth import verify_privilege_key
-from frptw.wire.codec import data_plane_codec
 from frptw.wire.crypto import derive_key
 from frptw.wire.messages import NewProxy, NewVisitorConn, NewVisitorConnResp, encode_message
 
@@ -53,6 +52,5 @@ class SecretProxy(BaseProxy):
     def visitorConnected(self, conn: SwitchableProtocol, request: NewVisitorConn) -> None:
         """Answer an accepted visitor connection and serve it like a user connection."""
         conn.transport.write(encode_message(NewVisitorConnResp(proxy_name=self.name)))
-        codec = data_plane_codec(derive_key(self._secret), request.use_encryption, request.use_compression)
-        top = layer(conn, codec) if codec is not None else conn
-        top.switchTo(UserConnection(self))
+        plane = DataPlane(derive_key(self._secret), request.use_encryption, request.use_compression)
+        stackDataPlane(conn, plane, "server", self.control.clock).switchTo(UserConnection(self))

@@ -38,11 +38,8 @@ from twisted.python.failure import Failure
 from frptw.logs import FrpLogger
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy_base import BaseProxy
-from frptw.transport.bandwidth import throttle
 from frptw.transport.datagrams import DatagramChannel, LogLimiter
-from frptw.transport.layered import layer
 from frptw.transport.switch import SwitchableProtocol
-from frptw.wire.codec import data_plane_codec
 from frptw.wire.messages import NewProxy
 
 log = FrpLogger()
@@ -162,11 +159,7 @@ class UDPProxy(BaseProxy):
     def _attach(self, work: SwitchableProtocol) -> None:
         self._pending = None
         self.workConnections += 1
-        codec = data_plane_codec(self._key, self.request.use_encryption, self.request.use_compression)
-        top = layer(work, codec) if codec is not None else work
-        if self._bucket is not None:
-            top = throttle(top, self._clock, self._bucket)
-        top.switchTo(self.channel)
+        self.stackWorkConn(work).switchTo(self.channel)
 
     def _failed(self, failure: Failure) -> None:
         self._pending = None

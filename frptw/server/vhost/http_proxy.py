@@ -22,10 +22,7 @@ from twisted.python.failure import Failure
 from frptw.logs import FrpLogger
 from frptw.server.proxy_base import BaseProxy
 from frptw.server.vhost.routes import proxy_domains
-from frptw.transport.bandwidth import throttle
-from frptw.transport.layered import layer
 from frptw.transport.switch import SwitchableProtocol
-from frptw.wire.codec import data_plane_codec
 from frptw.wire.messages import NewProxy
 
 log = FrpLogger()
@@ -234,14 +231,8 @@ class HTTPProxy(BaseProxy):
         raise ConnectionError(f"proxy [{self.name}] is closed")
 
     def _wrap(self, work: SwitchableProtocol) -> Backend:
-        codec = data_plane_codec(self._key, self.request.use_encryption, self.request.use_compression)
-        side = layer(work, codec) if codec is not None else work
-        if self._bucket is not None:
-            # bandwidth_limit_mode "server": frp limits an http proxy on the plaintext of its
-            # work connections, both directions spending the proxy's one bucket.
-            side = throttle(side, self.control.clock, self._bucket)
         backend = Backend(self)
-        side.switchTo(backend)
+        self.stackWorkConn(work).switchTo(backend)
         return backend
 
     def _dialed(self, backend: Backend) -> None:
