@@ -1,0 +1,205 @@
+"""The data-plane stacking order against the real frp 0.65, for every combination.
+
+One table: encryption x compression x bandwidth mode (client, server) x proxy type (tcp, udp,
+http, stcp with its visitor), 32 cells.  Each cell is one proxy of one frpc; all cells of a
+direction share that frpc and one frps, and run at once:
+
+* the real frpc (owner and visitor) through *our* frps;
+* *our* frpc (owner and visitor) through the real frps.
+
+Every cell moves a small checked payload both ways (sha256 for the streams, datagrams echoed
+intact), so a layer stacked in the wrong order on either side fails its cell.  The
+limit (1 MB/s) is far above what a cell moves, so throttling costs no time here; where the
+limiter sits is pinned without a reactor in ``tests/test_dataplane.py``.
+"""
+
+import hashlib
+import http.client
+import os
+import socket
+from typing import Dict, List, NamedTuple
+
+import h11
+from twisted.internet import reactor
+from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from frptw.client import FrpClientService
+from frptw.config import parse_client_config, parse_server_config
+from frptw.server import FrpServerService
+from tests.frpbin import free_port
+from tests.gofrp import GoFrp
+from tests.h11server import serverEvents
+from tests.traffic import EchoServer, exchange
+from tests.udptraffic import UDPEcho, udp_exchange, wait_for_echo
+
+TOKEN = "dataplane"
+USER = "dp"
+STREAM_BYTES = 48 * 1024
+DATAGRAMS = 20
+HTTP_BODY = 24 * 1024
+
+
+class Cell(NamedTuple):
+    kind: str
+    encryption: bool
+    compression: bool
+    mode: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-e{int(self.encryption)}-c{int(self.compression)}-{self.mode}"
+
+
+CELLS = [
+    Cell(kind, encryption, compression, mode)
+    for kind in ("tcp", "udp", "http", "stcp")
+    for encryption in (False, True)
+    for compression in (False, True)
+    for mode in ("client", "server")
+]
+
+
+class _HTTPEcho(Protocol):
+    """Answers every request with its own body."""
+
+    def connectionMade(self) -> None:
+        self.conn = h11.Connection(h11.SERVER)
+        self.body = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        for event in serverEvents(self.conn, data):
+            if isinstance(event, h11.Request):
+                self.body = b""
+            elif isinstance(event, h11.Data):
+                self.body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                self.transport.write(self.conn.send(h11.Response(
+                    status_code=200, headers=[("Content-Length", str(len(self.body)))])))
+                self.transport.write(self.conn.send(h11.Data(data=self.body)))
+                self.transport.write(self.conn.send(h11.EndOfMessage()))
+            elif isinstance(event, h11.ConnectionClosed):
+                self.transport.loseConnection()
+
+
+def _httpRoundTrip(port: int, host: str, body: bytes) -> bytes:
+    """POST ``body`` to ``127.0.0.1:port`` as ``host`` (in a thread); the response body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/", body=body, headers={"Host": host})
+        response = conn.getresponse()
+        if response.status != 200:
+            raise AssertionError(f"HTTP {response.status}: {response.read()[:200]!r}")
+        return response.read()
+    finally:
+        conn.close()
+
+
+def _transport(cell: Cell) -> str:
+    return (f"transport.useEncryption = {str(cell.encryption).lower()}\n"
+            f"transport.useCompression = {str(cell.compression).lower()}\n")
+
+
+class DataPlaneInterop(TestCase):
+    timeout = 90
+
+    @inlineCallbacks
+    def setUp(self):
+        self.echo = yield EchoServer.listen(reactor)
+        self.addCleanup(self.echo.stop)
+        self.udpEcho = UDPEcho.listen(reactor)
+        self.addCleanup(self.udpEcho.stop)
+        httpPort = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Factory.forProtocol(_HTTPEcho))
+        self.addCleanup(httpPort.stopListening)
+        self.httpBackend = httpPort.getHost().port
+        #: The port a user (or a visitor's user) connects to, per cell.
+        self.ports: Dict[Cell, int] = {
+            cell: free_port(socket.SOCK_DGRAM if cell.kind == "udp" else socket.SOCK_STREAM)
+            for cell in CELLS if cell.kind != "http"
+        }
+        self.vhostPort = free_port()
+
+    def frpcConfig(self, bindPort: int) -> str:
+        """One frpc owning every cell's proxy, and the visitor of every stcp cell."""
+        parts = [f'serverAddr = "127.0.0.1"\nserverPort = {bindPort}\nauth.token = "{TOKEN}"\nuser = "{USER}"\n'
+                 "loginFailExit = false\n"]
+        for cell in CELLS:
+            local = {"udp": self.udpEcho.port, "http": self.httpBackend}.get(cell.kind, self.echo.port)
+            where = {
+                "tcp": f"remotePort = {self.ports.get(cell)}",
+                "udp": f"remotePort = {self.ports.get(cell)}",
+                "http": f'customDomains = ["{cell.name}.test"]',
+                "stcp": 'secretKey = "sk"\nallowUsers = ["*"]',
+            }[cell.kind]
+            parts.append(f'[[proxies]]\nname = "{cell.name}"\ntype = "{cell.kind}"\nlocalIP = "127.0.0.1"\n'
+                         f"localPort = {local}\n{where}\n{_transport(cell)}"
+                         f'transport.bandwidthLimit = "1MB"\ntransport.bandwidthLimitMode = "{cell.mode}"\n')
+            if cell.kind == "stcp":
+                parts.append(f'[[visitors]]\nname = "v-{cell.name}"\ntype = "stcp"\nserverName = "{cell.name}"\n'
+                             f'secretKey = "sk"\nbindAddr = "127.0.0.1"\nbindPort = {self.ports[cell]}\n'
+                             f"{_transport(cell)}")
+        return "\n".join(parts)
+
+    @inlineCallbacks
+    def runCells(self):
+        """Exchange through every cell at once; fail naming every cell that failed."""
+        cells = list(CELLS)
+        results = yield DeferredList([self.exchange(cell) for cell in cells], consumeErrors=True)
+        failed = [f"{cell.name}: {result.getErrorMessage()}"
+                  for cell, (ok, result) in zip(cells, results) if not ok]
+        if failed:
+            self.fail(f"{len(failed)} of {len(cells)} cells failed:\n" + "\n".join(failed))
+
+    @inlineCallbacks
+    def exchange(self, cell: Cell):
+        if cell.kind in ("tcp", "stcp"):
+            moved = yield exchange(reactor, self.ports[cell], STREAM_BYTES, timeout=30)
+            self.assertEqual(moved, STREAM_BYTES)
+        elif cell.kind == "udp":
+            yield wait_for_echo(reactor, self.ports[cell])
+            echoed, lost, corrupt = yield udp_exchange(reactor, self.ports[cell], DATAGRAMS, window=4, maxSize=1200)
+            # A wrong layer order loses or corrupts every datagram; UDP itself may drop a few
+            # while 32 cells run at once on a busy machine (zero loss: test_visitor_matrix).
+            self.assertEqual((corrupt, echoed + lost), (0, DATAGRAMS))
+            self.assertGreater(echoed, DATAGRAMS // 2)
+        else:
+            body = os.urandom(HTTP_BODY)
+            echoed = yield deferToThread(_httpRoundTrip, self.vhostPort, f"{cell.name}.test", body)
+            self.assertEqual(hashlib.sha256(echoed).hexdigest(), hashlib.sha256(body).hexdigest())
+
+    @inlineCallbacks
+    def test_go_frpc_through_our_frps(self):
+        config = parse_server_config(
+            f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\nvhostHTTPPort = {self.vhostPort}\n', "toml")
+        config.bind_port = 0  # any free port (in a file, 0 would mean 7000)
+        frps = FrpServerService(config, reactor=reactor)
+        frps.startService()
+        self.addCleanup(frps.stopService)
+        bindPort = (yield frps.whenListening()).getHost().port
+        frpc = yield GoFrp.start(reactor, "frpc", self.frpcConfig(bindPort), ready=None)
+        self.addCleanup(frpc.stop)
+        for cell in CELLS:
+            yield frpc.waitFor(f"[{USER}.{cell.name}] start proxy success")
+        yield self.runCells()
+
+    @inlineCallbacks
+    def test_our_frpc_through_go_frps(self):
+        bindPort = free_port()
+        frps = yield GoFrp.start(reactor, "frps", f'bindAddr = "127.0.0.1"\nbindPort = {bindPort}\n'
+                                                  f'auth.token = "{TOKEN}"\nvhostHTTPPort = {self.vhostPort}\n')
+        self.addCleanup(frps.stop)
+        frpc = FrpClientService(parse_client_config(self.frpcConfig(bindPort), "toml"), reactor, onFatal=self.fail)
+        frpc.startService()
+        self.addCleanup(frpc.stopService)
+        yield frpc.whenLoggedIn()
+        for _ in range(200):
+            if all(frpc.proxyStatus(cell.name).state == "running" for cell in CELLS):
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+        else:
+            self.fail(f"not every proxy running: {[frpc.proxyStatus(c.name) for c in CELLS]}")
+        yield self.runCells()
