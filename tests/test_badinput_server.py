@@ -343,7 +343,7 @@ class _BadInputCase:
         [resp] = probe.messages()
         self.assertEqual(resp.error, "token in login doesn't match token from configuration")
         self.assertOneLine(since, "register control error")
-        self.assertEqual(list(self.good.server.controls()), [self.good.client.runId])
+        self.assertEqual(list(self.good.server.clients()), [self.good.client.runId])
         await self.good.stillWorks()
 
     async def test_idle_logical_connection(self):

@@ -58,8 +58,8 @@ class LeakTests(TestCase):
     timeout = 120
 
     def tables(self, good: GoodSession) -> dict:
-        [control] = good.server.controls().values()
-        proxy = good.server.proxies()["echo"]
+        [control] = good.server._liveControls().values()
+        proxy = good.server._liveProxies()["echo"]
         return {
             "reactor readers": len(reactor.getReaders()),
             "reactor writers": len(reactor.getWriters()),
@@ -113,7 +113,7 @@ class LeakTests(TestCase):
         fixed = ["reactor readers", "reactor writers", "bind connections", "proxy users",
                  "proxy waiting users", "waiting for work connections"]
         warm = await self.settle(good, before, fixed)
-        [control] = good.server.controls().values()
+        [control] = good.server._liveControls().values()
         self.assertLessEqual(warm["idle work connections"], control.pool.capacity)
         # Streams: the control stream, the keeper's work connection and the idle pool.
         self.assertEqual(warm["frps yamux streams"], warm["idle work connections"] + 2)

@@ -140,7 +140,7 @@ class GoFrpcToOurFrps(TestCase):
         service, port = await self.startServer()
         frpc = await self.startClient(port, free_port(), free_port(), token="not-the-token", ready=None)
         await frpc.waitFor("token in login doesn't match token from configuration")
-        self.assertEqual(dict(service.controls()), {})
+        self.assertEqual(dict(service.clients()), {})
 
     async def test_auth_scopes_and_heartbeats(self):
         """Ping/Pong every second and authenticated work connections, tcpMux off."""
@@ -153,7 +153,7 @@ class GoFrpcToOurFrps(TestCase):
         await frpc.waitFor("start proxy success")
         await deferLater(reactor, 4.5, lambda: None)
         self.assertEqual(frpc.output.count("login to server success"), 1, frpc.output)
-        self.assertEqual(len(service.controls()), 1)
+        self.assertEqual(len(service.clients()), 1)
         total = await exchange(reactor, remote, 256 * 1024, connections=8)
         self.assertEqual(total, 8 * 256 * 1024)
 

@@ -8,16 +8,22 @@ test_server_interop.
 """
 
 import socket
+from dataclasses import FrozenInstanceError
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import deferLater
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from frptw import FRP_VERSION
+from frptw import tap as tapModule
 from frptw.config import parse_server_config
 from frptw.server import FrpServerService
+from frptw.server.records import ClientRecord, ProxyRecord
+from frptw.tap import ServerOptions
 from frptw.transport import sockets as socketsModule
 from frptw.wire import messages as m
 from frptw.wire.auth import privilege_key
@@ -155,14 +161,14 @@ class ServiceTests(TestCase):
         self.assertRegex(resp.run_id, "^[0-9a-f]{16}$")
         self.assertEqual(resp.error, "")
         self.assertEqual([await control.next() for _ in range(2)], [m.ReqWorkConn(), m.ReqWorkConn()])
-        self.assertIn(resp.run_id, self.service.controls())
+        self.assertIn(resp.run_id, self.service.clients())
 
     async def test_wrong_token(self):
         await self.startServer()
         control, resp = await self.login(token="wrong")
         self.assertEqual(resp.error, "token in login doesn't match token from configuration")
         await control.closed
-        self.assertEqual(dict(self.service.controls()), {})
+        self.assertEqual(dict(self.service.clients()), {})
 
     async def test_wrong_token_without_details(self):
         await self.startServer("detailedErrorsToClient = false\n")
@@ -254,7 +260,7 @@ class ServiceTests(TestCase):
         await old.closed
         answer = await self.newProxy(new, "web", remote_port=port)
         self.assertEqual(answer.error, "")
-        self.assertIs(self.service.proxies()["web"].control, self.service.controls()[resp.run_id])
+        self.assertEqual(self.service.proxies()["web"].run_id, resp.run_id)
 
     async def test_client_exit_removes_its_proxies(self):
         await self.startServer()
@@ -263,7 +269,55 @@ class ServiceTests(TestCase):
         control.transport.loseConnection()
         while "gone" in self.service.proxies():
             await sleep(0.01)
-        self.assertEqual(dict(self.service.controls()), {})
+        self.assertEqual(dict(self.service.clients()), {})
+
+    async def test_snapshots_are_frozen_records(self):
+        await self.startServer()
+        control, resp = await self.login(user="alice", client_id="c1", hostname="box")
+        answer = await self.newProxy(control, "alice.web", use_encryption=True, bandwidth_limit="1MB",
+                                     bandwidth_limit_mode="server")
+        record = self.service.proxies()["alice.web"]
+        self.assertIsInstance(record, ProxyRecord)
+        self.assertEqual(
+            (record.name, record.type, record.user, record.client_id, record.run_id, record.client_version),
+            ("alice.web", "tcp", "alice", "c1", resp.run_id, "0.65.0"))
+        self.assertEqual((record.remote_addr, record.remote_port), (answer.remote_addr, int(answer.remote_addr[1:])))
+        self.assertEqual((record.use_encryption, record.use_compression, record.bandwidth_limit,
+                          record.bandwidth_limit_mode, record.status), (True, False, "1MB", "server", "online"))
+        with self.assertRaises(FrozenInstanceError):
+            record.remote_port = 1
+        client = self.service.clients()[resp.run_id]
+        self.assertIsInstance(client, ClientRecord)
+        self.assertEqual((client.key, client.user, client.client_id, client.hostname, client.client_ip,
+                          client.proxy_count, client.online), ("alice.c1", "alice", "c1", "box", "127.0.0.1", 1, True))
+        self.assertLessEqual(record.last_start_time - client.last_connected_at, 5)
+
+    async def test_when_proxy_running(self):
+        await self.startServer()
+        control, _ = await self.login()
+        waiting = self.service.whenProxyRunning("late")
+        self.assertNoResult(waiting)
+        answer = await self.newProxy(control, "late")
+        record = await waiting
+        self.assertEqual((record.name, record.remote_addr), ("late", answer.remote_addr))
+        self.assertEqual(self.successResultOf(self.service.whenProxyRunning("late")), record)
+        never = self.service.whenProxyRunning("never")
+        await self.service.stopService()
+        self.failureResultOf(never, defer.CancelledError)
+
+    async def test_unparsable_bandwidth_limit_runs_unlimited_as_in_frp(self):
+        """frp 0.65 accepts a NewProxy whose bandwidth_limit it cannot parse and does not limit
+        that proxy (observed with a raw client); frptw does the same, with a warning."""
+        lines = []
+        globalLogPublisher.addObserver(lines.append)
+        self.addCleanup(globalLogPublisher.removeObserver, lines.append)
+        await self.startServer()
+        control, _ = await self.login()
+        answer = await self.newProxy(control, "odd", bandwidth_limit="1XB", bandwidth_limit_mode="server")
+        self.assertEqual(answer.error, "")
+        self.assertEqual(self.service._liveProxies()["odd"].dataPlane.bandwidth_limit, 0)
+        self.assertTrue(any("is not limited" in formatEvent(event) and "1XB" in formatEvent(event)
+                            for event in lines))
 
     async def test_ping_pong(self):
         await self.startServer('auth.additionalScopes = ["HeartBeats"]\n')
@@ -279,7 +333,7 @@ class ServiceTests(TestCase):
         control, resp = await self.login()
         await self.newProxy(control, "quiet")
         await control.closed
-        self.assertEqual(dict(self.service.controls()), {})
+        self.assertEqual(dict(self.service.clients()), {})
         self.assertEqual(dict(self.service.proxies()), {})
 
     async def test_work_connection_checks(self):
@@ -372,6 +426,18 @@ class ServiceTests(TestCase):
 
 
 class StartupTests(SynchronousTestCase):
+    def test_only_the_program_raises_the_file_limit(self):
+        """The open-file limit is the process's: twistd's frps raises it, the service does not."""
+        calls = []
+        self.patch(socketsModule, "raiseFileLimit", lambda: calls.append("raised"))
+        FrpServerService(serverConfig(), reactor=MemoryReactorClock()).startService()
+        self.assertEqual(calls, [])
+        options = ServerOptions()
+        options.loaded = serverConfig()
+        self.patch(tapModule, "set_level", lambda level: None)
+        self.assertIsInstance(tapModule.makeService(options, MemoryReactorClock()), FrpServerService)
+        self.assertEqual(calls, ["raised"])
+
     def test_file_limit_is_raised_to_the_hard_limit(self):
         calls = []
 

@@ -65,19 +65,15 @@ class FakeUDPReactor:
         return transport
 
 
-class FakeSession:
-    pool_count = 0
-    user = ""
-
-
 class FakeControl:
-    """What a proxy uses of its ControlProtocol: the clock and getWorkConn()."""
+    """A ProxyOwner whose work connections the test hands out."""
 
     runId = "run1"
+    user = ""
+    poolCount = 0
 
     def __init__(self, clock):
         self.clock = clock
-        self.session = FakeSession()
         self.requests = []
 
     def getWorkConn(self):
@@ -235,7 +231,7 @@ class UDPProxyTests(SynchronousTestCase):
 
     def test_stale_pooled_connection_is_skipped(self):
         self.makeProxy()
-        self.control.session.pool_count = 1
+        self.control.poolCount = 1
         self.clock.advance(FIRST_WORK_CONN_DELAY)
         stale = SwitchableProtocol()
         stale.makeConnection(StringTransport())

@@ -48,8 +48,8 @@ class GoFrpcUDPToOurFrps(TestCase):
         await frpc.waitFor("start proxy success")
         self.assertEqual(service.proxies()["dns"].remote_addr, f":{remote}")
         self.assertEqual(await pump(self, remote, count=1000, window=32, maxSize=1400), 1000)
-        self.assertEqual(service.proxies()["dns"].workConnections, 1)
-        self.assertEqual(service.proxies()["dns"].channel.dropped, 0)
+        self.assertEqual(service._liveProxies()["dns"].workConnections, 1)
+        self.assertEqual(service._liveProxies()["dns"].channel.dropped, 0)
         return service, remote
 
     async def test_plain(self):
@@ -63,7 +63,7 @@ class GoFrpcUDPToOurFrps(TestCase):
 
     async def test_broken_work_connection_is_replaced(self):
         service, remote = await self.cell()
-        proxy = service.proxies()["dns"]
+        proxy = service._liveProxies()["dns"]
         proxy.channel.transport.abortConnection()
         self.assertEqual(await pump(self, remote, count=200), 200)
         self.assertEqual(proxy.workConnections, 2)

@@ -20,18 +20,15 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.messages import MessageReader, NewProxy, StartWorkConn
 
 
-class _Session:
-    pool_count = 0
-
-
 class FakeControl:
-    """Hands out work connections on StringTransports; records them."""
+    """A ProxyOwner handing out work connections on StringTransports; records them."""
 
     runId = "run"
+    user = ""
+    poolCount = 0
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.session = _Session()
         self.works: List[StringTransport] = []
         self.protocols: List[SwitchableProtocol] = []
         self.pending: List[Deferred] = []

@@ -180,7 +180,7 @@ class UDPMatrix(MatrixMixin, TestCase):
         yield wait_for_echo(reactor, remote)
         result = yield udp_exchange(reactor, remote, DATAGRAMS, maxSize=PACKET_SIZE)
         self.assertEqual(result, (DATAGRAMS, 0, 0))
-        self.assertEqual(self.frps.proxies()["owner.dns"].channel.dropped, 0)
+        self.assertEqual(self.frps._liveProxies()["owner.dns"].channel.dropped, 0)
 
     def test_our_frpc_our_frps(self):
         return self.cell("ours")

@@ -3,7 +3,8 @@
 Embedding: build a :class:`frptw.config.ServerConfig` (or load one with
 :func:`frptw.config.load_server_config`) and run ``FrpServerService(config)`` under any
 Twisted application; ``whenListening()`` tells when (and on which port) it accepts clients,
-``proxies()`` shows the running proxies.
+``whenProxyRunning(name)`` when a proxy runs, and ``proxies()`` / ``clients()`` return frozen
+snapshots (:mod:`frptw.server.records`).
 """
 
 from frptw.server.service import FrpServerService

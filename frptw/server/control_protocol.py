@@ -54,18 +54,23 @@ class ProxyHost(TypingProtocol):
 
 
 class ControlProtocol(Protocol):
-    """One logged-in client's control connection."""
+    """One logged-in client's control connection, and the
+    :class:`~frptw.server.proxy_base.ProxyOwner` of its proxies.
+
+    :attr:`pool` holds the client's idle work connections; the bind port's dispatcher puts new
+    ones there directly.
+    """
 
     def __init__(
         self,
-        session: ControlMachine,
+        machine: ControlMachine,
         proxies: ProxyHost,
         key: bytes,
         clock: IReactorTime,
         userConnTimeout: float,
         onClosed: Callable[["ControlProtocol"], None],
     ) -> None:
-        self.session = session
+        self.machine = machine
         self._proxies = proxies
         self._codec = AESCFBCodec(key)
         self._reader = m.MessageReader()
@@ -78,11 +83,36 @@ class ControlProtocol(Protocol):
         self._lost = False
         self._closing = False
         self._closed = Event()
-        self.pool = WorkConnPool(session.pool_count + POOL_HEADROOM, userConnTimeout, clock, self._requestWorkConn)
+        #: When the client logged in (its Login was accepted).
+        self.connectedAt = clock.seconds()
+        self.pool = WorkConnPool(machine.pool_count + POOL_HEADROOM, userConnTimeout, clock, self._requestWorkConn)
 
+    # -- ProxyOwner: what this client's proxies use ------------------------------------------
     @property
     def runId(self) -> str:
-        return self.session.run_id
+        return self.machine.run_id
+
+    @property
+    def user(self) -> str:
+        return self.machine.user
+
+    @property
+    def poolCount(self) -> int:
+        return self.machine.pool_count
+
+    def getWorkConn(self) -> "Deferred[SwitchableProtocol]":
+        """A work connection of this client (see :meth:`WorkConnPool.get`)."""
+        return self.pool.get()
+
+    @property
+    def login(self) -> m.Login:
+        """The client's accepted Login."""
+        return self.machine.login
+
+    @property
+    def proxyCount(self) -> int:
+        """How many proxies of this client are running."""
+        return len(self.machine.proxies)
 
     @property
     def peer(self) -> str:
@@ -93,15 +123,15 @@ class ControlProtocol(Protocol):
         """Answer the Login (the server calls this once an older control is gone)."""
         if self._lost or self._closing:
             return
-        self._perform(self.session.start(self.clock.seconds()))
-        if self.session.heartbeat_timeout > 0:
+        self._perform(self.machine.start(self.clock.seconds()))
+        if self.machine.heartbeat_timeout > 0:
             self._heartbeat = LoopingCall(self._checkHeartbeat)
             self._heartbeat.clock = self.clock
             self._heartbeat.start(1.0, now=False)
         self._drain()
 
     def _checkHeartbeat(self) -> None:
-        if self.session.heartbeat_expired(self.clock.seconds()):
+        if self.machine.heartbeat_expired(self.clock.seconds()):
             log.warn("[{run_id}] heartbeat timeout", run_id=self.runId)
             self.close()
 
@@ -115,7 +145,7 @@ class ControlProtocol(Protocol):
                 self._heartbeat.stop()
             for conn in self.pool.close():
                 conn.transport.loseConnection()
-            done = self._perform(self.session.close())
+            done = self._perform(self.machine.close())
             self._onClosed(self)
             if not self._lost:
                 self.transport.loseConnection()
@@ -157,9 +187,9 @@ class ControlProtocol(Protocol):
 
     def _drain(self) -> None:
         """Handle queued messages in order, waiting whenever one takes a reactor turn."""
-        while self._queue and not self._busy and self.session.state is ControlState.ACTIVE:
+        while self._queue and not self._busy and self.machine.state is ControlState.ACTIVE:
             message = self._queue.popleft()
-            actions = self.session.receive(message, self.clock.seconds())
+            actions = self.machine.receive(message, self.clock.seconds())
             if isinstance(message, m.NewProxy):
                 self._logRefusal(message, actions)
             done = self._perform(actions)
@@ -209,14 +239,14 @@ class ControlProtocol(Protocol):
         def started(remoteAddr: str) -> "Deferred[None]":
             log.info("[{run_id}] new proxy [{name}] type [{type}] success", run_id=self.runId,
                      name=request.proxy_name, type=kind)
-            return self._perform(self.session.proxy_started(request, remoteAddr))
+            return self._perform(self.machine.proxy_started(request, remoteAddr))
 
         def failed(f: Failure) -> "Deferred[None]":
             if not f.check(ProxyError):
                 log.failure("[{run_id}] starting proxy [{name}]", f, run_id=self.runId, name=request.proxy_name)
             log.warn("[{run_id}] new proxy [{name}] type [{type}] error: {error}", run_id=self.runId,
                      name=request.proxy_name, type=kind, error=f.getErrorMessage())
-            return self._perform(self.session.proxy_failed(request, f.getErrorMessage()))
+            return self._perform(self.machine.proxy_failed(request, f.getErrorMessage()))
 
         d = maybeDeferred(self._proxies.startProxy, self, request)
         d.addCallbacks(started, failed)
@@ -231,14 +261,5 @@ class ControlProtocol(Protocol):
 
     # -- work connections ----------------------------------------------------------------------
     def _requestWorkConn(self) -> None:
-        if self.session.state is ControlState.ACTIVE and not self._closing:
+        if self.machine.state is ControlState.ACTIVE and not self._closing:
             self._send(m.ReqWorkConn())
-
-    def registerWorkConn(self, conn: SwitchableProtocol) -> bool:
-        """Pool a new work connection; False if the pool is full or the client is gone."""
-        conn.onLost = self.pool.discard
-        return self.pool.put(conn)
-
-    def getWorkConn(self) -> "Deferred[SwitchableProtocol]":
-        """A work connection of this client (see :meth:`WorkConnPool.get`)."""
-        return self.pool.get()

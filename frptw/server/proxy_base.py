@@ -17,9 +17,10 @@ Closing the proxy closes its user connections, including those still waiting.
 """
 
 from typing import Dict, List, Optional, Set
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred, succeed
-from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
@@ -33,6 +34,34 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.messages import NewProxy, StartWorkConn, encode_message
 
 log = FrpLogger()
+
+
+class ProxyOwner(TypingProtocol):
+    """The logged-in client a proxy belongs to: what a proxy may use of its session.
+
+    frps's :class:`~frptw.server.control_protocol.ControlProtocol` is the one real owner;
+    tests give proxies a small fake.  Declared here so that a proxy never reaches further into
+    the control connection than this.
+    """
+
+    @property
+    def clock(self) -> IReactorTime:
+        """The clock of every timer of the client's proxies."""
+
+    @property
+    def runId(self) -> str:
+        """The client's run id (the prefix of every log line about it)."""
+
+    @property
+    def user(self) -> str:
+        """The ``user`` of the client's Login (an stcp proxy admits it by default)."""
+
+    @property
+    def poolCount(self) -> int:
+        """The client's ``pool_count``: how many pooled work connections may be stale at once."""
+
+    def getWorkConn(self) -> "Deferred[SwitchableProtocol]":
+        """A work connection of this client, pooled or asked for (fails when none comes)."""
 
 
 class NoWorkConnection(Exception):
@@ -69,9 +98,12 @@ class BaseProxy:
     connections to :meth:`userConnected`."""
 
     type = ""
+    #: The port of a tcp or udp proxy (0 for types without one of their own).
+    remote_port = 0
 
-    def __init__(self, control, request: NewProxy, key: bytes) -> None:
-        self.control = control
+    def __init__(self, owner: ProxyOwner, request: NewProxy, key: bytes) -> None:
+        self.owner = owner
+        self.startedAt = owner.clock.seconds()
         self.request = request
         self.name = request.proxy_name
         self.remote_addr = ""
@@ -84,7 +116,7 @@ class BaseProxy:
         # both directions.
         self._bucket: Optional[TokenBucket] = None
         if self.dataPlane.limitsOn("server"):
-            self._bucket = self.dataPlane.bucket(control.clock)
+            self._bucket = self.dataPlane.bucket(owner.clock)
 
     def _dataPlane(self, request: NewProxy, key: bytes) -> DataPlane:
         try:
@@ -98,7 +130,7 @@ class BaseProxy:
 
     @property
     def runId(self) -> str:
-        return self.control.runId
+        return self.owner.runId
 
     # -- user connections ----------------------------------------------------------------------
     def userConnected(self, user: UserConnection) -> None:
@@ -127,9 +159,9 @@ class BaseProxy:
         start = encode_message(
             StartWorkConn(proxy_name=self.name, src_addr=srcAddr, src_port=srcPort, dst_addr=dstAddr, dst_port=dstPort)
         )
-        attempts = self.control.session.pool_count + 1
+        attempts = self.owner.poolCount + 1
         for attempt in range(attempts):
-            work = await self.control.getWorkConn()
+            work = await self.owner.getWorkConn()
             if work.lost or getattr(work.transport, "disconnecting", False):
                 log.warn("[{run_id}] [{name}] work connection from the pool is closed, times: {n}", run_id=self.runId,
                          name=self.name, n=attempt)
@@ -140,7 +172,7 @@ class BaseProxy:
 
     def stackWorkConn(self, work: SwitchableProtocol) -> SwitchableProtocol:
         """``work`` with this proxy's data plane stacked on it (the top carries plaintext)."""
-        return stackDataPlane(work, self.dataPlane, "server", self.control.clock, self._bucket)
+        return stackDataPlane(work, self.dataPlane, "server", self.owner.clock, self._bucket)
 
     def _join(self, user: UserConnection, work: SwitchableProtocol) -> None:
         self._waiting.pop(user, None)

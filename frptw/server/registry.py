@@ -7,7 +7,7 @@ registered in :attr:`ProxyRegistry.builders`; a later proxy type adds itself the
 """
 
 from types import MappingProxyType
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 
@@ -15,7 +15,7 @@ from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
 from frptw.server.control_machine import proxy_type
 from frptw.server.ports import PortAllocator
-from frptw.server.proxy_base import BaseProxy
+from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.server.tcp import TCPProxy
 from frptw.server.udp import UDPProxy
 from frptw.server.vhost.http import HTTPVhost
@@ -30,7 +30,7 @@ log = FrpLogger()
 #: Every proxy type frp knows; others are ``unknown proxy type``.
 KNOWN_TYPES = ("tcp", "udp", "http", "https", "tcpmux", "stcp", "sudp", "xtcp")
 
-Builder = Callable[["ProxyRegistry", object, NewProxy], BaseProxy]
+Builder = Callable[["ProxyRegistry", ProxyOwner, NewProxy], BaseProxy]
 
 
 class ProxyRegistry:
@@ -45,6 +45,7 @@ class ProxyRegistry:
         self.tcpPorts = PortAllocator(config.allow_ports, reactor)
         self.udpPorts = PortAllocator(config.allow_ports, reactor)
         self._proxies: Dict[str, BaseProxy] = {}
+        self._runningWaiters: Dict[str, List[Deferred]] = {}
         self.builders: Dict[str, Builder] = {
             "tcp": _buildTCP,
             "udp": _buildUDP,
@@ -72,6 +73,29 @@ class ProxyRegistry:
         """A read-only live view of the running proxies by name."""
         return MappingProxyType(self._proxies)
 
+    def whenRunning(self, name: str) -> "Deferred[BaseProxy]":
+        """Fires with the proxy called ``name`` once it runs (at once if it does already).
+        Cancelling the Deferred withdraws the wait."""
+        proxy = self._proxies.get(name)
+        if proxy is not None:
+            return succeed(proxy)
+        waiters = self._runningWaiters.setdefault(name, [])
+
+        def cancel(d: Deferred) -> None:
+            waiters.remove(d)
+            if not waiters and self._runningWaiters.get(name) is waiters:
+                del self._runningWaiters[name]
+
+        d: Deferred = Deferred(cancel)
+        waiters.append(d)
+        return d
+
+    def cancelWaiters(self) -> None:
+        """Nothing will start any more (the server stops): cancel every :meth:`whenRunning`."""
+        for waiters in list(self._runningWaiters.values()):
+            for d in list(waiters):
+                d.cancel()
+
     def _unsupported(self, kind: str) -> str:
         if kind == "http" and not self.config.vhost_http_port:
             return "type [http] not supported when vhost http port is not set"
@@ -83,7 +107,7 @@ class ProxyRegistry:
             return f"type [{kind}] not supported by this frps"
         return f"unknown proxy type: {kind}"
 
-    def startProxy(self, control, request: NewProxy) -> str:
+    def startProxy(self, owner: ProxyOwner, request: NewProxy) -> str:
         """Start the proxy ``request`` asks for; its remote address, or ProxyError."""
         kind = proxy_type(request)
         builder = self.builders.get(kind)
@@ -91,8 +115,10 @@ class ProxyRegistry:
             raise ProxyError(self._unsupported(kind))
         if request.proxy_name in self._proxies:
             raise ProxyError(f"proxy [{request.proxy_name}] already exists")
-        proxy = builder(self, control, request)
+        proxy = builder(self, owner, request)
         self._proxies[proxy.name] = proxy
+        for d in self._runningWaiters.pop(proxy.name, []):
+            d.callback(proxy)
         return proxy.remote_addr
 
     def visitorTarget(self, name: str) -> Optional[SecretProxy]:
@@ -114,26 +140,26 @@ class ProxyRegistry:
         return d
 
 
-def _buildTCP(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
-    return TCPProxy(control, request, registry.key, registry.reactor, registry.tcpPorts, registry.bindAddr)
+def _buildTCP(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:
+    return TCPProxy(owner, request, registry.key, registry.reactor, registry.tcpPorts, registry.bindAddr)
 
 
-def _buildUDP(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
-    return UDPProxy(control, request, registry.key, registry.reactor, registry.udpPorts, registry.bindAddr,
+def _buildUDP(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:
+    return UDPProxy(owner, request, registry.key, registry.reactor, registry.udpPorts, registry.bindAddr,
                     registry.config.udp_packet_size)
 
 
-def _buildHTTP(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
-    return HTTPProxy(control, request, registry.key, registry.httpVhost)
+def _buildHTTP(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:
+    return HTTPProxy(owner, request, registry.key, registry.httpVhost)
 
 
-def _buildHTTPS(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
-    return HTTPSProxy(control, request, registry.key, registry.httpsVhost, registry.config.subdomain_host)
+def _buildHTTPS(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:
+    return HTTPSProxy(owner, request, registry.key, registry.httpsVhost, registry.config.subdomain_host)
 
 
-def _buildTCPMux(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
-    return TCPMuxProxy(control, request, registry.key, registry.tcpmuxVhost, registry.config.subdomain_host)
+def _buildTCPMux(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:
+    return TCPMuxProxy(owner, request, registry.key, registry.tcpmuxVhost, registry.config.subdomain_host)
 
 
-def _buildSecretProxy(registry: ProxyRegistry, control, request: NewProxy) -> BaseProxy:
-    return SecretProxy(control, request, registry.key, proxy_type(request))
+def _buildSecretProxy(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:
+    return SecretProxy(owner, request, registry.key, proxy_type(request))

@@ -1,27 +1,17 @@
 """``FrpServerService``: frps as a Twisted service (what ``twistd frps`` runs).
 
 The service listens on ``bind_addr:bind_port`` (every accepted connection goes through
-:mod:`frptw.server.bindport`), and dispatches each logical connection by its first message:
+:mod:`frptw.server.bindport`, and its first message through :mod:`frptw.server.dispatch`) and
+on the vhost ports, and closes everything when stopped.  Its public face is small on purpose:
+``whenListening()``, ``whenProxyRunning(name)`` and frozen snapshots of the running proxies
+and logged-in clients (:mod:`frptw.server.records`); the live protocol objects stay inside.
 
-``Login``
-    Authenticated with the token (frp's error texts; only ``register control error`` when
-    ``detailed_errors_to_client`` is off).  A run id is assigned when the client has none; a
-    Login carrying the run id of a live control replaces it: the old control and its proxies
-    are closed first, so the reconnecting client can register the same proxies and ports
-    again.  Then the connection becomes a :class:`~frptw.server.control_protocol.ControlProtocol`.
-``NewWorkConn``
-    Put into the work-connection pool of the control with that run id (after the
-    ``NewWorkConns`` scope check, which answers ``StartWorkConn`` with frp's error text).
-``NewVisitorConn``
-    Checked against the stcp/sudp proxy it names (:mod:`frptw.server.stcp`) and answered
-    with ``NewVisitorConnResp``; an accepted one is then served like a user connection.
-anything else
-    Closed, with one log line.
+Process-wide settings (the open-file limit, the log level) are the program's business
+(:mod:`frptw.tap`), not the service's: an application embedding frps keeps its own.
 """
 
-import secrets
 from types import MappingProxyType
-from typing import Dict, List, Mapping, Optional, Set
+from typing import List, Mapping, Optional, Set
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
@@ -30,15 +20,15 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
-from frptw import FRP_VERSION
 from frptw.logs import FrpLogger
-from frptw.server.auth import TokenVerifier, client_error
-from frptw.server.bindport import BindConnection, LogicalConnection, describePeer
-from frptw.server.control_machine import ControlMachine
+from frptw.server.auth import TokenVerifier
+from frptw.server.bindport import BindConnection, LogicalConnection
 from frptw.server.control_protocol import ControlProtocol
-from frptw.server.registry import ProxyRegistry
+from frptw.server.dispatch import Dispatcher
 from frptw.server.proxy_base import BaseProxy
-from frptw.transport.sockets import listenTCP, raiseFileLimit, setKeepalive
+from frptw.server.records import ClientRecord, ProxyRecord, clientRecord, proxyRecord
+from frptw.server.registry import ProxyRegistry
+from frptw.transport.sockets import listenTCP, setKeepalive
 from frptw.transport.tls import serverContextFactory
 from frptw.wire import messages as m
 from frptw.wire.crypto import derive_key
@@ -78,10 +68,10 @@ class FrpServerService(Service):
         # Configured files are read now, so a bad one fails (ConfigError) before any port is
         # opened; the self-signed certificate is only made when a client first speaks TLS.
         self._tlsContext = serverContextFactory(*self._tlsFiles) if any(self._tlsFiles) else None
-        self._verifier = TokenVerifier(config.auth.token, config.auth.additional_scopes)
-        self._key = derive_key(config.auth.token)
-        self._registry = ProxyRegistry(config, reactor, self._key)
-        self._controls: Dict[str, ControlProtocol] = {}
+        key = derive_key(config.auth.token)
+        self._registry = ProxyRegistry(config, reactor, key)
+        verifier = TokenVerifier(config.auth.token, config.auth.additional_scopes)
+        self._dispatcher = Dispatcher(config, reactor, verifier, key, self._registry)
         self._connections: Set[BindConnection] = set()
         self.listeningPort: Optional[IListeningPort] = None
         #: The HTTPS vhost when it shares the bind port (wire-protocol.md §2.1): bind-port
@@ -108,20 +98,36 @@ class FrpServerService(Service):
         self._listenWaiters.append(d)
         return d
 
-    def proxies(self) -> Mapping[str, BaseProxy]:
-        """Running proxies by wire name (read-only, live)."""
+    def proxies(self) -> Mapping[str, ProxyRecord]:
+        """A snapshot of the running proxies, by wire name."""
+        return MappingProxyType({name: self._record(proxy) for name, proxy in self._registry.view().items()})
+
+    def clients(self) -> Mapping[str, ClientRecord]:
+        """A snapshot of the logged-in clients, by run id."""
+        return MappingProxyType({runId: clientRecord(control)
+                                 for runId, control in self._dispatcher.controls.items()})
+
+    def whenProxyRunning(self, name: str) -> "Deferred[ProxyRecord]":
+        """Fires with the record of the proxy called ``name`` (its wire name) once a client has
+        started it, at once if one has; cancelled if the service stops first."""
+        return self._registry.whenRunning(name).addCallback(self._record)
+
+    def _record(self, proxy: BaseProxy) -> ProxyRecord:
+        control = self._dispatcher.controls.get(proxy.runId)
+        return proxyRecord(proxy, control.login if control is not None else m.Login())
+
+    # -- for tests only: the live objects behind the snapshots ---------------------------------
+    def _liveProxies(self) -> Mapping[str, BaseProxy]:
+        """Tests only: the running proxy objects, by wire name (read-only, live)."""
         return self._registry.view()
 
-    def controls(self) -> Mapping[str, ControlProtocol]:
-        """Logged-in clients by run id (read-only, live)."""
-        return MappingProxyType(self._controls)
+    def _liveControls(self) -> Mapping[str, ControlProtocol]:
+        """Tests only: the logged-in clients' control connections, by run id (read-only, live)."""
+        return MappingProxyType(self._dispatcher.controls)
 
     # -- service life cycle --------------------------------------------------------------------
     def startService(self) -> None:
         super().startService()
-        limit = raiseFileLimit()
-        if limit is not None:
-            log.debug("open file limit: {limit}", limit=limit)
         try:
             self._listenVhosts()
         except CannotListenError as e:
@@ -179,8 +185,8 @@ class FrpServerService(Service):
         for vhost in (self._registry.httpVhost, self._registry.httpsVhost, self._registry.tcpmuxVhost):
             if vhost is not None:
                 waits.append(vhost.closeConnections())
-        for control in list(self._controls.values()):
-            waits.append(control.close())
+        self._registry.cancelWaiters()
+        waits.append(self._dispatcher.closeAll())
         waits.append(self._registry.stopAll())
         for conn in list(self._connections):
             waits.append(conn.whenClosed())
@@ -203,100 +209,4 @@ class FrpServerService(Service):
         self._connections.discard(conn)
 
     def dispatch(self, conn: LogicalConnection, message: m.Message, leftover: bytes) -> None:
-        if isinstance(message, m.Login):
-            self._login(conn, message, leftover)
-        elif isinstance(message, m.NewWorkConn):
-            self._newWorkConn(conn, message, leftover)
-        elif isinstance(message, m.NewVisitorConn):
-            self._newVisitorConn(conn, message)
-        else:
-            log.warn("closing connection from {peer}: unexpected first message {kind}", peer=describePeer(conn.transport),
-                     kind=type(message).__name__)
-            conn.transport.loseConnection()
-
-    # -- Login -----------------------------------------------------------------------------------
-    def _login(self, conn: LogicalConnection, login: m.Login, leftover: bytes) -> None:
-        runId = login.run_id or secrets.token_hex(8)
-        log.info("[{run_id}] client login info: ip [{peer}] version [{version}] hostname [{hostname}] os [{os}] "
-                 "arch [{arch}]", run_id=runId, peer=describePeer(conn.transport), version=login.version,
-                 hostname=login.hostname, os=login.os, arch=login.arch)
-        if self.config.auth.method != "token":
-            error: Optional[str] = f"auth method [{self.config.auth.method}] is not supported by this frps"
-        else:
-            error = self._verifier.verify_login(login.privilege_key, login.timestamp)
-        if error is not None:
-            log.warn("[{run_id}] register control error: {error}", run_id=runId, error=error)
-            text = client_error("register control error", error, self.config.detailed_errors_to_client)
-            conn.transport.write(m.encode_message(m.LoginResp(version=FRP_VERSION, error=text)))
-            conn.transport.loseConnection()
-            return
-        session = ControlMachine(
-            login,
-            runId,
-            self._verifier,
-            self.clock.seconds(),
-            max_pool_count=self.config.transport.max_pool_count,
-            heartbeat_timeout=self.config.transport.heartbeat_timeout,
-            max_ports_per_client=self.config.max_ports_per_client,
-            detailed_errors=self.config.detailed_errors_to_client,
-        )
-        control = ControlProtocol(
-            session, self._registry, self._key, self.clock, self.config.user_conn_timeout, self._controlClosed
-        )
-        conn.switchTo(control, leftover)
-        old = self._controls.get(runId)
-        self._controls[runId] = control
-        if old is None:
-            control.start()
-        else:
-            old.replaced().addCallback(lambda _: control.start())
-
-    def _controlClosed(self, control: ControlProtocol) -> None:
-        if self._controls.get(control.runId) is control:
-            del self._controls[control.runId]
-
-    # -- NewWorkConn -----------------------------------------------------------------------------
-    def _newWorkConn(self, conn: LogicalConnection, request: m.NewWorkConn, leftover: bytes) -> None:
-        peer = describePeer(conn.transport)
-        control = self._controls.get(request.run_id)
-        if control is None:
-            log.warn("no client control found for run id [{run_id}] (work connection from {peer})",
-                     run_id=request.run_id, peer=peer)
-            conn.transport.loseConnection()
-            return
-        error = self._verifier.verify_new_work_conn(request.privilege_key, request.timestamp)
-        if error is not None:
-            log.warn("[{run_id}] invalid NewWorkConn from {peer}: {error}", run_id=request.run_id, peer=peer,
-                     error=error)
-            text = client_error("invalid NewWorkConn", error, self.config.detailed_errors_to_client)
-            conn.transport.write(m.encode_message(m.StartWorkConn(error=text)))
-            conn.transport.loseConnection()
-            return
-        conn.hold(leftover)
-        if not control.registerWorkConn(conn):
-            log.debug("[{run_id}] work connection pool is full, discarding", run_id=request.run_id)
-            conn.transport.loseConnection()
-
-    # -- NewVisitorConn --------------------------------------------------------------------------
-    def _newVisitorConn(self, conn: LogicalConnection, request: m.NewVisitorConn) -> None:
-        error: Optional[str] = None
-        visitorUser = ""  # visitors older than frp 0.50 send no run id: user ""
-        if request.run_id:
-            control = self._controls.get(request.run_id)
-            if control is None:
-                error = f"no client control found for run id [{request.run_id}]"
-            else:
-                visitorUser = control.session.user
-        target = self._registry.visitorTarget(request.proxy_name)
-        if error is None:
-            if target is None:
-                error = f"custom listener for [{request.proxy_name}] doesn't exist"
-            else:
-                error = target.refusal(request, visitorUser)
-        if error is not None:
-            log.warn("register visitor conn error from {peer}: {error}", peer=describePeer(conn.transport), error=error)
-            text = client_error("register visitor conn error", error, self.config.detailed_errors_to_client)
-            conn.transport.write(m.encode_message(m.NewVisitorConnResp(proxy_name=request.proxy_name, error=text)))
-            conn.transport.loseConnection()
-            return
-        target.visitorConnected(conn, request)
+        self._dispatcher.dispatch(conn, message, leftover)

@@ -5,7 +5,7 @@ another frpc (the visitor), and checks them as frp does:
 
 * ``sign_key`` must be md5(``sk`` + timestamp) -- else ``visitor connection of [name] auth
   failed``;
-* the visitor's user (the ``user`` of the control whose ``run_id`` the visitor sends; ``""``
+* the visitor's user (the ``user`` of the client whose ``run_id`` the visitor sends; ``""``
   without a run id, as older visitors do) must be in ``allow_users`` or ``allow_users`` must
   contain ``*``; an empty list admits only the owner's own user -- else ``visitor connection
   of [name] user [u] not allowed``.
@@ -20,7 +20,7 @@ byte pipe (the UDP packets inside are the two frpc's business), so both types ar
 from typing import Optional
 
 from frptw.logs import FrpLogger
-from frptw.server.proxy_base import BaseProxy, UserConnection
+from frptw.server.proxy_base import BaseProxy, ProxyOwner, UserConnection
 from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.auth import verify_privilege_key
@@ -33,11 +33,11 @@ log = FrpLogger()
 class SecretProxy(BaseProxy):
     """An stcp or sudp ("secret") proxy: reached only by visitors that know its ``sk``."""
 
-    def __init__(self, control, request: NewProxy, key: bytes, kind: str) -> None:
-        super().__init__(control, request, key)
+    def __init__(self, owner: ProxyOwner, request: NewProxy, key: bytes, kind: str) -> None:
+        super().__init__(owner, request, key)
         self.type = kind
         self._secret = request.sk
-        self._allowUsers = list(request.allow_users) or [control.session.user]
+        self._allowUsers = list(request.allow_users) or [owner.user]
         log.info("[{run_id}] [{name}] {type} proxy custom listen success", run_id=self.runId, name=self.name,
                  type=kind)
 
@@ -53,4 +53,4 @@ class SecretProxy(BaseProxy):
         """Answer an accepted visitor connection and serve it like a user connection."""
         conn.transport.write(encode_message(NewVisitorConnResp(proxy_name=self.name)))
         plane = DataPlane(derive_key(self._secret), request.use_encryption, request.use_compression)
-        stackDataPlane(conn, plane, "server", self.control.clock).switchTo(UserConnection(self))
+        stackDataPlane(conn, plane, "server", self.owner.clock).switchTo(UserConnection(self))

@@ -13,7 +13,7 @@ from twisted.internet.protocol import Factory
 
 from frptw.logs import FrpLogger
 from frptw.server.ports import PortAllocator
-from frptw.server.proxy_base import BaseProxy, UserConnection
+from frptw.server.proxy_base import BaseProxy, ProxyOwner, UserConnection
 from frptw.transport.sockets import listenTCP
 from frptw.wire.messages import NewProxy
 
@@ -35,14 +35,14 @@ class TCPProxy(BaseProxy):
 
     def __init__(
         self,
-        control,
+        owner: ProxyOwner,
         request: NewProxy,
         key: bytes,
         reactor: IReactorTCP,
         ports: PortAllocator,
         bindAddr: str,
     ) -> None:
-        super().__init__(control, request, key)
+        super().__init__(owner, request, key)
         self._ports = ports
         factory = _UserFactory(self)
         factory.noisy = False  # the proxy logs its own listen/close lines, as frp does

@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 
 from frptw.logs import FrpLogger
 from frptw.server.ports import PortAllocator
-from frptw.server.proxy_base import BaseProxy
+from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.transport.datagrams import DatagramChannel, LogLimiter
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.messages import NewProxy
@@ -75,7 +75,7 @@ class UDPProxy(BaseProxy):
 
     def __init__(
         self,
-        control,
+        owner: ProxyOwner,
         request: NewProxy,
         key: bytes,
         reactor,
@@ -83,10 +83,10 @@ class UDPProxy(BaseProxy):
         bindAddr: str,
         packetSize: int,
     ) -> None:
-        super().__init__(control, request, key)
+        super().__init__(owner, request, key)
         self._ports = ports
         self._socket = _UserSocket(self)
-        self._clock = control.clock
+        self._clock = owner.clock
         self._timer: Optional[IDelayedCall] = None
         self._pending: Optional[Deferred] = None
         #: Work connections obtained so far (the first, then one per reconnect).

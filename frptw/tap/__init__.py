@@ -86,5 +86,7 @@ def makeService(options: Options, reactor: Optional[IReactorCore] = None) -> ISe
 
         return FrpClientService(options.loaded, reactor=reactor)
     from frptw.server import FrpServerService
+    from frptw.transport.sockets import raiseFileLimit
 
+    raiseFileLimit()  # a process-wide effect: the program's, not the embeddable service's
     return FrpServerService(options.loaded, reactor=reactor)

@@ -20,7 +20,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from frptw.logs import FrpLogger
-from frptw.server.proxy_base import BaseProxy
+from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.server.vhost.routes import proxy_domains
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.messages import NewProxy
@@ -98,7 +98,7 @@ class Backend(SwitchableProtocol):
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
         self.user = None
         self.gone = False
-        self.idleTimer = LazyTimer(proxy.control.clock, partial(proxy._expire, self))
+        self.idleTimer = LazyTimer(proxy.owner.clock, partial(proxy._expire, self))
 
     def send(self, event) -> None:
         data = self.h11.send(event)
@@ -168,8 +168,8 @@ class HTTPProxy(BaseProxy):
 
     type = "http"
 
-    def __init__(self, control, request: NewProxy, key: bytes, vhost) -> None:
-        super().__init__(control, request, key)
+    def __init__(self, owner: ProxyOwner, request: NewProxy, key: bytes, vhost) -> None:
+        super().__init__(owner, request, key)
         self.vhost = vhost
         self.domains = proxy_domains(request, vhost.subdomainHost)
         vhost.routes.add(self.domains, list(request.locations), request.route_by_http_user, self)

@@ -18,7 +18,7 @@ The same connections also arrive from the bind port when ``vhost_https_port == b
 from twisted.internet.interfaces import IReactorTime
 
 from frptw.logs import FrpLogger
-from frptw.server.proxy_base import BaseProxy
+from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.server.vhost.prerouting import PreambleConnection, VhostListener, remote_addr
 from frptw.server.vhost.routes import proxy_domains
 from frptw.wire.clienthello import NEED_MORE, ClientHelloReader
@@ -70,8 +70,8 @@ class HTTPSProxy(BaseProxy):
 
     type = "https"
 
-    def __init__(self, control, request: NewProxy, key: bytes, vhost: HTTPSVhost, subdomainHost: str) -> None:
-        super().__init__(control, request, key)
+    def __init__(self, owner: ProxyOwner, request: NewProxy, key: bytes, vhost: HTTPSVhost, subdomainHost: str) -> None:
+        super().__init__(owner, request, key)
         self._vhost = vhost
         domains = proxy_domains(request, subdomainHost)
         vhost.routes.add(domains, [""], "", self)

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IReactorTime
 from frptw import FRP_VERSION
 from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
-from frptw.server.proxy_base import BaseProxy
+from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.server.vhost.prerouting import PreambleConnection, VhostListener, remote_addr
 from frptw.server.vhost.routes import proxy_domains
 from frptw.wire.messages import NewProxy
@@ -150,8 +150,10 @@ class TCPMuxProxy(BaseProxy):
 
     type = "tcpmux"
 
-    def __init__(self, control, request: NewProxy, key: bytes, vhost: TCPMuxVhost, subdomainHost: str) -> None:
-        super().__init__(control, request, key)
+    def __init__(
+        self, owner: ProxyOwner, request: NewProxy, key: bytes, vhost: TCPMuxVhost, subdomainHost: str
+    ) -> None:
+        super().__init__(owner, request, key)
         if request.multiplexer != HTTPCONNECT:
             raise ProxyError(f"unknown multiplexer [{request.multiplexer}]")
         self._vhost = vhost

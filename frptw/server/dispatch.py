@@ -1,0 +1,167 @@
+"""What frps does with the first message of a logical connection on its bind port.
+
+:mod:`frptw.server.bindport` reads one frp message from every logical connection and hands it
+to :meth:`Dispatcher.dispatch`, which answers it as frp does:
+
+``Login``
+    Authenticated with the token (frp's error texts; only ``register control error`` when
+    ``detailed_errors_to_client`` is off).  A run id is assigned when the client has none; a
+    Login carrying the run id of a live control replaces it: the old control and its proxies
+    are closed first, so the reconnecting client can register the same proxies and ports
+    again.  Then the connection becomes a :class:`~frptw.server.control_protocol.ControlProtocol`.
+``NewWorkConn``
+    Put into the work-connection pool of the control with that run id (after the
+    ``NewWorkConns`` scope check, which answers ``StartWorkConn`` with frp's error text).
+``NewVisitorConn``
+    Checked against the stcp/sudp proxy it names (:mod:`frptw.server.stcp`) and answered
+    with ``NewVisitorConnResp``; an accepted one is then served like a user connection.
+anything else
+    Closed, with one log line.
+
+The dispatcher keeps the logged-in clients by run id, since all three messages are about them.
+"""
+
+import secrets
+from typing import Dict, Optional
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
+
+from frptw import FRP_VERSION
+from frptw.logs import FrpLogger
+from frptw.server.auth import TokenVerifier, client_error
+from frptw.server.bindport import LogicalConnection, describePeer
+from frptw.server.control_machine import ControlMachine
+from frptw.server.control_protocol import ControlProtocol
+from frptw.server.registry import ProxyRegistry
+from frptw.wire import messages as m
+
+log = FrpLogger()
+
+
+class Dispatcher:
+    """Turns each logical connection into what its first message asks for.
+
+    :param config: the :class:`frptw.config.ServerConfig`.
+    :param key: the token's AES key (control connections are encrypted with it).
+    """
+
+    def __init__(
+        self, config, clock: IReactorTime, verifier: TokenVerifier, key: bytes, registry: ProxyRegistry
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._verifier = verifier
+        self._key = key
+        self._registry = registry
+        #: The logged-in clients' control connections, by run id.
+        self.controls: Dict[str, ControlProtocol] = {}
+
+    def dispatch(self, conn: LogicalConnection, message: m.Message, leftover: bytes) -> None:
+        """Answer the first message of ``conn`` (``leftover``: the bytes read after it)."""
+        if isinstance(message, m.Login):
+            self._login(conn, message, leftover)
+        elif isinstance(message, m.NewWorkConn):
+            self._newWorkConn(conn, message, leftover)
+        elif isinstance(message, m.NewVisitorConn):
+            self._newVisitorConn(conn, message)
+        else:
+            log.warn("closing connection from {peer}: unexpected first message {kind}",
+                     peer=describePeer(conn.transport), kind=type(message).__name__)
+            conn.transport.loseConnection()
+
+    def closeAll(self) -> "Deferred[None]":
+        """Close every control (and so its proxies); fires when all are closed."""
+        d = DeferredList([control.close() for control in list(self.controls.values())], consumeErrors=True)
+        d.addCallback(lambda _: None)
+        return d
+
+    def _refuse(self, conn: LogicalConnection, answer: m.Message) -> None:
+        conn.transport.write(m.encode_message(answer))
+        conn.transport.loseConnection()
+
+    # -- Login -----------------------------------------------------------------------------------
+    def _login(self, conn: LogicalConnection, login: m.Login, leftover: bytes) -> None:
+        config = self._config
+        runId = login.run_id or secrets.token_hex(8)
+        log.info("[{run_id}] client login info: ip [{peer}] version [{version}] hostname [{hostname}] os [{os}] "
+                 "arch [{arch}]", run_id=runId, peer=describePeer(conn.transport), version=login.version,
+                 hostname=login.hostname, os=login.os, arch=login.arch)
+        if config.auth.method != "token":
+            error: Optional[str] = f"auth method [{config.auth.method}] is not supported by this frps"
+        else:
+            error = self._verifier.verify_login(login.privilege_key, login.timestamp)
+        if error is not None:
+            log.warn("[{run_id}] register control error: {error}", run_id=runId, error=error)
+            text = client_error("register control error", error, config.detailed_errors_to_client)
+            self._refuse(conn, m.LoginResp(version=FRP_VERSION, error=text))
+            return
+        machine = ControlMachine(
+            login,
+            runId,
+            self._verifier,
+            self._clock.seconds(),
+            max_pool_count=config.transport.max_pool_count,
+            heartbeat_timeout=config.transport.heartbeat_timeout,
+            max_ports_per_client=config.max_ports_per_client,
+            detailed_errors=config.detailed_errors_to_client,
+        )
+        control = ControlProtocol(
+            machine, self._registry, self._key, self._clock, config.user_conn_timeout, self._controlClosed
+        )
+        conn.switchTo(control, leftover)
+        old = self.controls.get(runId)
+        self.controls[runId] = control
+        if old is None:
+            control.start()
+        else:
+            old.replaced().addCallback(lambda _: control.start())
+
+    def _controlClosed(self, control: ControlProtocol) -> None:
+        if self.controls.get(control.runId) is control:
+            del self.controls[control.runId]
+
+    # -- NewWorkConn -----------------------------------------------------------------------------
+    def _newWorkConn(self, conn: LogicalConnection, request: m.NewWorkConn, leftover: bytes) -> None:
+        peer = describePeer(conn.transport)
+        control = self.controls.get(request.run_id)
+        if control is None:
+            log.warn("no client control found for run id [{run_id}] (work connection from {peer})",
+                     run_id=request.run_id, peer=peer)
+            conn.transport.loseConnection()
+            return
+        error = self._verifier.verify_new_work_conn(request.privilege_key, request.timestamp)
+        if error is not None:
+            log.warn("[{run_id}] invalid NewWorkConn from {peer}: {error}", run_id=request.run_id, peer=peer,
+                     error=error)
+            text = client_error("invalid NewWorkConn", error, self._config.detailed_errors_to_client)
+            self._refuse(conn, m.StartWorkConn(error=text))
+            return
+        conn.hold(leftover)
+        conn.onLost = control.pool.discard
+        if not control.pool.put(conn):
+            log.debug("[{run_id}] work connection pool is full, discarding", run_id=request.run_id)
+            conn.transport.loseConnection()
+
+    # -- NewVisitorConn --------------------------------------------------------------------------
+    def _newVisitorConn(self, conn: LogicalConnection, request: m.NewVisitorConn) -> None:
+        error: Optional[str] = None
+        visitorUser = ""  # visitors older than frp 0.50 send no run id: user ""
+        if request.run_id:
+            control = self.controls.get(request.run_id)
+            if control is None:
+                error = f"no client control found for run id [{request.run_id}]"
+            else:
+                visitorUser = control.user
+        target = self._registry.visitorTarget(request.proxy_name)
+        if error is None:
+            if target is None:
+                error = f"custom listener for [{request.proxy_name}] doesn't exist"
+            else:
+                error = target.refusal(request, visitorUser)
+        if error is not None:
+            log.warn("register visitor conn error from {peer}: {error}", peer=describePeer(conn.transport), error=error)
+            text = client_error("register visitor conn error", error, self._config.detailed_errors_to_client)
+            self._refuse(conn, m.NewVisitorConnResp(proxy_name=request.proxy_name, error=text))
+            return
+        target.visitorConnected(conn, request)
