@@ -72,6 +72,10 @@ def prose(doc: str) -> str:
     return "\n\n".join(paragraphs[usage + 1:])
 
 
+def shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def machine() -> Dict[str, str]:
     """What the figures were measured on (the load is noted separately, before and after)."""
     model = "unknown"
@@ -93,7 +97,8 @@ def machine() -> Dict[str, str]:
         "kernel": platform.release(),
         "python": sys.version.split()[0],
         "go_frp": output([frp_binary("frps"), "--version"]),
-        "frptw": output(["git", "log", "-1", "--format=%h %s"])[:90],
+        "frptw": output(["git", "log", "-1", "--format=%h"]),
+        "frptw_change": shorten(output(["git", "log", "-1", "--format=%h %s", "--", "frptw"]), 100),
     }
 
 
@@ -286,7 +291,8 @@ class Session:
             f"- machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, Python {m['python']}; "
             f"shared with other work\n"
             f"- load average (1 / 5 / 15 min): before {loads(self.load_before)}, after {loads(after)}\n"
-            f"- Go frp: `{m['go_frp']}`; frptw: `{m['frptw']}`\n"
+            f"- Go frp: `{m['go_frp']}`; frptw: checkout `{m['frptw']}`, last change to frptw/: "
+            f"`{m['frptw_change']}`\n"
             f"- medians of {self.args.repeat} alternating repetitions (go, tw, go, tw, ...); "
             f"\"vs Go\" > 1 means frptw did better (Go's time / frptw's, or frptw's rate / Go's)\n\n"
             f"{description.strip()}\n\n" + "\n\n".join(self.sections) + "\n"
