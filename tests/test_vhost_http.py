@@ -288,6 +288,18 @@ class StreamingTests(VhostTestCase):
         self.backendWrite(0, b"0\r\n\r\n")
         self.assertTrue(transport.value().endswith(b"3\r\nabc\r\n0\r\n\r\n"))
 
+    def test_early_response_then_rest_of_body_then_reuse(self) -> None:
+        self.addProxy(custom_domains=["a.test"])
+        proto, transport = self.connect()
+        proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 6\r\n\r\nabc")
+        self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.assertTrue(transport.value().endswith(b"\r\n\r\nok"))
+        proto.dataReceived(b"def")
+        self.assertTrue(_backendBytes(self.control.works[0]).endswith(b"abcdef"))
+        proto.dataReceived(b"GET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertIn(b"GET /2 HTTP/1.1\r\n", _backendBytes(self.control.works[0]))
+        self.assertEqual(len(self.control.works), 1)
+
     def test_idle_pool_limit_and_timeout(self) -> None:
         self.control.immediate = False
         self.addProxy(custom_domains=["a.test"])

@@ -7,46 +7,45 @@ The service's vhost is ``FrpServerService.httpVhost`` (``ProxyRegistry.httpVhost
 
 Theory of operation (wire-protocol.md §10.2).  Each user connection is an
 :class:`HTTPUserConnection` parsing requests with h11 (server role).  Requests are handled one
-at a time, each routed on its own (keep-alive requests may reach different proxies):
+at a time, each routed on its own (keep-alive requests may reach different proxies).  The
+connection is in one of these :class:`ConnectionState` values:
 
 ``HEAD``
     Reading a request head; at most :data:`MAX_HEAD` bytes and :data:`MAX_HEADERS` headers,
     within :data:`HEADER_TIMEOUT` seconds.  Bad input is answered 400/431 and the connection
     closed; a request with both Content-Length and Transfer-Encoding, or an HTTP/1.0 one with
-    Transfer-Encoding, is refused (smuggling).
-``WAITING``
-    Routed and authenticated; waiting for the proxy to lend a work connection
-    (:meth:`HTTPProxy.acquire`).  The user transport is paused as soon as bytes arrive that
-    must wait (a body, a pipelined request): h11 holds at most one read of them.
-``FORWARDING``
-    The rewritten head was written to the backend; the request body and the response are
-    streamed as they come.  Each transport is the streaming producer of the other, so a slow
-    reader on either side pauses the other (memory stays bounded whatever the body sizes).
-    Until a response head arrives (``vhost_http_timeout``) a failure is answered locally.
+    Transfer-Encoding, is refused (smuggling).  An unknown route is answered 404 (or
+    ``custom_404_page``), failed Basic auth 401.
+``EXCHANGE``
+    The request was routed to an http proxy: an :class:`~frptw.server.vhost.http_exchange.Exchange`
+    owns it until its response is complete (see that module for its own states).  The
+    connection feeds it the request body while it forwards one, and keeps the bytes it cannot
+    take yet (a body while no work connection is lent, a pipelined request) in h11's buffer,
+    reading no more meanwhile.
 ``LOCAL``
-    frps answered itself (404, 401, 504): the rest of the request body is read and dropped.
+    frps answered the request itself (404, 401, or for a failed exchange 404 / 504) before its
+    body was read: the rest of the body is read and dropped.
 ``TUNNEL``
     After a 101 from the backend, or for CONNECT, both connections are spliced raw.
 
-When both the request and the response are complete the backend goes back to its proxy
-(reused if possible) and the next request is read.
+When a request and its response are complete the connection reads the next request (``HEAD``)
+unless either side asked to close.
 """
 
 import enum
-from http import HTTPStatus
-from typing import Optional, Set
+from typing import List, Optional, Set, Tuple
 
 import h11
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
-from frptw.server.vhost.http_proxy import Backend, HTTPProxy, LazyTimer
-from frptw.server.vhost.http_rewrite import first_header, is_upgrade, rewrite_request, rewrite_response, route_key
+from frptw.server.vhost.http_exchange import Exchange, ExchangeState, Valve, reason
+from frptw.server.vhost.http_proxy import HTTPProxy
+from frptw.server.vhost.http_rewrite import first_header, is_upgrade, rewrite_request, route_key
+from frptw.server.vhost.lazytimer import LazyTimer
 from frptw.server.vhost.routes import RouteTable, canonical_host
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
@@ -81,58 +80,17 @@ Please try again later.</p>
 </html>
 """
 
-_PHRASES = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
-
-
-def _reason(status: int, fallback: bytes = b"") -> bytes:
-    """The status text Go writes (its own table, whatever the backend said)."""
-    return _PHRASES.get(status, fallback)
-
-
 _TEXT = [(b"Content-Type", b"text/plain; charset=utf-8")]
 
 
-class State(enum.Enum):
+class ConnectionState(enum.Enum):
+    """Where a user connection is (see the module docstring)."""
+
     HEAD = "head"
-    WAITING = "waiting"
-    FORWARDING = "forwarding"
+    EXCHANGE = "exchange"
     LOCAL = "local"
     TUNNEL = "tunnel"
     CLOSED = "closed"
-
-
-@implementer(IPushProducer)
-class _Valve:
-    """Pauses a transport while any reason holds (our own waits, a full consumer)."""
-
-    def __init__(self, transport) -> None:
-        self._transport = transport
-        self._reasons: Set[str] = set()
-
-    def hold(self, reason: str) -> None:
-        if not self._reasons:
-            self._transport.pauseProducing()
-        self._reasons.add(reason)
-
-    def release(self, reason: str) -> None:
-        if reason in self._reasons:
-            self._reasons.discard(reason)
-            if not self._reasons:
-                self._transport.resumeProducing()
-
-    def releaseAll(self) -> None:
-        if self._reasons:
-            self._reasons.clear()
-            self._transport.resumeProducing()
-
-    def pauseProducing(self) -> None:
-        self.hold("consumer")
-
-    def resumeProducing(self) -> None:
-        self.release("consumer")
-
-    def stopProducing(self) -> None:
-        """The consumer closed; its own connectionLost ends the exchange."""
 
 
 class HTTPVhost(Factory):
@@ -190,32 +148,23 @@ class HTTPUserConnection(SwitchableProtocol):
         super().__init__(bufferLimit=None)
         self.vhost = vhost
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self.state = State.HEAD
+        self.state = ConnectionState.HEAD
         self.closed = Event()
-        self._valve: Optional[_Valve] = None
+        self.valve: Optional[Valve] = None
+        self.exchange: Optional[Exchange] = None
         self._headTimer = LazyTimer(vhost.clock, self._headTimeout)
-        self._responseTimer = LazyTimer(vhost.clock, self._responseTimeout)
-        self._backend: Optional[Backend] = None
-        self._backendValve: Optional[_Valve] = None
-        self._proxy: Optional[HTTPProxy] = None
-        self._waiting: Optional[Deferred] = None
-        self._request: Optional[h11.Request] = None
-        self._requestDone = False
-        self._responseStarted = False
-        self._responseDone = False
-        self._pumping = False
 
     # -- connection --------------------------------------------------------------------------
     def connectionMade(self) -> None:
         self.vhost._connections.add(self)
-        self._valve = _Valve(self.transport)
+        self.valve = Valve(self.transport)
         self._headTimer.start(HEADER_TIMEOUT)
 
     def dataReceived(self, data: bytes) -> None:
         if self.switchedTo is not None:
             super().dataReceived(data)
             return
-        if self.state is State.CLOSED:
+        if self.state is ConnectionState.CLOSED:
             return
         self.h11.receive_data(data)
         self._pump()
@@ -224,7 +173,7 @@ class HTTPUserConnection(SwitchableProtocol):
         if self.switchedTo is not None:
             super().readConnectionLost()
             return
-        if self.state is State.CLOSED:
+        if self.state is ConnectionState.CLOSED:
             return
         self.h11.receive_data(b"")
         self._pump()
@@ -234,31 +183,27 @@ class HTTPUserConnection(SwitchableProtocol):
         if self.switchedTo is not None:
             super().connectionLost(reason)
         else:
-            self.state = State.CLOSED
-            self._cancelTimers()
-            if self._waiting is not None:
-                self._waiting.cancel()
-            self._detach(reusable=False)
+            self._end()
         self.closed.fire()
 
+    def _end(self) -> None:
+        self.state = ConnectionState.CLOSED
+        self._headTimer.cancel()
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.abandon()
+
     def _close(self, abort: bool = False) -> None:
-        self.state = State.CLOSED
-        self._cancelTimers()
-        self._detach(reusable=False)
+        self._end()
         if abort:
             self.transport.abortConnection()
         else:
             self.transport.loseConnection()
 
-    # -- timers ------------------------------------------------------------------------------
     def _headTimeout(self) -> None:
         log.info("closing http connection from {peer}: no request head within {t} s", peer=self._peer(),
                  t=HEADER_TIMEOUT)
         self._close(abort=True)
-
-    def _cancelTimers(self) -> None:
-        self._headTimer.cancel()
-        self._responseTimer.cancel()
 
     def _peer(self) -> str:
         peer = self.transport.getPeer()
@@ -266,19 +211,14 @@ class HTTPUserConnection(SwitchableProtocol):
 
     # -- reading requests --------------------------------------------------------------------
     def _pump(self) -> None:
-        """Take request events while the current state can use them (not re-entrant: a call
-        made while pumping is covered by the running loop)."""
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            self._pumpEvents()
-        finally:
-            self._pumping = False
+        """Take request events while the current state can use them.
 
-    def _pumpEvents(self) -> None:
-        while self.state in (State.HEAD, State.FORWARDING, State.LOCAL) and self.switchedTo is None:
-            if self.state is State.FORWARDING and self._requestDone:
+        Only the user's bytes and the exchange's own reports (:meth:`exchangeMoved`) lead
+        here, and what this loop calls never calls back into it."""
+        while True:
+            state = self.state
+            if not (state is ConnectionState.HEAD or state is ConnectionState.LOCAL
+                    or (state is ConnectionState.EXCHANGE and self.exchange.forwarding)):
                 break
             try:
                 event = self.h11.next_event()
@@ -286,61 +226,62 @@ class HTTPUserConnection(SwitchableProtocol):
                 self._badRequest(e)
                 return
             if event is h11.NEED_DATA:
-                self._valve.release("wait")
+                self.valve.release("wait")
                 return
             if event is h11.PAUSED:
                 break
-            if isinstance(event, h11.ConnectionClosed):
+            eventType = type(event)
+            if eventType is h11.Data:
+                if state is ConnectionState.EXCHANGE:
+                    self.exchange.requestData(event.data)
+                    self._settle()
+            elif eventType is h11.EndOfMessage:
+                if state is ConnectionState.EXCHANGE:
+                    self.exchange.requestEnd()
+                    self._settle()
+                else:
+                    self._nextRequest()
+            elif eventType is h11.Request:
+                self._onRequest(event)
+            elif eventType is h11.ConnectionClosed:
                 self._close()
                 return
-            if isinstance(event, h11.Request):
-                self._onRequest(event)
-            elif isinstance(event, h11.Data):
-                if self.state is State.FORWARDING:
-                    self._backend.send(event)
-            elif isinstance(event, h11.EndOfMessage):
-                self._requestDone = True
-                if self.state is State.FORWARDING:
-                    self._backend.send(h11.EndOfMessage())
-                    self._startResponseTimer()
-                self._maybeFinish()
-        if self.state is not State.CLOSED and self.switchedTo is None and self.h11.trailing_data[0]:
-            # Bytes we cannot take yet (a body while waiting for a backend, a pipelined
-            # request) wait in h11's buffer: read no more meanwhile.  Pausing only then, not
-            # for every request, saves two epoll changes per request on the usual client
-            # that sends its next request after the response.
-            self._valve.hold("wait")
+        if self.state is not ConnectionState.CLOSED and self.switchedTo is None and self.h11.trailing_data[0]:
+            # Bytes we cannot take yet (a body while waiting for a work connection, a
+            # pipelined request) wait in h11's buffer: read no more meanwhile.  Pausing only
+            # then, not for every request, saves two epoll changes per request on the usual
+            # client that sends its next request after the response.
+            self.valve.hold("wait")
 
     def _badRequest(self, error: h11.RemoteProtocolError) -> None:
         status = error.error_status_hint
-        reason = b"Request Header Fields Too Large" if status == 431 else b"Bad Request"
+        text = b"Request Header Fields Too Large" if status == 431 else b"Bad Request"
         if status not in (400, 431):
-            status, reason = 400, b"Bad Request"
+            status, text = 400, b"Bad Request"
         # h11's message may quote the offending line: keep the log line bounded.
         log.info("closing http connection from {peer}: {error}", peer=self._peer(), error=str(error)[:200])
-        if self.state is State.HEAD:
+        if self.state is ConnectionState.HEAD:
             self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                                 b"Connection: close\r\n\r\n%d %s" % (status, reason, status, reason))
+                                 b"Connection: close\r\n\r\n%d %s" % (status, text, status, text))
             self._close()
         else:
             self._close(abort=True)
 
     def _onRequest(self, request: h11.Request) -> None:
         self._headTimer.stop()
-        headers = list(request.headers.raw_items())
+        headers: List[Tuple[bytes, bytes]] = request.headers.raw_items()
         if len(headers) > MAX_HEADERS:
             self._badRequest(h11.RemoteProtocolError("too many headers", error_status_hint=431))
             return
-        if first_header(headers, b"content-length") is not None and first_header(headers, b"transfer-encoding"):
+        transferEncoding = first_header(headers, b"transfer-encoding")
+        if transferEncoding is not None and first_header(headers, b"content-length") is not None:
             self._badRequest(h11.RemoteProtocolError("both Content-Length and Transfer-Encoding", 400))
             return
-        if request.http_version == b"1.0" and first_header(headers, b"transfer-encoding") is not None:
+        if request.http_version == b"1.0" and transferEncoding is not None:
             # RFC 9112 §6.1: faulty framing (Go ignores the header and would read the body as
             # the next request), so refused like the other smuggling shapes.
             self._badRequest(h11.RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request", 400))
             return
-        self._request = request
-        self._requestDone = self._responseStarted = self._responseDone = False
         key = route_key(request.method, request.target, headers)
         proxy = self.vhost.routes.lookup(canonical_host(key.host), key.path, key.route_user)
         if proxy is None:
@@ -351,20 +292,61 @@ class HTTPUserConnection(SwitchableProtocol):
             self._answer(401, _TEXT + [(b"X-Content-Type-Options", b"nosniff"),
                                        (b"WWW-Authenticate", b'Basic realm="Restricted"')], b"Unauthorized\n")
             return
-        self.state = State.WAITING
-        self._proxy = proxy
         peer = self.transport.getPeer()
-        chunked = (first_header(headers, b"transfer-encoding") or b"").lower().endswith(b"chunked")
+        chunked = (transferEncoding or b"").lower().endswith(b"chunked")
         forwarded = rewrite_request(headers, key, getattr(peer, "host", ""), proxy.request.host_header_rewrite,
                                     proxy.requestHeaders, chunked)
         target = key.target
         if key.absolute:
             # frp's transport forwards a proxy-style request in proxy form, to the Host it sends.
             target = b"http://" + (proxy.request.host_header_rewrite or key.host).encode("latin-1") + target
-        outgoing = h11.Request(method=request.method, target=target, headers=forwarded)
-        self._waiting = proxy.acquire(peer)
-        self._waiting.addCallbacks(lambda backend: self._attach(backend, outgoing),
-                                   lambda f: self._noBackend(proxy, f))
+        self.state = ConnectionState.EXCHANGE
+        self.exchange = Exchange(self, proxy.pool, proxy.name,
+                                 h11.Request(method=request.method, target=target, headers=forwarded),
+                                 is_upgrade(headers), proxy.request.response_headers, self.vhost.responseTimeout)
+        self.exchange.start(peer)
+        self._settle()
+
+    # -- the exchange ------------------------------------------------------------------------
+    def writeResponse(self, event) -> None:
+        """Write a response event from the exchange (h11 checks it fits the request)."""
+        data = self.h11.send(event)
+        if data:
+            self.transport.write(data)
+
+    def exchangeMoved(self) -> None:
+        """The exchange moved by itself: act on its state, then read what it allows."""
+        if self.state is ConnectionState.EXCHANGE:
+            self._settle()
+            self._pump()
+
+    def _settle(self) -> None:
+        """Act on an exchange that ended: next request, a local answer, or the tunnel."""
+        exchange = self.exchange
+        state = exchange.state
+        if state is ExchangeState.COMPLETE:
+            self.exchange = None
+            self._nextRequest()
+        elif state is ExchangeState.FAILED:
+            self.exchange = None
+            if exchange.answer is None:
+                self._close(abort=True)
+            elif exchange.answer == 504:
+                self._answer(504, [], b"")
+            else:
+                self._notFound()
+        elif state is ExchangeState.SWITCHED:
+            self.exchange = None
+            self._tunnel(exchange.backend, exchange.backendLeftover)
+
+    def _tunnel(self, backend: SwitchableProtocol, backendLeftover: bytes) -> None:
+        """Splice the user and the work connection raw, with the bytes each side already read."""
+        self.valve.releaseAll()
+        self._headTimer.cancel()
+        self.state = ConnectionState.TUNNEL
+        self.hold(self.h11.trailing_data[0])
+        backend.hold(backendLeftover)
+        splice(self, backend)
 
     # -- local answers -----------------------------------------------------------------------
     def _notFound(self) -> None:
@@ -372,161 +354,28 @@ class HTTPUserConnection(SwitchableProtocol):
 
     def _answer(self, status: int, headers, body: bytes) -> None:
         """frps answers the current request itself; the rest of its body is dropped."""
-        self._detach(reusable=False)
-        self.state = State.LOCAL
-        self._responseStarted = self._responseDone = True
+        self.state = ConnectionState.LOCAL
         try:
-            self.transport.write(self.h11.send(h11.Response(
-                status_code=status, reason=_reason(status),
-                headers=headers + [(b"Content-Length", b"%d" % len(body))])))
+            self.writeResponse(h11.Response(status_code=status, reason=reason(status),
+                                            headers=headers + [(b"Content-Length", b"%d" % len(body))]))
             if body:
-                self.transport.write(self.h11.send(h11.Data(data=body)))
-            self.transport.write(self.h11.send(h11.EndOfMessage()))
+                self.writeResponse(h11.Data(data=body))
+            self.writeResponse(h11.EndOfMessage())
         except h11.LocalProtocolError as e:
             log.warn("cannot answer http request from {peer}: {error}", peer=self._peer(), error=e)
             self._close(abort=True)
             return
-        self._maybeFinish()
+        if self.h11.their_state is not h11.SEND_BODY:
+            self._nextRequest()
 
-    # -- the backend -------------------------------------------------------------------------
-    def _noBackend(self, proxy: HTTPProxy, failure: Failure) -> None:
-        self._waiting = None
-        if self.state is not State.WAITING:
-            return
-        log.warn("do http proxy request [host: {host}] error: {error}", host=proxy.name,
-                 error=failure.getErrorMessage())
-        self._valve.release("wait")
-        self._notFound()
-        self._pump()
-
-    def _attach(self, backend: Backend, outgoing: h11.Request) -> None:
-        self._waiting = None
-        if self.state is not State.WAITING:
-            self._proxy.release(backend)
-            return
-        self._backend = backend
-        backend.user = self
-        self.state = State.FORWARDING
-        self._backendValve = _Valve(backend.transport)
-        backend.transport.registerProducer(self._valve, True)
-        self.transport.registerProducer(self._backendValve, True)
-        try:
-            backend.send(outgoing)
-        except h11.LocalProtocolError as e:
-            self.backendFailed(f"cannot write request: {e}")
-            return
-        if outgoing.method == b"CONNECT":
-            backend.send(h11.EndOfMessage())
-            self._tunnel(self.h11.trailing_data[0], b"")
-            return
-        self._valve.release("wait")
-        self._pump()
-
-    def _startResponseTimer(self) -> None:
-        if not self._responseStarted and not self._responseTimer.running and self.vhost.responseTimeout > 0:
-            self._responseTimer.start(self.vhost.responseTimeout)
-
-    def _responseTimeout(self) -> None:
-        log.warn("do http proxy request [host: {name}] error: timeout awaiting response headers",
-                 name=self._proxy.name if self._proxy else "")
-        self._answer(504, [], b"")
-        self._pump()
-
-    def backendEvent(self, event) -> None:
-        """A response event from the backend (see :class:`Backend`)."""
-        if isinstance(event, (h11.InformationalResponse, h11.Response)):
-            self._responseTimer.stop()
-        try:
-            if isinstance(event, h11.InformationalResponse):
-                if event.status_code == 101 and is_upgrade(list(self._request.headers.raw_items())):
-                    self._switch(event)
-                    return
-                self._send(h11.InformationalResponse(
-                    status_code=event.status_code, reason=_reason(event.status_code, event.reason),
-                    headers=rewrite_response(list(event.headers.raw_items()), {}, False)))
-            elif isinstance(event, h11.Response):
-                self._responseStarted = True
-                self._send(h11.Response(
-                    status_code=event.status_code, reason=_reason(event.status_code, event.reason),
-                    headers=rewrite_response(list(event.headers.raw_items()),
-                                             self._proxy.request.response_headers, False)))
-            elif isinstance(event, h11.Data):
-                self._send(event)
-            elif isinstance(event, h11.EndOfMessage):
-                self._send(h11.EndOfMessage())
-                self._responseDone = True
-                self._maybeFinish()
-            elif isinstance(event, h11.ConnectionClosed):
-                self.backendFailed("work connection closed")
-        except h11.LocalProtocolError as e:
-            self.backendFailed(f"cannot relay response: {e}")
-
-    def _send(self, event) -> None:
-        data = self.h11.send(event)
-        if data:
-            self.transport.write(data)
-
-    def backendFailed(self, reason: str) -> None:
-        """The backend broke: answer 404 if the user saw nothing yet, else close."""
-        log.warn("do http proxy request [host: {name}] error: {reason}",
-                 name=self._proxy.name if self._proxy else "", reason=reason)
-        if self._responseStarted:
-            self._close(abort=True)
-            return
-        self._responseTimer.stop()
-        self._notFound()
-        self._pump()
-
-    def _detach(self, reusable: bool) -> None:
-        """Give the backend back to its proxy (pooled if ``reusable`` and it can be)."""
-        backend, self._backend = self._backend, None
-        if backend is None:
-            return
-        self.transport.unregisterProducer()
-        backend.transport.unregisterProducer()
-        self._backendValve.releaseAll()
-        self._valve.release("consumer")
-        if not reusable:
-            backend.user = None
-            backend.transport.abortConnection()
-        self._proxy.release(backend)
-
-    def _maybeFinish(self) -> None:
-        """Both messages complete: release the backend and read the next request."""
-        if not (self._requestDone and self._responseDone) or self.state is State.CLOSED:
-            return
-        self._detach(reusable=self._backend is not None and self._backend.reusable())
-        self._proxy = None
-        self._request = None
-        if self.h11.our_state is h11.MUST_CLOSE or self.h11.their_state is h11.MUST_CLOSE:
+    def _nextRequest(self) -> None:
+        """The request and its response are complete: read the next one, or close."""
+        h = self.h11
+        if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
             self._close()
             return
-        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
-            self.h11.start_next_cycle()
-            self.state = State.HEAD
+        if h.our_state is h11.DONE and h.their_state is h11.DONE:
+            h.start_next_cycle()
+            self.state = ConnectionState.HEAD
             self._headTimer.start(HEADER_TIMEOUT)
-            self._valve.release("wait")
-            self._pump()
-
-    # -- protocol switches -------------------------------------------------------------------
-    def _switch(self, informational: h11.InformationalResponse) -> None:
-        self._send(h11.InformationalResponse(
-            status_code=101, reason=_reason(101),
-            headers=rewrite_response(list(informational.headers.raw_items()),
-                                     self._proxy.request.response_headers, True)))
-        self._tunnel(self.h11.trailing_data[0], self._backend.h11.trailing_data[0])
-
-    def _tunnel(self, userLeftover: bytes, backendLeftover: bytes) -> None:
-        """Splice the user and the backend raw, with the bytes each side already read."""
-        backend, self._backend = self._backend, None
-        self.transport.unregisterProducer()
-        backend.transport.unregisterProducer()
-        self._backendValve.releaseAll()
-        self._valve.releaseAll()
-        self._cancelTimers()
-        self._proxy.forget(backend)
-        backend.user = None
-        self.state = State.TUNNEL
-        self.hold(userLeftover)
-        backend.hold(backendLeftover)
-        splice(self, backend)
+            self.valve.release("wait")
