@@ -45,7 +45,7 @@ from tests.frpbin import free_port, frp_binary
 RESULTS = os.path.join(ROOT, "bench", "results")
 #: Column labels of the implementations (or client->server pairs) compared; ratios are
 #: against ``go``.
-LABELS = {"go": "Go frp 0.65", "tw": "frptw", "tw-go": "frptw frpc -> Go frps"}
+LABELS = {"go": "Go frp 0.65", "tw": "frptw", "tw-go": "frptw frpc -> Go frps", "go-tw": "Go frpc -> frptw frps"}
 #: The payload of one echo probe (the service's mode byte, then 16 bytes echoed).
 ECHO = b"0123456789abcdef"
 
@@ -62,6 +62,21 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--no-write", action="store_true", help="print the markdown only, write no results file")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs and logs)")
     return p
+
+
+def pairs_option(p: argparse.ArgumentParser, default: str) -> Callable[[argparse.Namespace], List[str]]:
+    """``--pairs``: which frpc->frps pairs (``bench_tcp``'s names) run; Go->Go always does,
+    first, since every ratio is against it.  Returns the function that reads the option."""
+    p.add_argument("--pairs", default=default, help=f"frpc->frps pairs: go and some of tw, tw-go, go-tw "
+                                                     f"(default {default})")
+
+    def read(args: argparse.Namespace) -> List[str]:
+        pairs = [x for x in args.pairs.split(",") if x]
+        if any(x not in LABELS for x in pairs):
+            p.error(f"--pairs: some of {', '.join(LABELS)}")
+        return ["go"] + [x for x in pairs if x != "go"]
+
+    return read
 
 
 def prose(doc: str) -> str:

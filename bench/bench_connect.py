@@ -4,6 +4,7 @@ sequential connection rate.
 Run on demand (not a test, not in CI)::
 
     python bench/bench_connect.py [--repeat 3] [--seconds 3] [--configs defaults,mux-off]
+        [--pairs go,tw,tw-go,go-tw]
 
 One client (``_load.py connrate --workers 1``) loops, one connection at a time: connect to the
 proxy's remote port on frps, send 16 bytes (after the service's one mode byte, in the same
@@ -14,8 +15,9 @@ frpc dials the service, and the bytes go through both.  Connections per second c
 cycles, close included.  CPU per connection is each frp process's user + system time over the
 run.
 
-Both tunnels (Go frpc -> Go frps, frptw -> frptw, in ``bench_tcp``'s configs) are started once
-per config and stay up; the runs alternate between them, ``--seconds`` each.
+The tunnels (Go frpc -> Go frps, frptw -> frptw, and with ``--pairs`` the mixed pairs, which
+tell frps's share from frpc's; ``bench_tcp``'s configs) are started once per config and stay
+up; the runs alternate between them, ``--seconds`` each.
 """
 
 import os
@@ -23,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _rows import Session, figure, parser, prose  # noqa: E402
+from _rows import Session, figure, pairs_option, parser, prose  # noqa: E402
 from bench_tcp import CONFIGS  # noqa: E402
 
 
@@ -31,7 +33,9 @@ def main() -> int:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=3.0, help="seconds of sequential cycles per run (default 3)")
     p.add_argument("--configs", default="defaults,mux-off", help="bench_tcp configs (default defaults,mux-off)")
+    read_pairs = pairs_option(p, "go,tw")
     args = p.parse_args()
+    pairs = read_pairs(args)
     configs = [c for c in args.configs.split(",") if c]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
@@ -43,13 +47,13 @@ def main() -> int:
         for config in configs:
             tunnels = {}
             try:
-                for impl in ("go", "tw"):
-                    tunnels[impl] = bench.start_tunnel(impl, config)
+                for pair in pairs:
+                    tunnels[pair] = bench.start_tunnel(pair, config)
 
-                def run(impl: str) -> dict:
-                    return bench.connrate(tunnels[impl].port, tunnels[impl].sides, workers=1, size=16)
+                def run(pair: str) -> dict:
+                    return bench.connrate(tunnels[pair].port, tunnels[pair].sides, workers=1, size=16)
 
-                runs = s.alternate(config, run)
+                runs = s.alternate(config, run, pairs)
             finally:
                 for tunnel in tunnels.values():
                     bench.stop_tunnel(tunnel)
@@ -59,7 +63,7 @@ def main() -> int:
             figures.append(figure("sequential connections/s", "1/s", False, runs, lambda r: r["per_second"]))
             figures += [figure(f"CPU {side} per connection", "ms", True, runs,
                                lambda r, side=side: r["cpu_ms_per_conn"][side]) for side in ("frps", "frpc")]
-            s.table(f"{config}: tls={flags['tls']} mux={flags['mux']}", figures, ["go", "tw"])
+            s.table(f"{config}: tls={flags['tls']} mux={flags['mux']}", figures, pairs)
         s.write(prose(__doc__))
     return 1 if s.failures else 0
 

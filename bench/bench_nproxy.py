@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _rows import Session, echo, figure, parser, prose  # noqa: E402
+from _rows import Session, echo, figure, pairs_option, parser, prose  # noqa: E402
 from bench_tcp import CONFIGS, PAIRS, MeasureError, cpu_seconds, frpc_common, tcp_proxy_toml  # noqa: E402
 
 CONFIG = CONFIGS["defaults"]
@@ -51,12 +51,10 @@ def free_block(n: int) -> list:
 def main() -> int:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--proxies", default="200,1000", help="values of N (default 200,1000)")
-    p.add_argument("--pairs", default="go,tw,tw-go", help="frpc->frps pairs (default go,tw,tw-go)")
+    read_pairs = pairs_option(p, "go,tw,tw-go")
     args = p.parse_args()
     counts = [int(n) for n in args.proxies.split(",") if n]
-    pairs = [x for x in args.pairs.split(",") if x]
-    if "go" not in pairs or any(x not in PAIRS or x == "raw" for x in pairs):
-        p.error("--pairs: go and some of tw, tw-go, go-tw")
+    pairs = read_pairs(args)
     with Session("nproxy", "frpc with N tcp proxies: start until all N remote ports listen", args) as s:
         bench = s.bench
         bench.start_backend()
