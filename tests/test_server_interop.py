@@ -114,7 +114,13 @@ class GoFrpcToOurFrps(TestCase):
         return service, frpc, remote
 
     async def test_defaults_tls_and_mux(self):
-        _, _, remote = await self.cell()
+        service, _, remote = await self.cell()
+        # The snapshots describe the real frpc as frp's dashboard would (control over yamux+TLS).
+        proxy = service.proxies()["echo"]
+        self.assertEqual((proxy.type, proxy.remote_port, proxy.client_version), ("tcp", remote, "0.65.0"))
+        [client] = service.clients().values()
+        self.assertEqual((client.run_id, client.version, client.client_ip, client.proxy_count, client.key),
+                         (proxy.run_id, "0.65.0", "127.0.0.1", 1, proxy.run_id))
         # One long stream too: several yamux windows, backpressure through TLS.
         self.assertEqual(await exchange(reactor, remote, 8 * 1024 * 1024, connections=1), 8 * 1024 * 1024)
 
