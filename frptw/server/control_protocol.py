@@ -28,6 +28,7 @@ from frptw.logs import FrpLogger
 from frptw.server._event import Event
 from frptw.server.bindport import describePeer
 from frptw.server.control_machine import Action, ControlMachine, ControlState, Send, StartProxy, StopProxy, proxy_type
+from frptw.server.proxy_base import ProxyOwner
 from frptw.server.workpool import WorkConnPool
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire import messages as m
@@ -46,7 +47,7 @@ log = FrpLogger()
 class ProxyHost(TypingProtocol):
     """The server-wide proxy registry, as a control session uses it."""
 
-    def startProxy(self, control: "ControlProtocol", request: m.NewProxy) -> "Deferred[str] | str":
+    def startProxy(self, owner: ProxyOwner, request: m.NewProxy) -> "Deferred[str] | str":
         """Start the proxy; its remote address, or fail/raise ProxyError with frp's text."""
 
     def stopProxy(self, name: str) -> "Deferred[None]":
