@@ -47,7 +47,8 @@ class ProxyRecord:
 class ClientRecord:
     """One logged-in frpc."""
 
-    #: frp's client key: ``user.client_id``, or whichever of the two is set, else the run id.
+    #: frp's client key: ``user.client_id`` (just ``client_id`` without a user), where the run id
+    #: stands in for a client id the client did not send.
     key: str
     user: str
     client_id: str
@@ -89,7 +90,7 @@ def clientRecord(control: ControlProtocol) -> ClientRecord:
     login = control.login
     peer = control.transport.getPeer() if control.transport is not None else None
     return ClientRecord(
-        key=".".join(part for part in (login.user, login.client_id) if part) or control.runId,
+        key=".".join(part for part in (login.user, login.client_id or control.runId) if part),
         user=login.user,
         client_id=login.client_id,
         run_id=control.runId,
