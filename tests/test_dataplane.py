@@ -17,10 +17,11 @@ from frptw.transport.layered import LayeredProtocol
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import ChainCodec
 from frptw.wire.crypto import AESCFBCodec
+from frptw.wire.lz4 import LZ4FrameCodec
 from frptw.wire.snappy import SnappyFramingCodec
 
 KEY = b"k" * 16
-NAMES = {AESCFBCodec: "aes", SnappyFramingCodec: "snappy"}
+NAMES = {AESCFBCodec: "aes", SnappyFramingCodec: "snappy", LZ4FrameCodec: "lz4"}
 
 
 def layers(conn: SwitchableProtocol) -> List[str]:
@@ -61,6 +62,13 @@ class StackingOrderTests(SynchronousTestCase):
                             conn = connected()
                             stackDataPlane(conn, plane, side, Clock())
                             self.assertEqual(layers(conn), expected)
+
+    def test_negotiated_compression_takes_snappys_place(self) -> None:
+        """Between frptw ends lz4 sits where snappy would; without use_compression nothing does."""
+        conn = connected()
+        stackDataPlane(conn, DataPlane(KEY, True, True).compressedWith("lz4"), "client", Clock())
+        self.assertEqual(layers(conn), ["aes", "lz4"])
+        self.assertEqual(DataPlane(KEY, True, False).compressedWith("lz4").compression, "")
 
     def test_no_limit_without_a_positive_rate(self) -> None:
         for rate in (0, -1024):

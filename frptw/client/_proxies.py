@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred
 
 from frptw.config.proxies import ProxyConfig, local_name, wire_name
 from frptw.errors import ConnectionClosed, ProxyError, ProxyNotFound
+from frptw.wire.codec import FRPTW_COMPRESSIONS
 from frptw.wire.messages import NewProxy
 
 NEW = "new"
@@ -90,7 +91,10 @@ class ProxyTable:
     def newProxy(self, name: str) -> NewProxy:
         """The NewProxy that registers the proxy ``name`` (wire name ``user.name``, §5.8)."""
         config = self.get(name).config
-        return NewProxy(proxy_name=wire_name(self._user, name), **config.to_new_proxy_fields())
+        fields = config.to_new_proxy_fields()
+        if fields.get("use_compression"):
+            fields["frptw_compressions"] = list(FRPTW_COMPRESSIONS)  # Go frps ignores the offer
+        return NewProxy(proxy_name=wire_name(self._user, name), **fields)
 
     def add(self, config: ProxyConfig) -> ProxyEntry:
         if config.name in self._entries:

@@ -30,13 +30,14 @@ from twisted.python.failure import Failure
 from frptw.config import ClientConfig, VisitorConfig
 from frptw.errors import ConfigError, ConnectionClosed, ProxyError
 from frptw.logs import FrpLogger
-from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.datagrams import Address, DatagramChannel
+from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.preamble import PreambleProtocol
 from frptw.transport.sockets import listenTCP
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.auth import privilege_key
+from frptw.wire.codec import FRPTW_COMPRESSIONS
 from frptw.wire.crypto import derive_key
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import NewVisitorConn, NewVisitorConnResp
@@ -100,8 +101,13 @@ class VisitorConnection(PreambleProtocol):
         if msg.error:
             self._fail(ProxyError(msg.error))
             return
+        if msg.frptw_compression and msg.frptw_compression not in FRPTW_COMPRESSIONS:
+            self._fail(ConnectionClosed(f"frps chose compression {msg.frptw_compression!r}, which was not offered"),
+                       abort=True)
+            return
         transport = self._config.transport
         plane = DataPlane(derive_key(self._config.secret_key), transport.use_encryption, transport.use_compression)
+        plane = plane.compressedWith(msg.frptw_compression)
         self.ready.callback(stackDataPlane(self, plane, "client", self._clock, leftover=leftover))
 
     def connectionLost(self, reason: Failure) -> None:
@@ -132,6 +138,8 @@ class _Visitor:
             timestamp=timestamp,
             use_encryption=self.config.transport.use_encryption,
             use_compression=self.config.transport.use_compression,
+            # Go frps ignores the offer (and so stays with snappy).
+            frptw_compressions=list(FRPTW_COMPRESSIONS) if self.config.transport.use_compression else [],
         )
 
     def open(self) -> VisitorConnection:

@@ -20,11 +20,9 @@ States of a :class:`WorkConnection`::
 
 import ipaddress
 from enum import Enum
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional
 
-from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
-from twisted.internet.interfaces import IReactorTCP, IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTCP
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
@@ -34,9 +32,10 @@ from frptw.config import ProxyConfig
 from frptw.logs import FrpLogger
 from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.preamble import PreambleProtocol
-from frptw.transport.splice import splice
 from frptw.transport.sockets import tcpEndpoint
+from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
+from frptw.wire.codec import FRPTW_COMPRESSIONS
 from frptw.wire.crypto import derive_key
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import NewWorkConn, StartWorkConn
@@ -85,6 +84,8 @@ class WorkConnection(PreambleProtocol):
         self._reactor = reactor
         self._token = token
         self.state = WorkState.WAITING
+        #: The compression frps chose in StartWorkConn (``""``: snappy, frp's).
+        self._compression = ""
 
     def badMessage(self, error: ProtocolError) -> None:
         self._log.warn("closing work connection: frps sent bad data: {error}", error=error)
@@ -129,6 +130,12 @@ class WorkConnection(PreambleProtocol):
             self._log.warn("work connection for unknown or stopped proxy [{name}]", name=msg.proxy_name)
             self._close()
             return
+        if msg.frptw_compression and msg.frptw_compression not in FRPTW_COMPRESSIONS:
+            self._log.warn("[{name}] frps chose compression [{c}], which was not offered", name=config.name,
+                           c=msg.frptw_compression)
+            self._close(abort=True)
+            return
+        self._compression = msg.frptw_compression
         if config.type in ("udp", "sudp"):
             self._startDatagrams(config)
             return
@@ -188,5 +195,5 @@ class WorkConnection(PreambleProtocol):
         transport = config.transport
         plane = DataPlane.parse(derive_key(self._token), transport.use_encryption, transport.use_compression,
                                 transport.bandwidth_limit, transport.bandwidth_limit_mode)
-        return stackDataPlane(self, plane, "client", self._reactor)
+        return stackDataPlane(self, plane.compressedWith(self._compression), "client", self._reactor)
 

@@ -31,6 +31,7 @@ from frptw.transport.bandwidth import TokenBucket
 from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
+from frptw.wire.codec import choose_compression
 from frptw.wire.messages import NewProxy, StartWorkConn, encode_message
 
 log = FrpLogger()
@@ -111,7 +112,8 @@ class BaseProxy:
         self._waiting: Dict[UserConnection, Deferred] = {}
         self._users: Set[UserConnection] = set()
         self._closing = False
-        self.dataPlane = self._dataPlane(request, key)
+        # A frptw frpc offers lz4 (or more) for use_compression; Go frpc offers nothing: snappy.
+        self.dataPlane = self._dataPlane(request, key).compressedWith(choose_compression(request.frptw_compressions))
         # frp limits a proxy in server mode with one bucket shared by all its connections and
         # both directions.
         self._bucket: Optional[TokenBucket] = None
@@ -157,7 +159,8 @@ class BaseProxy:
         srcAddr, srcPort = _hostPort(src)
         dstAddr, dstPort = _hostPort(dst)
         start = encode_message(
-            StartWorkConn(proxy_name=self.name, src_addr=srcAddr, src_port=srcPort, dst_addr=dstAddr, dst_port=dstPort)
+            StartWorkConn(proxy_name=self.name, src_addr=srcAddr, src_port=srcPort, dst_addr=dstAddr, dst_port=dstPort,
+                          frptw_compression=self.dataPlane.compression)
         )
         attempts = self.owner.poolCount + 1
         for attempt in range(attempts):

@@ -24,6 +24,7 @@ from frptw.server.proxy_base import BaseProxy, ProxyOwner, UserConnection
 from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.auth import verify_privilege_key
+from frptw.wire.codec import choose_compression
 from frptw.wire.crypto import derive_key
 from frptw.wire.messages import NewProxy, NewVisitorConn, NewVisitorConnResp, encode_message
 
@@ -51,6 +52,8 @@ class SecretProxy(BaseProxy):
 
     def visitorConnected(self, conn: SwitchableProtocol, request: NewVisitorConn) -> None:
         """Answer an accepted visitor connection and serve it like a user connection."""
-        conn.transport.write(encode_message(NewVisitorConnResp(proxy_name=self.name)))
         plane = DataPlane(derive_key(self._secret), request.use_encryption, request.use_compression)
+        plane = plane.compressedWith(choose_compression(request.frptw_compressions))
+        answer = NewVisitorConnResp(proxy_name=self.name, frptw_compression=plane.compression)
+        conn.transport.write(encode_message(answer))
         stackDataPlane(conn, plane, "server", self.owner.clock).switchTo(UserConnection(self))

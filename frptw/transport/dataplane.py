@@ -14,7 +14,7 @@ A :class:`DataPlane` is built once per proxy (from the proxy's config on frpc, f
 ``NewProxy`` on frps) and stays the same for every connection of that proxy.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Optional
 
 from twisted.internet.interfaces import IReactorTime
@@ -36,6 +36,8 @@ class DataPlane:
     :param key: the AES-128 key (:func:`frptw.wire.crypto.derive_key` of the token or ``sk``).
     :param bandwidth_limit: bytes per second; 0 (or less, as frp treats it) for no limit.
     :param bandwidth_limit_mode: ``"client"`` or ``"server"``: the side that limits.
+    :param compression: with ``use_compression``, ``""`` for frp's snappy, or what two frptw
+        ends agreed on (:mod:`frptw.wire.codec`).
     """
 
     key: bytes
@@ -43,6 +45,7 @@ class DataPlane:
     use_compression: bool = False
     bandwidth_limit: int = 0
     bandwidth_limit_mode: Side = "client"
+    compression: str = ""
 
     @classmethod
     def parse(
@@ -53,6 +56,10 @@ class DataPlane:
         bandwidth frp cannot parse."""
         mode: Side = "server" if bandwidth_limit_mode == "server" else "client"
         return cls(key, use_encryption, use_compression, parse_bandwidth(bandwidth_limit), mode)
+
+    def compressedWith(self, compression: str) -> "DataPlane":
+        """This plane with ``compression`` (``""``: snappy) when it compresses at all."""
+        return replace(self, compression=compression if self.use_compression else "")
 
     def limitsOn(self, side: Side) -> bool:
         """Whether ``side`` throttles this proxy's connections."""
@@ -85,7 +92,7 @@ def stackDataPlane(
     top = conn
     if limited and side == "client":
         top = throttle(top, clock, read, write)
-    codec = data_plane_codec(plane.key, plane.use_encryption, plane.use_compression)
+    codec = data_plane_codec(plane.key, plane.use_encryption, plane.use_compression, plane.compression)
     if codec is not None:
         top = layer(top, codec, leftover)
     elif leftover:
