@@ -17,7 +17,7 @@ import hashlib
 import http.client
 import os
 import socket
-from typing import Dict, List, NamedTuple
+from typing import Dict, NamedTuple
 
 import h11
 from twisted.internet import reactor
