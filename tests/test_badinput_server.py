@@ -201,9 +201,8 @@ class GoodSession:
         self.remote = free_port()
         if configure is not None:
             configure(config, self.remote)
-        self.server = FrpServerService(config, reactor)
         self.clock = SplitClock(reactor)
-        self.server.clock = self.clock
+        self.server = FrpServerService(config, reactor, clock=self.clock)
         self.server.startService()
         testcase.addCleanup(self.server.stopService)
         self.bindPort = (await self.server.whenListening()).getHost().port
@@ -439,7 +438,7 @@ class MuxServerTests(_BadInputCase, TestCase):
         probe = await connectRaw(self, self.good.bindPort)
         probe.transport.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20)
         await sleep(0.05)
-        self.good.clock.advance(self.good.server.muxKeepaliveInterval)  # pings on every session
+        self.good.clock.advance(self.good.server.config.transport.tcp_mux_keepalive_interval)  # pings on every session
         await sleep(0.1)  # the good client answers its ping over the network
         await self.deadline(probe, PING_TIMEOUT)
         self.assertOneLine(since, "ping")

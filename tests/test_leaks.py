@@ -29,7 +29,7 @@ MEMORY_BOUND = 1024 * 1024
 
 def serverSession(server) -> YamuxSession:
     """The yamux session of frps's only bind connection (the good client's)."""
-    [conn] = server._connections
+    [conn] = server._liveConnections()
     proto = conn
     while not isinstance(proto, YamuxSession):
         proto = getattr(proto, "switchedTo", None) or proto.wrappedProtocol
@@ -63,7 +63,7 @@ class LeakTests(TestCase):
         return {
             "reactor readers": len(reactor.getReaders()),
             "reactor writers": len(reactor.getWriters()),
-            "bind connections": len(good.server._connections),
+            "bind connections": len(good.server._liveConnections()),
             "proxy users": len(proxy._users),
             "proxy waiting users": len(proxy._waiting),
             "idle work connections": len(control.pool),

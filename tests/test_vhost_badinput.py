@@ -142,10 +142,8 @@ class _VhostSession:
         self.logs = LogCapture(self)
         self.vhostPort = free_port()
         config = serverConfig(f"vhostHTTPPort = {self.vhostPort}")
-        self.server = FrpServerService(config, reactor)
         self.clock = SplitClock(reactor)
-        self.server.clock = self.clock
-        self.server.httpVhost.clock = self.clock
+        self.server = FrpServerService(config, reactor, clock=self.clock)
         self.server.startService()
         self.addCleanup(self.server.stopService)
         bindPort = (await self.server.whenListening()).getHost().port

@@ -67,7 +67,7 @@ log = FrpLogger()
 
 
 class ConnectionHost(TypingProtocol):
-    """What bind-port connections need from the server (the service implements it)."""
+    """What bind-port connections need from the server (:class:`frptw.server.dispatch.Dispatcher`)."""
 
     clock: IReactorTime
     tcpMux: bool

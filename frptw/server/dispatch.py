@@ -1,7 +1,10 @@
-"""What frps does with the first message of a logical connection on its bind port.
+"""What frps does with the connections to its bind port, once :mod:`frptw.server.bindport` has
+read them: the host of every bind-port connection.
 
-:mod:`frptw.server.bindport` reads one frp message from every logical connection and hands it
-to :meth:`Dispatcher.dispatch`, which answers it as frp does:
+:class:`Dispatcher` is the :class:`~frptw.server.bindport.ConnectionHost`: it holds the
+settings a bind-port connection follows (TLS, yamux, the vhosts that share the port), keeps the
+open connections (so stopping frps can close them), and answers the first message of each
+logical connection as frp does:
 
 ``Login``
     Authenticated with the token (frp's error texts; only ``register control error`` when
@@ -22,40 +25,74 @@ The dispatcher keeps the logged-in clients by run id, since all three messages a
 """
 
 import secrets
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Set
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 
 from frptw import FRP_VERSION
 from frptw.logs import FrpLogger
 from frptw.server.auth import TokenVerifier, client_error
-from frptw.server.bindport import LogicalConnection, describePeer
+from frptw.server.bindport import BindConnection, LogicalConnection, describePeer
 from frptw.server.control_machine import ControlMachine
 from frptw.server.control_protocol import ControlProtocol
 from frptw.server.registry import ProxyRegistry
+from frptw.transport.sockets import setKeepalive
+from frptw.transport.tls import serverContextFactory
 from frptw.wire import messages as m
 
 log = FrpLogger()
 
 
 class Dispatcher:
-    """Turns each logical connection into what its first message asks for.
+    """The host of frps's bind-port connections; turns each logical connection into what its
+    first message asks for.
 
-    :param config: the :class:`frptw.config.ServerConfig`.
+    :param config: the :class:`frptw.config.ServerConfig`; a TLS file it names is read now, so
+        that a bad one fails (``ConfigError``) before any port is opened.
+    :param clock: the clock of the connections' deadlines and of the control sessions.
     :param key: the token's AES key (control connections are encrypted with it).
     """
 
-    def __init__(
-        self, config, clock: IReactorTime, verifier: TokenVerifier, key: bytes, registry: ProxyRegistry
-    ) -> None:
+    def __init__(self, config, clock: IReactorTime, key: bytes, registry: ProxyRegistry) -> None:
         self._config = config
-        self._clock = clock
-        self._verifier = verifier
+        self.clock = clock
+        self._verifier = TokenVerifier(config.auth.token, config.auth.additional_scopes)
         self._key = key
         self._registry = registry
+        transport = config.transport
+        self.tcpMux = bool(transport.tcp_mux)
+        self.muxKeepaliveInterval = transport.tcp_mux_keepalive_interval
+        tls = transport.tls
+        self.tlsRequired = bool(tls.force or tls.trusted_ca_file)
+        self._tlsFiles = (tls.cert_file or None, tls.key_file or None, tls.trusted_ca_file or None)
+        # The self-signed certificate is only made when a client first speaks TLS.
+        self._tlsContext = serverContextFactory(*self._tlsFiles) if any(self._tlsFiles) else None
+        # A vhost on the bind port itself (wire-protocol.md §2.1): bind-port connections that
+        # start with a TLS handshake byte go to the HTTPS vhost instead of frp's own TLS, those
+        # that start with an HTTP method to the HTTP vhost.
+        sameAddr = config.proxy_bind_addr == config.bind_addr
+        self.sharedHTTPS: Optional[IProtocolFactory] = (
+            registry.httpsVhost if sameAddr and config.vhost_https_port == config.bind_port else None)
+        self.sharedHTTP: Optional[IProtocolFactory] = (
+            registry.httpVhost if sameAddr and config.vhost_http_port == config.bind_port else None)
+        #: The open bind-port connections.
+        self.connections: Set[BindConnection] = set()
         #: The logged-in clients' control connections, by run id.
         self.controls: Dict[str, ControlProtocol] = {}
+
+    # -- ConnectionHost ------------------------------------------------------------------------
+    def tlsContextFactory(self):
+        if self._tlsContext is None:
+            self._tlsContext = serverContextFactory(*self._tlsFiles)
+        return self._tlsContext
+
+    def connectionOpened(self, conn: BindConnection) -> None:
+        self.connections.add(conn)
+        setKeepalive(conn.transport, self._config.transport.tcp_keepalive)
+
+    def connectionClosed(self, conn: BindConnection) -> None:
+        self.connections.discard(conn)
 
     def dispatch(self, conn: LogicalConnection, message: m.Message, leftover: bytes) -> None:
         """Answer the first message of ``conn`` (``leftover``: the bytes read after it)."""
@@ -70,11 +107,17 @@ class Dispatcher:
                      peer=describePeer(conn.transport), kind=type(message).__name__)
             conn.transport.loseConnection()
 
-    def closeAll(self) -> "Deferred[None]":
+    def closeControls(self) -> "Deferred[None]":
         """Close every control (and so its proxies); fires when all are closed."""
-        d = DeferredList([control.close() for control in list(self.controls.values())], consumeErrors=True)
-        d.addCallback(lambda _: None)
-        return d
+        return _all([control.close() for control in list(self.controls.values())])
+
+    def abortConnections(self) -> "Deferred[None]":
+        """Abort every bind-port connection; fires when all are closed."""
+        waits: List[Deferred] = []
+        for conn in list(self.connections):
+            waits.append(conn.whenClosed())
+            conn.transport.abortConnection()
+        return _all(waits)
 
     def _refuse(self, conn: LogicalConnection, answer: m.Message) -> None:
         conn.transport.write(m.encode_message(answer))
@@ -100,14 +143,14 @@ class Dispatcher:
             login,
             runId,
             self._verifier,
-            self._clock.seconds(),
+            self.clock.seconds(),
             max_pool_count=config.transport.max_pool_count,
             heartbeat_timeout=config.transport.heartbeat_timeout,
             max_ports_per_client=config.max_ports_per_client,
             detailed_errors=config.detailed_errors_to_client,
         )
         control = ControlProtocol(
-            machine, self._registry, self._key, self._clock, config.user_conn_timeout, self._controlClosed
+            machine, self._registry, self._key, self.clock, config.user_conn_timeout, self._controlClosed
         )
         conn.switchTo(control, leftover)
         old = self.controls.get(runId)
@@ -165,3 +208,9 @@ class Dispatcher:
             self._refuse(conn, m.NewVisitorConnResp(proxy_name=request.proxy_name, error=text))
             return
         target.visitorConnected(conn, request)
+
+
+def _all(waits: List[Deferred]) -> "Deferred[None]":
+    d = DeferredList(waits, consumeErrors=True)
+    d.addCallback(lambda _: None)
+    return d

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Callable, Dict, List, Mapping, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IReactorTime
 
 from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
@@ -36,14 +37,14 @@ Builder = Callable[["ProxyRegistry", ProxyOwner, NewProxy], BaseProxy]
 class ProxyRegistry:
     """All running proxies of one frps, by wire name."""
 
-    def __init__(self, config, reactor, key: bytes) -> None:
+    def __init__(self, config, reactor, key: bytes, clock: IReactorTime) -> None:
         self.config = config
         self.reactor = reactor
         #: The token key of the data plane (use_encryption on work connections).
         self.key = key
         self.bindAddr = config.proxy_bind_addr or config.bind_addr
-        self.tcpPorts = PortAllocator(config.allow_ports, reactor)
-        self.udpPorts = PortAllocator(config.allow_ports, reactor)
+        self.tcpPorts = PortAllocator(config.allow_ports, clock)
+        self.udpPorts = PortAllocator(config.allow_ports, clock)
         self._proxies: Dict[str, BaseProxy] = {}
         self._runningWaiters: Dict[str, List[Deferred]] = {}
         self.builders: Dict[str, Builder] = {
@@ -59,14 +60,14 @@ class ProxyRegistry:
         #: The HTTP vhost (its listener is the service's), when vhost_http_port is set.
         self.httpVhost: Optional[HTTPVhost] = None
         if config.vhost_http_port:
-            self.httpVhost = HTTPVhost(reactor, config.vhost_http_port, config.subdomain_host,
+            self.httpVhost = HTTPVhost(clock, config.vhost_http_port, config.subdomain_host,
                                        config.vhost_http_timeout, config.custom404_page)
             self.builders["http"] = _buildHTTP
         if config.vhost_https_port:
-            self.httpsVhost = HTTPSVhost(reactor, config.vhost_https_port)
+            self.httpsVhost = HTTPSVhost(clock, config.vhost_https_port)
             self.builders["https"] = _buildHTTPS
         if config.tcpmux_http_connect_port:
-            self.tcpmuxVhost = TCPMuxVhost(reactor, config.tcpmux_http_connect_port, config.tcpmux_passthrough)
+            self.tcpmuxVhost = TCPMuxVhost(clock, config.tcpmux_http_connect_port, config.tcpmux_passthrough)
             self.builders["tcpmux"] = _buildTCPMux
 
     def view(self) -> Mapping[str, BaseProxy]:

@@ -1,8 +1,8 @@
 """``FrpServerService``: frps as a Twisted service (what ``twistd frps`` runs).
 
 The service listens on ``bind_addr:bind_port`` (every accepted connection goes through
-:mod:`frptw.server.bindport`, and its first message through :mod:`frptw.server.dispatch`) and
-on the vhost ports, and closes everything when stopped.  Its public face is small on purpose:
+:mod:`frptw.server.bindport`, hosted by :mod:`frptw.server.dispatch`, which also answers its
+first message) and on the vhost ports, and closes everything when stopped.  Its public face is small on purpose:
 ``whenListening()``, ``whenProxyRunning(name)`` and frozen snapshots of the running proxies
 and logged-in clients (:mod:`frptw.server.records`); the live protocol objects stay inside.
 
@@ -11,25 +11,23 @@ Process-wide settings (the open-file limit, the log level) are the program's bus
 """
 
 from types import MappingProxyType
-from typing import List, Mapping, Optional, Set
+from typing import FrozenSet, List, Mapping, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from frptw.logs import FrpLogger
-from frptw.server.auth import TokenVerifier
-from frptw.server.bindport import BindConnection, LogicalConnection
+from frptw.server.bindport import BindConnection
 from frptw.server.control_protocol import ControlProtocol
 from frptw.server.dispatch import Dispatcher
 from frptw.server.proxy_base import BaseProxy
 from frptw.server.records import ClientRecord, ProxyRecord, clientRecord, proxyRecord
 from frptw.server.registry import ProxyRegistry
-from frptw.transport.sockets import listenTCP, setKeepalive
-from frptw.transport.tls import serverContextFactory
+from frptw.transport.sockets import listenTCP
 from frptw.wire import messages as m
 from frptw.wire.crypto import derive_key
 
@@ -39,59 +37,41 @@ log = FrpLogger()
 class _BindFactory(Factory):
     noisy = False
 
-    def __init__(self, service: "FrpServerService") -> None:
-        self._service = service
+    def __init__(self, host: Dispatcher) -> None:
+        self._host = host
 
     def buildProtocol(self, addr) -> BindConnection:
-        return BindConnection(self._service)
+        return BindConnection(self._host)
 
 
 class FrpServerService(Service):
     """frps: the bind port, the clients' control sessions and their proxies.
 
     :param config: a :class:`frptw.config.ServerConfig`.
-    :param reactor: the reactor (and clock) to use; the global reactor by default.
+    :param reactor: the reactor to listen with; the global reactor by default.
+    :param clock: the clock of frps's timers (deadlines, heartbeats, work-connection waits,
+        vhost timeouts); the reactor by default.
     """
 
-    def __init__(self, config, reactor=None) -> None:
+    def __init__(self, config, reactor=None, clock: Optional[IReactorTime] = None) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.config = config
-        self.reactor = reactor
-        self.clock = reactor
-        transport = config.transport
-        self.tcpMux = bool(transport.tcp_mux)
-        self.muxKeepaliveInterval = transport.tcp_mux_keepalive_interval
-        tls = transport.tls
-        self.tlsRequired = bool(tls.force or tls.trusted_ca_file)
-        self._tlsFiles = (tls.cert_file or None, tls.key_file or None, tls.trusted_ca_file or None)
-        # Configured files are read now, so a bad one fails (ConfigError) before any port is
-        # opened; the self-signed certificate is only made when a client first speaks TLS.
-        self._tlsContext = serverContextFactory(*self._tlsFiles) if any(self._tlsFiles) else None
+        self._reactor = reactor
+        clock = reactor if clock is None else clock
         key = derive_key(config.auth.token)
-        self._registry = ProxyRegistry(config, reactor, key)
-        verifier = TokenVerifier(config.auth.token, config.auth.additional_scopes)
-        self._dispatcher = Dispatcher(config, reactor, verifier, key, self._registry)
-        self._connections: Set[BindConnection] = set()
-        self.listeningPort: Optional[IListeningPort] = None
-        #: The HTTPS vhost when it shares the bind port (wire-protocol.md §2.1): bind-port
-        #: connections starting with a TLS handshake byte go to it instead of frp's own TLS.
-        sameAddr = config.proxy_bind_addr == config.bind_addr
-        self.sharedHTTPS = (self._registry.httpsVhost
-                            if sameAddr and config.vhost_https_port == config.bind_port else None)
+        self._registry = ProxyRegistry(config, reactor, key, clock)
+        self._dispatcher = Dispatcher(config, clock, key, self._registry)
+        self._listeningPort: Optional[IListeningPort] = None
         self._vhostPorts: List[IListeningPort] = []
-        #: The HTTP vhost (None without vhost_http_port); when vhost_http_port == bind_port the
-        #: bind port hands it connections that start with an HTTP method (buildProtocol).
-        self.httpVhost = self._registry.httpVhost
-        self.sharedHTTP = self.httpVhost if sameAddr and config.vhost_http_port == config.bind_port else None
         self._listenFailure: Optional[Failure] = None
         self._listenWaiters: List[Deferred] = []
 
     # -- public API ----------------------------------------------------------------------------
     def whenListening(self) -> "Deferred[IListeningPort]":
         """Fires with the bind port's listening port once listening (fails if it cannot)."""
-        if self.listeningPort is not None:
-            return succeed(self.listeningPort)
+        if self._listeningPort is not None:
+            return succeed(self._listeningPort)
         if self._listenFailure is not None:
             return fail(self._listenFailure)
         d: Deferred = Deferred()
@@ -125,6 +105,10 @@ class FrpServerService(Service):
         """Tests only: the logged-in clients' control connections, by run id (read-only, live)."""
         return MappingProxyType(self._dispatcher.controls)
 
+    def _liveConnections(self) -> FrozenSet[BindConnection]:
+        """Tests only: the open bind-port connections."""
+        return frozenset(self._dispatcher.connections)
+
     # -- service life cycle --------------------------------------------------------------------
     def startService(self) -> None:
         super().startService()
@@ -133,7 +117,8 @@ class FrpServerService(Service):
         except CannotListenError as e:
             self._cannotListen(Failure(), e.interface, e.port)
             return
-        d = maybeDeferred(listenTCP, self.reactor, self.config.bind_port, _BindFactory(self), self.config.bind_addr)
+        d = maybeDeferred(listenTCP, self._reactor, self.config.bind_port, _BindFactory(self._dispatcher),
+                          self.config.bind_addr)
         d.addCallbacks(self._listening, self._cannotListen)
 
     def _listenVhosts(self) -> None:
@@ -142,19 +127,19 @@ class FrpServerService(Service):
         addr = self.config.proxy_bind_addr
         https, tcpmux = self._registry.httpsVhost, self._registry.tcpmuxVhost
         if tcpmux is not None:
-            self._vhostPorts.append(listenTCP(self.reactor, tcpmux.port, tcpmux, interface=addr))
+            self._vhostPorts.append(listenTCP(self._reactor, tcpmux.port, tcpmux, interface=addr))
             log.info("tcpmux httpconnect multiplexer listen on {addr}:{port}, passthough: {passthrough}", addr=addr,
                      port=tcpmux.port, passthrough=str(tcpmux.passthrough).lower())
         http = self._registry.httpVhost
         if http is not None and not (addr == self.config.bind_addr and http.port == self.config.bind_port):
-            self._vhostPorts.append(listenTCP(self.reactor, http.port, http, interface=addr))
+            self._vhostPorts.append(listenTCP(self._reactor, http.port, http, interface=addr))
             log.info("http service listen on {addr}:{port}", addr=addr, port=http.port)
-        if https is not None and https is not self.sharedHTTPS:
-            self._vhostPorts.append(listenTCP(self.reactor, https.port, https, interface=addr))
+        if https is not None and https is not self._dispatcher.sharedHTTPS:
+            self._vhostPorts.append(listenTCP(self._reactor, https.port, https, interface=addr))
             log.info("https service listen on {addr}:{port}", addr=addr, port=https.port)
 
     def _listening(self, port: IListeningPort) -> None:
-        self.listeningPort = port
+        self._listeningPort = port
         host = port.getHost()
         log.info("frps tcp listen on {host}:{port}", host=host.host, port=host.port)
         log.info("frps started successfully, listening on {host}:{port}", host=host.host, port=host.port)
@@ -177,36 +162,18 @@ class FrpServerService(Service):
         """Stop listening, close every control (and so every proxy) and every connection."""
         super().stopService()
         waits = []
-        if self.listeningPort is not None:
-            waits.append(maybeDeferred(self.listeningPort.stopListening))
-            self.listeningPort = None
+        if self._listeningPort is not None:
+            waits.append(maybeDeferred(self._listeningPort.stopListening))
+            self._listeningPort = None
         waits.extend(maybeDeferred(port.stopListening) for port in self._vhostPorts)
         self._vhostPorts = []
         for vhost in (self._registry.httpVhost, self._registry.httpsVhost, self._registry.tcpmuxVhost):
             if vhost is not None:
                 waits.append(vhost.closeConnections())
         self._registry.cancelWaiters()
-        waits.append(self._dispatcher.closeAll())
+        waits.append(self._dispatcher.closeControls())
         waits.append(self._registry.stopAll())
-        for conn in list(self._connections):
-            waits.append(conn.whenClosed())
-            conn.transport.abortConnection()
+        waits.append(self._dispatcher.abortConnections())
         d = DeferredList(waits, consumeErrors=True)
         d.addCallback(lambda _: log.info("frps stopped"))
         return d
-
-    # -- ConnectionHost, for frptw.server.bindport --------------------------------------------
-    def tlsContextFactory(self):
-        if self._tlsContext is None:
-            self._tlsContext = serverContextFactory(*self._tlsFiles)
-        return self._tlsContext
-
-    def connectionOpened(self, conn: BindConnection) -> None:
-        self._connections.add(conn)
-        setKeepalive(conn.transport, self.config.transport.tcp_keepalive)
-
-    def connectionClosed(self, conn: BindConnection) -> None:
-        self._connections.discard(conn)
-
-    def dispatch(self, conn: LogicalConnection, message: m.Message, leftover: bytes) -> None:
-        self._dispatcher.dispatch(conn, message, leftover)
