@@ -4,10 +4,13 @@
 the type, then that the name is free, then whatever the proxy type checks, such as its port)
 and stops it on ``CloseProxy`` or when the client goes away.  Each proxy type is a builder
 registered in :attr:`ProxyRegistry.builders`; a later proxy type adds itself there.
+
+The vhost modules (and h11 with them) are imported only when their port is configured: an frps
+without vhosts, the common case, starts without loading them.
 """
 
 from types import MappingProxyType
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -17,14 +20,15 @@ from frptw.logs import FrpLogger
 from frptw.server.control_machine import proxy_type
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
+from frptw.server.stcp import SecretProxy
 from frptw.server.tcp import TCPProxy
 from frptw.server.udp import UDPProxy
-from frptw.server.vhost.http import HTTPVhost
-from frptw.server.vhost.http_proxy import HTTPProxy
-from frptw.server.vhost.https import HTTPSProxy, HTTPSVhost
-from frptw.server.vhost.tcpmux import TCPMuxProxy, TCPMuxVhost
-from frptw.server.stcp import SecretProxy
 from frptw.wire.messages import NewProxy
+
+if TYPE_CHECKING:
+    from frptw.server.vhost.http import HTTPVhost
+    from frptw.server.vhost.https import HTTPSVhost
+    from frptw.server.vhost.tcpmux import TCPMuxVhost
 
 log = FrpLogger()
 
@@ -55,18 +59,24 @@ class ProxyRegistry:
         }
         #: The HTTPS (SNI) vhost and the tcpmux httpconnect port, when configured; the
         #: service listens for them (or shares the bind port with the HTTPS one).
-        self.httpsVhost: Optional[HTTPSVhost] = None
-        self.tcpmuxVhost: Optional[TCPMuxVhost] = None
+        self.httpsVhost: "Optional[HTTPSVhost]" = None
+        self.tcpmuxVhost: "Optional[TCPMuxVhost]" = None
         #: The HTTP vhost (its listener is the service's), when vhost_http_port is set.
-        self.httpVhost: Optional[HTTPVhost] = None
+        self.httpVhost: "Optional[HTTPVhost]" = None
         if config.vhost_http_port:
+            from frptw.server.vhost.http import HTTPVhost
+
             self.httpVhost = HTTPVhost(clock, config.vhost_http_port, config.subdomain_host,
                                        config.vhost_http_timeout, config.custom404_page)
             self.builders["http"] = _buildHTTP
         if config.vhost_https_port:
+            from frptw.server.vhost.https import HTTPSVhost
+
             self.httpsVhost = HTTPSVhost(clock, config.vhost_https_port)
             self.builders["https"] = _buildHTTPS
         if config.tcpmux_http_connect_port:
+            from frptw.server.vhost.tcpmux import TCPMuxVhost
+
             self.tcpmuxVhost = TCPMuxVhost(clock, config.tcpmux_http_connect_port, config.tcpmux_passthrough)
             self.builders["tcpmux"] = _buildTCPMux
 
@@ -151,14 +161,20 @@ def _buildUDP(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> 
 
 
 def _buildHTTP(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:
+    from frptw.server.vhost.http_proxy import HTTPProxy
+
     return HTTPProxy(owner, request, registry.key, registry.httpVhost)
 
 
 def _buildHTTPS(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:
+    from frptw.server.vhost.https import HTTPSProxy
+
     return HTTPSProxy(owner, request, registry.key, registry.httpsVhost, registry.config.subdomain_host)
 
 
 def _buildTCPMux(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:
+    from frptw.server.vhost.tcpmux import TCPMuxProxy
+
     return TCPMuxProxy(owner, request, registry.key, registry.tcpmuxVhost, registry.config.subdomain_host)
 
 
