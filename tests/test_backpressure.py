@@ -45,15 +45,7 @@ from frptw.transport.yamux import YamuxSession
 from frptw.wire.crypto import AESCFBCodec, derive_key
 from frptw.wire.snappy import MAX_CHUNK_LENGTH, SnappyFramingCodec
 from frptw.wire.yamux import DEFAULT_MAX_STREAM_WINDOW
-from tests.test_transport_splice import (
-    TCP_BUFFER,
-    Notifying,
-    Peer,
-    buffered,
-    closeOnCleanup,
-    stalled,
-    tcpPair,
-)
+from tests.support import TCP_BUFFER, Notifying, Peer, buffered, closeOnCleanup, stalled, tcpPair
 
 log = Logger()
 MiB = 1024 * 1024

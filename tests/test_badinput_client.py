@@ -18,7 +18,8 @@ from zope.interface import directlyProvides, providedBy
 from frptw.client import FrpClientService
 from frptw.wire import messages as m
 from frptw.wire.crypto import AESCFBCodec, derive_key
-from tests.test_badinput_server import TOKEN, LogCapture, SplitClock, clientConfig, frame, sleep, until
+from tests.badinput import TOKEN, clientConfig, frame
+from tests.support import LogCapture, SplitClock, holds, until
 
 LOGIN_TIMEOUT = 10.0
 FIRST_RETRY_MIN, FIRST_RETRY_MAX = 1.0, 1.1  # frp: 1 s plus up to 10 % jitter
@@ -52,10 +53,12 @@ class FakeFrpsConnection(Protocol):
         self.reader = m.MessageReader()
         self.codec = None
         self.lost = False
+        self.received: List[m.Message] = []
 
     def dataReceived(self, data: bytes) -> None:
         self.reader.feed(self.codec.decode(data) if self.codec else data)
         while (message := self.reader.next_message()) is not None:
+            self.received.append(message)
             self.factory.answer(self, message)
 
     def connectionLost(self, reason=connectionDone) -> None:
@@ -109,8 +112,7 @@ class ClientBadInputTests(TestCase):
         """Not before frp's first back-off, but right after it: a new connection."""
         await until(lambda: self.frps.connections[0].lost, "the refused connection to close")
         self.clock.advance(FIRST_RETRY_MIN - 0.05)
-        await sleep(0.05)
-        self.assertEqual(len(self.frps.connections), 1, "retried before the back-off")
+        await holds(lambda: len(self.frps.connections) == 1, "no retry before the back-off")
         self.clock.advance(FIRST_RETRY_MAX - FIRST_RETRY_MIN + 0.1)
         await until(lambda: len(self.frps.connections) == 2, "frpc to connect again")
 
@@ -147,10 +149,9 @@ class ClientBadInputTests(TestCase):
 
     async def test_no_login_resp_times_out(self):
         await self.startClient(lambda conn, msg: None)
-        await sleep(0.05)
+        await until(lambda: self.frps.connections[0].received, "frpc's Login")  # its login timer runs
         self.clock.advance(LOGIN_TIMEOUT - 0.5)
-        await sleep(0.05)
-        self.assertFalse(self.frps.connections[0].lost, "gave up before the login timeout")
+        await holds(lambda: not self.frps.connections[0].lost, "frpc waits for the login timeout")
         self.clock.advance(0.5)
         await until(lambda: self.frps.connections[0].lost, "frpc to give up on the login")
         self.assertOneLine(0, "connect to frps", "no LoginResp within 10 s")

@@ -12,232 +12,24 @@ given to the service as its ``clock``: timers with a delay sit on a ``task.Clock
 advances, while zero-delay calls (Twisted's TLS write coalescing, yamux hand-offs) still run on
 the reactor, so the good session keeps flowing.
 
-The helpers here are shared with ``tests.test_leaks``.
+The harness is in :mod:`tests.badinput`.
 """
 
-from typing import Callable, List, Optional
+from typing import Optional
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.ssl import CertificateOptions
-from twisted.internet.task import Clock, deferLater
-from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import TestCase
-from zope.interface import implementer
 
 from frptw.client import FrpClientService
-from frptw.config import parse_client_config, parse_server_config
 from frptw.errors import ProxyError
-from frptw.server import FrpServerService
 from frptw.server.bindport import FIRST_BYTE_TIMEOUT, FIRST_MESSAGE_TIMEOUT
 from frptw.transport.yamux import PING_TIMEOUT, YamuxSession
 from frptw.wire import messages as m
 from frptw.wire import yamux as ywire
 from frptw.wire.auth import privilege_key
-from tests.frpbin import free_port
-from tests.traffic import EchoServer, exchange
-
-TOKEN = "abc"
-REPORTED_LEVELS = (LogLevel.info, LogLevel.warn, LogLevel.error, LogLevel.critical)
-
-
-async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds, lambda: None)
-
-
-async def until(predicate: Callable[[], bool], what, timeout: float = 5.0) -> None:
-    """Poll (real time, bounded) until ``predicate()`` holds: for real network events only.
-    ``what`` (a string, or a callable giving one at failure time) says what was awaited."""
-    deadline = reactor.seconds() + timeout
-    while not predicate():
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        await sleep(0.01)
-
-
-@implementer(IReactorTime)
-class SplitClock:
-    """An ``IReactorTime`` whose timers run on a ``task.Clock`` the test advances, except
-    zero-delay calls, which go to the real reactor: those are "next turn" hand-offs (TLS write
-    coalescing, yamux notifications) that the live session needs to move bytes."""
-
-    def __init__(self, realReactor) -> None:
-        self._reactor = realReactor
-        self.fake = Clock()
-
-    def seconds(self) -> float:
-        return self.fake.seconds()
-
-    def callLater(self, delay, f, *args, **kw):
-        if delay <= 0:
-            return self._reactor.callLater(0, f, *args, **kw)
-        return self.fake.callLater(delay, f, *args, **kw)
-
-    def getDelayedCalls(self):
-        return self.fake.getDelayedCalls()
-
-    def advance(self, seconds: float) -> None:
-        self.fake.advance(seconds)
-
-
-class LogCapture:
-    """Every log event published while a test runs (removed in the test's cleanup)."""
-
-    def __init__(self, testcase: TestCase) -> None:
-        self.events: List[dict] = []
-        self._observer = self.events.append
-        globalLogPublisher.addObserver(self._observer)
-        testcase.addCleanup(globalLogPublisher.removeObserver, self._observer)
-
-    def mark(self) -> int:
-        return len(self.events)
-
-    def reported(self, since: int, prefixes=("frptw.server", "frptw.transport")) -> List[str]:
-        """The info-or-worse lines of ``prefixes`` namespaces since ``since``, formatted;
-        frp's ordinary per-login "client login info" line is not a report of bad input."""
-        from twisted.logger import formatEvent
-
-        lines = []
-        for event in self.events[since:]:
-            if not event.get("log_namespace", "").startswith(prefixes):
-                continue
-            if event.get("log_level") not in REPORTED_LEVELS:
-                continue
-            if "client login info" in (event.get("log_format") or ""):
-                continue
-            lines.append(formatEvent(event))
-        return lines
-
-    def failures(self) -> List[dict]:
-        return [event for event in self.events if "log_failure" in event]
-
-
-class Probe(Protocol):
-    """A raw connection (or yamux stream) of a misbehaving client: records what it receives
-    and when it is closed."""
-
-    def __init__(self) -> None:
-        self.received = b""
-        self.closed: Deferred = Deferred()
-        self.reason = None
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason=connectionDone) -> None:
-        self.reason = reason
-        self.closed.callback(None)
-
-    def messages(self) -> List[m.Message]:
-        reader = m.MessageReader()
-        reader.feed(self.received)
-        found = []
-        while (message := reader.next_message()) is not None:
-            found.append(message)
-        return found
-
-
-class Keeper(Protocol):
-    """A user connection through the good proxy that stays open the whole test: each
-    :meth:`roundTrip` must come back through frps, frpc and the echo server."""
-
-    def __init__(self) -> None:
-        self.received = b""
-        self.lost = False
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += data
-
-    def connectionLost(self, reason=connectionDone) -> None:
-        self.lost = True
-
-    async def roundTrip(self, payload: bytes) -> None:
-        self.received = b""
-        self.transport.write(payload)
-        await until(lambda: self.received == payload or self.lost, "the keeper's echo")
-        if self.received != payload:
-            raise AssertionError(f"keeper connection lost; echoed {self.received!r} of {payload!r}")
-
-
-def serverConfig(extra: str = ""):
-    config = parse_server_config(f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\n{extra}\n', "toml")
-    config.bind_port = 0  # in a file 0 means frp's default (7000); here: any free port
-    return config
-
-
-def clientConfig(bindPort: int, extra: str = "", proxies: str = "", token: str = TOKEN):
-    return parse_client_config(
-        f'serverAddr = "127.0.0.1"\nserverPort = {bindPort}\nauth.token = "{token}"\n'
-        f"loginFailExit = false\n{extra}\n{proxies}",
-        "toml",
-    )
-
-
-def tcpProxy(name: str, localPort: int, remotePort: int) -> str:
-    return (f'[[proxies]]\nname = "{name}"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = {localPort}\n'
-            f"remotePort = {remotePort}\n")
-
-
-class GoodSession:
-    """frps (on a SplitClock) + a frptw frpc with one tcp proxy to an echo server, and a
-    long-lived keeper connection through it."""
-
-    server: FrpServerService
-    clock: SplitClock
-    client: FrpClientService
-    bindPort: int
-    remote: int
-    echo: EchoServer
-    keeper: Keeper
-
-    @classmethod
-    async def start(cls, testcase: TestCase, serverExtra: str = "", clientExtra: str = "",
-                    configure: Optional[Callable] = None) -> "GoodSession":
-        self = cls()
-        config = serverConfig(serverExtra)
-        self.remote = free_port()
-        if configure is not None:
-            configure(config, self.remote)
-        self.clock = SplitClock(reactor)
-        self.server = FrpServerService(config, reactor, clock=self.clock)
-        self.server.startService()
-        testcase.addCleanup(self.server.stopService)
-        self.bindPort = (await self.server.whenListening()).getHost().port
-        self.echo = await EchoServer.listen(reactor)
-        testcase.addCleanup(self.echo.stop)
-        self.client = FrpClientService(
-            clientConfig(self.bindPort, clientExtra, tcpProxy("echo", self.echo.port, self.remote)), reactor
-        )
-        self.client.startService()
-        testcase.addCleanup(self.client.stopService)
-        await self.client.whenLoggedIn()
-        await until(lambda: self.client.proxyStatus("echo").state == "running",
-                    lambda: f"the good proxy to run ({self.client.proxyStatus('echo')})", timeout=15)
-        self.keeper = Keeper()
-        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.remote), self.keeper)
-        testcase.addCleanup(self.keeper.transport.abortConnection)
-        await self.keeper.roundTrip(b"before the bad input")
-        return self
-
-    async def stillWorks(self) -> None:
-        """The keeper still echoes and new user connections carry checked traffic."""
-        await self.keeper.roundTrip(b"after the bad input")
-        self.assertTotal(await exchange(reactor, self.remote, 64 * 1024, connections=4, timeout=20))
-
-    @staticmethod
-    def assertTotal(total: int) -> None:
-        if total != 4 * 64 * 1024:
-            raise AssertionError(f"exchanged {total} bytes")
-
-
-async def connectRaw(testcase: TestCase, port: int, proto: Optional[Protocol] = None) -> Protocol:
-    proto = proto if proto is not None else Probe()
-    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), proto)
-    testcase.addCleanup(lambda: proto.transport.connected and proto.transport.abortConnection())
-    return proto
+from tests.badinput import GoodSession, Probe, clientConfig, connectRaw, frame, tcpProxy
+from tests.support import LogCapture, free_port
 
 
 class _TLSProbe(Probe):
@@ -245,11 +37,6 @@ class _TLSProbe(Probe):
 
     def connectionMade(self) -> None:
         self.transport.startTLS(CertificateOptions())
-
-
-def frame(kind: bytes, length: int, body: bytes = b"") -> bytes:
-    """A v1 frame header with any (even invalid) length, and a body."""
-    return kind + length.to_bytes(8, "big", signed=True) + body
 
 
 #: (name, bytes of a first message that frps must refuse, whether it then waits for the deadline)
@@ -293,9 +80,9 @@ class _BadInputCase:
 
     async def deadline(self, probe: Probe, seconds: float) -> None:
         """Let frps's deadline pass: not closed a moment before, closed right after."""
-        await sleep(0.05)  # the bytes (if any) reached frps
+        await self.good.sync()  # the bytes (if any) reached frps
         self.good.clock.advance(seconds - 0.5)
-        await sleep(0.05)
+        await self.good.sync()
         self.assertFalse(probe.closed.called, "closed before the deadline")
         self.good.clock.advance(0.5)
         await self.waitClosed(probe)
@@ -437,9 +224,9 @@ class MuxServerTests(_BadInputCase, TestCase):
         since = self.logs.mark()
         probe = await connectRaw(self, self.good.bindPort)
         probe.transport.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20)
-        await sleep(0.05)
+        await self.good.sync()  # frps has the 31 bytes
         self.good.clock.advance(self.good.server.config.transport.tcp_mux_keepalive_interval)  # pings on every session
-        await sleep(0.1)  # the good client answers its ping over the network
+        await self.good.sync()  # the good client answered its ping (on the keeper's path, before the echo)
         await self.deadline(probe, PING_TIMEOUT)
         self.assertOneLine(since, "ping")
         await self.good.stillWorks()

@@ -29,7 +29,7 @@ from frptw.wire.messages import (
     ReqWorkConn,
     StartWorkConn,
 )
-from tests.test_client_control_protocol import BAD_TOKEN, config
+from tests.fakes import BAD_TOKEN, config
 
 T0 = 1000.0
 

@@ -9,16 +9,13 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.client._proxies import NEW, RUNNING, START_ERROR, WAIT_START, ProxyTable
 from frptw.client._control_machine import ControlState
 from frptw.client._control_protocol import ControlProtocol
-from frptw.config import parse_client_config
+from frptw.client._proxies import NEW, RUNNING, START_ERROR, WAIT_START, ProxyTable
 from frptw.errors import ConnectionClosed, LoginError, ProxyError
-from frptw.wire.crypto import AESCFBCodec, derive_key
 from frptw.wire.messages import (
     CloseProxy,
     LoginResp,
-    MessageReader,
     NewProxy,
     NewProxyResp,
     NewWorkConn,
@@ -27,53 +24,7 @@ from frptw.wire.messages import (
     ReqWorkConn,
     encode_message,
 )
-
-CAPTURE_TIME = 1795640934  # the timestamp of the real frpc capture in wire-protocol.md §5.2
-BAD_TOKEN = "token in login doesn't match token from configuration"
-
-
-def config(extra: str = "", proxies: str = ""):
-    text = f'serverAddr = "127.0.0.1"\nserverPort = 7000\nauth.token = "abc"\n{extra}\n{proxies}'
-    return parse_client_config(text, "toml")
-
-
-TCP_PROXY = """
-[[proxies]]
-name = "t1"
-type = "tcp"
-localPort = 22
-remotePort = 6000
-"""
-
-
-class FakeFrps:
-    """frps's end of the control connection: reads our clear Login, then decrypts."""
-
-    def __init__(self, transport: StringTransport) -> None:
-        self.transport = transport
-        self.codec = AESCFBCodec(derive_key("abc"))
-        self.reader = MessageReader()
-        self.loggedIn = False
-
-    def login(self):
-        self.loginBytes = self.transport.value()
-        reader = MessageReader()
-        reader.feed(self.loginBytes)
-        self.transport.clear()
-        msg = reader.next_message()
-        assert reader.take_unconsumed() == b""
-        return msg
-
-    def messages(self):
-        self.reader.feed(self.codec.decode(self.transport.value()))
-        self.transport.clear()
-        out = []
-        while (msg := self.reader.next_message()) is not None:
-            out.append(msg)
-        return out
-
-    def encrypted(self, msg) -> bytes:
-        return self.codec.encode(encode_message(msg))
+from tests.fakes import BAD_TOKEN, CAPTURE_TIME, TCP_PROXY, FakeFrps, config
 
 
 class SessionTestMixin:

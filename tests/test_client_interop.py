@@ -9,19 +9,18 @@ import os
 import sys
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import ensureDeferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from frptw.client import FrpClientService
 from frptw.config import parse_client_config
 from frptw.errors import ConnectionClosed, LoginError, ProxyError
-from tests.frpbin import free_port
+from tests.fakes import BAD_TOKEN
 from tests.gofrp import GoFrp
-from tests.test_client_control_protocol import BAD_TOKEN
+from tests.support import LogCapture, free_port, proxiesRunning, tempDir, until
 from tests.traffic import EchoServer, exchange
 
 CONNECTIONS = 50
@@ -143,7 +142,7 @@ class MatrixTests(InteropMixin, TestCase):
     def test_auth_scopes_user_and_heartbeats(self):
         """HeartBeats + NewWorkConns scopes on both sides, a user prefix, explicit Pings."""
         scopes = 'auth.additionalScopes = ["HeartBeats", "NewWorkConns"]'
-        frps = yield self.startFrps(f"{scopes}\ntransport.heartbeatTimeout = 3")
+        frps = yield self.startFrps(f'{scopes}\ntransport.heartbeatTimeout = 3\nlog.level = "debug"')
         server = yield self.echo()
         service = self.startClient(
             self.clientConfig(f'{scopes}\nuser = "u1"\ntransport.heartbeatInterval = 1\ntransport.heartbeatTimeout = 3')
@@ -152,7 +151,8 @@ class MatrixTests(InteropMixin, TestCase):
         remote = free_port()
         yield service.addProxy(self.proxyConfig(server.port, remote))
         yield frps.waitFor("[u1.echo]", 5)
-        yield deferLater(reactor, 4, lambda: None)  # longer than frps's heartbeat timeout
+        # Four Pings span more than frps's 3 s heartbeat timeout.
+        yield frps.waitFor("receive heartbeat", timeout=10, count=4)
         moved = yield exchange(reactor, remote, PER_CONNECTION, CONNECTIONS)
         self.assertEqual(moved, PER_CONNECTION * CONNECTIONS)
         self.assertNotIn("heartbeat timeout", frps.output)
@@ -243,9 +243,9 @@ class BehaviourTests(InteropMixin, TestCase):
         config = self.clientConfig("loginFailExit = false")
         config.auth.token = "wrong"
         service = self.startClient(config)
+        logs = LogCapture(self)
         loggedIn = service.whenLoggedIn()
-        # Attempts at 0 s and 1-1.1 s; the third would come 2-2.2 s after the second.
-        yield deferLater(reactor, 2.2, lambda: None)
+        yield ensureDeferred(logs.waitFor("login to frps failed", count=2))  # the first retry was refused too
         self.assertEqual(frps.output.count("token in login doesn't match"), 2)
         self.assertFalse(loggedIn.called)
         self.assertTrue(service.running)
@@ -275,15 +275,12 @@ remotePort = {remote}
         yield frps.waitFor("new proxy [echo]", 10)
         yield exchange(reactor, remote, 64 * 1024, 5)
         yield frps.stop()
-        yield deferLater(reactor, 0.5, lambda: None)
-        self.assertNotEqual(service.proxyStatus("echo").state, "running")
+        yield ensureDeferred(until(lambda: service.proxyStatus("echo").state != "running",
+                                   "our frpc to notice that frps is gone"))
         frps = yield self.startFrps(port=self.bindPort)
         yield frps.waitFor("new proxy [echo]", 30)
         self.assertIn(f"[{firstRunId}] client login info", frps.output)  # same run id after reconnect
-        for _ in range(50):
-            if service.proxyStatus("echo").state == "running":
-                break
-            yield deferLater(reactor, 0.1, lambda: None)
+        yield ensureDeferred(proxiesRunning(service, "echo"))
         moved = yield exchange(reactor, remote, PER_CONNECTION, CONNECTIONS)
         self.assertEqual(moved, PER_CONNECTION * CONNECTIONS)
         self.assertEqual(self.fatal, [])
@@ -294,8 +291,7 @@ class TwistdTests(InteropMixin, TestCase):
     def test_login_fail_exit_makes_twistd_exit_non_zero(self):
         """``twistd -n frpc`` with a token frps refuses exits with a non-zero status, like frpc."""
         yield self.startFrps()
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
+        directory = tempDir(self)
         path = os.path.join(directory, "frpc.toml")
         with open(path, "w") as f:
             f.write(f'serverAddr = "127.0.0.1"\nserverPort = {self.bindPort}\nauth.token = "wrong"\n')

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from frptw.client import FrpClientService, ProxyStatus
 from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound
 from frptw.wire.messages import CloseProxy, LoginResp, NewProxy, NewProxyResp, NewWorkConn, ReqWorkConn, encode_message
-from tests.test_client_control_protocol import BAD_TOKEN, CAPTURE_TIME, TCP_PROXY, FakeFrps, config
+from tests.fakes import BAD_TOKEN, CAPTURE_TIME, TCP_PROXY, FakeFrps, config
 
 PLAIN = "transport.tcpMux = false\ntransport.tls.enable = false\ntransport.heartbeatInterval = -1\n"
 

@@ -4,7 +4,6 @@ PROXY protocol DGRAM headers."""
 
 import struct
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -16,66 +15,12 @@ from frptw.client.proxyprotocol import V2_SIGNATURE, proxy_protocol_header
 from frptw.config import parse_client_config
 from frptw.transport.datagrams import BoundedQueue, DatagramChannel, encode_packet
 from frptw.wire.crypto import AESCFBCodec, derive_key
-from frptw.wire.messages import (
-    MessageReader,
-    NewWorkConn,
-    Ping,
-    StartWorkConn,
-    UDPAddr,
-    UDPPacket,
-    encode_message,
-)
+from frptw.wire.messages import NewWorkConn, Ping, StartWorkConn, UDPAddr, UDPPacket, encode_message
+from tests.fakes import UDPReactor
+from tests.support import readMessages
 
 USER = ("10.1.2.3", 40000)
 OTHER = ("10.9.9.9", 50000)
-
-
-def messages(data: bytes):
-    reader = MessageReader()
-    reader.feed(data)
-    out = []
-    while (msg := reader.next_message()) is not None:
-        out.append(msg)
-    return out
-
-
-class FakeUDPPort:
-    """A UDP port of :class:`UDPReactor`: records what is written and whether it is open."""
-
-    def __init__(self, protocol, interface: str, maxPacketSize: int) -> None:
-        self.protocol = protocol
-        self.interface = interface
-        self.maxPacketSize = maxPacketSize
-        self.connected = None
-        self.written = []
-        self.listening = True
-
-    def connect(self, host: str, port: int) -> None:
-        self.connected = (host, port)
-
-    def write(self, data: bytes, addr=None) -> None:
-        self.written.append((data, addr))
-
-    def stopListening(self) -> None:
-        self.listening = False
-        self.protocol.doStop()
-
-    def getHost(self):
-        return IPv4Address("UDP", self.interface or "0.0.0.0", 30000)
-
-
-class UDPReactor(MemoryReactorClock):
-    """MemoryReactorClock whose UDP ports are :class:`FakeUDPPort` and start their protocol."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fakeUdpPorts = []
-
-    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
-        fake = FakeUDPPort(protocol, interface, maxPacketSize)
-        self.fakeUdpPorts.append(fake)
-        protocol.makeConnection(fake)
-        return fake
 
 
 class Receiver:
@@ -133,7 +78,7 @@ class DatagramChannelTests(SynchronousTestCase):
         self.assertEqual(self.transport.value(), b"")
         self.assertEqual((channel.queued, channel.dropped), (3, 2))
         channel.resumeProducing()
-        self.assertEqual([m.c for m in messages(self.transport.value())], [b"0", b"1", b"2"])
+        self.assertEqual([m.c for m in readMessages(self.transport.value())], [b"0", b"1", b"2"])
         self.assertEqual(channel.queued, 0)
 
     def test_resume_stops_flushing_when_paused_again(self) -> None:
@@ -143,7 +88,7 @@ class DatagramChannelTests(SynchronousTestCase):
             channel.sendPacket(b"%d" % i, USER)
         self.transport.write = lambda data: (StringTransport.write(self.transport, data), channel.pauseProducing())
         channel.resumeProducing()
-        self.assertEqual([m.c for m in messages(self.transport.value())], [b"0"])
+        self.assertEqual([m.c for m in readMessages(self.transport.value())], [b"0"])
         self.assertEqual(channel.queued, 2)
         channel.sendPacket(b"3", USER)  # still behind the queue, keeps order
         self.assertEqual(channel.queued, 3)
@@ -155,7 +100,7 @@ class DatagramChannelTests(SynchronousTestCase):
         self.assertEqual(channel.dropped, 1)
         transport = StringTransport()
         channel.makeConnection(transport)
-        self.assertEqual([m.c for m in messages(transport.value())], [b"0", b"1"])
+        self.assertEqual([m.c for m in readMessages(transport.value())], [b"0", b"1"])
 
     def test_too_large_is_dropped_and_counted(self) -> None:
         channel = self.connect()
@@ -168,9 +113,9 @@ class DatagramChannelTests(SynchronousTestCase):
         self.clock.advance(29.9)
         self.assertEqual(self.transport.value(), b"")
         self.clock.advance(0.1)
-        self.assertEqual(messages(self.transport.value()), [Ping()])
+        self.assertEqual(readMessages(self.transport.value()), [Ping()])
         self.clock.advance(30)
-        self.assertEqual(len(messages(self.transport.value())), 2)
+        self.assertEqual(len(readMessages(self.transport.value())), 2)
 
     def test_idle_timeout_is_renewed_by_any_message(self) -> None:
         channel = self.connect(idleTimeout=60)
@@ -237,7 +182,7 @@ class UDPForwarderTests(SynchronousTestCase):
         self.assertEqual(first.written, [(b"a", None), (b"b", None)])
         self.assertEqual(second.written, [(b"c", None)])
         first.protocol.datagramReceived(b"reply", ("127.0.0.1", 5353))
-        [msg] = messages(self.work.value())
+        [msg] = readMessages(self.work.value())
         self.assertEqual((msg.c, msg.r), (b"reply", UDPAddr(ip=USER[0], port=USER[1])))
         self.assertEqual(set(fwd.sockets), {USER, OTHER})
 
@@ -276,7 +221,7 @@ class UDPForwarderTests(SynchronousTestCase):
     def test_pings_every_30_s(self) -> None:
         self.forwarder()
         self.reactor.advance(PING_INTERVAL)
-        self.assertEqual(messages(self.work.value()), [Ping()])
+        self.assertEqual(readMessages(self.work.value()), [Ping()])
 
     def test_proxy_protocol_header_on_first_datagram_per_user(self) -> None:
         self.forwarder(udpConfig('transport.proxyProtocolVersion = "v2"'))
@@ -323,7 +268,7 @@ class WorkConnectionUDPTests(SynchronousTestCase):
         [port] = self.reactor.fakeUdpPorts
         port.protocol.datagramReceived(b"answer", None)
         ours = AESCFBCodec(derive_key("abc"))
-        [msg] = messages(ours.decode(self.transport.value()))
+        [msg] = readMessages(ours.decode(self.transport.value()))
         self.assertEqual((port.written, msg.c), ([(b"secret", None)], b"answer"))
 
 

@@ -11,130 +11,21 @@
 import socket
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, ensureDeferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
-from twisted.internet.task import deferLater
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from frptw.client import FrpClientService
-from frptw.config import parse_client_config
-from tests.frpbin import free_port
-from tests.gofrp import GoFrp
-from tests.traffic import EchoServer, exchange
-from tests.udptraffic import BIG_REPLY, UDPEcho, udp_exchange, wait_for_echo
+from tests.interop import GoAndOursMixin, secretProxy, udpProxy, visitor
+from tests.support import LogCapture, free_port
+from tests.traffic import exchange
+from tests.udptraffic import BIG_REPLY, udp_exchange, wait_for_echo
 
 STCP_CONNECTIONS = 20
 STCP_PER_CONNECTION = 420 * 1024  # 20 x 420 KiB = 8.2 MiB each way
 
 
-class Mixin:
-    timeout = 30
-
-    @inlineCallbacks
-    def startFrps(self, extra: str = ""):
-        self.bindPort = free_port()
-        frps = yield GoFrp.start(
-            reactor, "frps", f'bindAddr = "127.0.0.1"\nbindPort = {self.bindPort}\nauth.token = "abc"\n{extra}\n'
-        )
-        self.addCleanup(frps.stop)
-        self.frps = frps
-        return frps
-
-    def common(self, user: str, extra: str = "") -> str:
-        return (
-            f'serverAddr = "127.0.0.1"\nserverPort = {self.bindPort}\nauth.token = "abc"\n'
-            f'user = "{user}"\nloginFailExit = false\n{extra}\n'
-        )
-
-    @inlineCallbacks
-    def ours(self, user: str, body: str, extra: str = ""):
-        """Start our frpc with ``body`` (proxies/visitors TOML); fire once logged in."""
-        config = parse_client_config(self.common(user, extra) + body, "toml")
-        service = FrpClientService(config, reactor, onFatal=self.fail)
-        service.startService()
-        self.addCleanup(service.stopService)
-        yield service.whenLoggedIn()
-        return service
-
-    @inlineCallbacks
-    def go(self, user: str, body: str, ready: str = "login to server success", extra: str = ""):
-        frpc = yield GoFrp.start(reactor, "frpc", self.common(user, extra) + body, ready=ready)
-        self.addCleanup(frpc.stop)
-        return frpc
-
-    def capture(self):
-        """Collect our log lines (formatted) for this test."""
-        lines = []
-
-        def observer(event):
-            lines.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
-        return lines
-
-    def udpEcho(self, prefix: bytes = b""):
-        echo = UDPEcho.listen(reactor, prefix)
-        self.addCleanup(echo.stop)
-        return echo
-
-    @inlineCallbacks
-    def tcpEcho(self):
-        server = yield EchoServer.listen(reactor)
-        self.addCleanup(server.stop)
-        return server
-
-    @inlineCallbacks
-    def waitLog(self, lines, text: str, timeout: float = 10.0):
-        for _ in range(int(timeout / 0.05)):
-            if any(text in line for line in lines):
-                return
-            yield deferLater(reactor, 0.05, lambda: None)
-        raise AssertionError(f"no log line with {text!r} in:\n" + "\n".join(lines))
-
-
-def udpProxy(localPort: int, remotePort: int, extra: str = "") -> str:
-    return f"""
-[[proxies]]
-name = "dns"
-type = "udp"
-localIP = "127.0.0.1"
-localPort = {localPort}
-remotePort = {remotePort}
-{extra}
-"""
-
-
-def secretProxy(kind: str, localPort: int, sk: str = "s3cret", allow: str = '["*"]', extra: str = "") -> str:
-    return f"""
-[[proxies]]
-name = "sec"
-type = "{kind}"
-secretKey = "{sk}"
-allowUsers = {allow}
-localIP = "127.0.0.1"
-localPort = {localPort}
-{extra}
-"""
-
-
-def visitor(kind: str, bindPort: int, sk: str = "s3cret", serverName: str = "sec", extra: str = "") -> str:
-    return f"""
-[[visitors]]
-name = "vis"
-type = "{kind}"
-serverName = "{serverName}"
-serverUser = "owner"
-secretKey = "{sk}"
-bindAddr = "127.0.0.1"
-bindPort = {bindPort}
-{extra}
-"""
-
-
-class UDPProxyTests(Mixin, TestCase):
+class UDPProxyTests(GoAndOursMixin, TestCase):
     @inlineCallbacks
     def check(self, frpsExtra: str = "", clientExtra: str = "", proxyExtra: str = ""):
         yield self.startFrps(frpsExtra)
@@ -159,7 +50,7 @@ class UDPProxyTests(Mixin, TestCase):
     @inlineCallbacks
     def test_oversized_reply_is_dropped_and_logged(self):
         """A reply too big for one v1 message is dropped with a log line; the proxy goes on."""
-        lines = self.capture()
+        logs = LogCapture(self)
         yield self.startFrps()
         echo = self.udpEcho()
         remote = free_port()
@@ -168,12 +59,12 @@ class UDPProxyTests(Mixin, TestCase):
         sender = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
         self.addCleanup(sender.stopListening)
         sender.write(b"BIG:", ("127.0.0.1", remote))
-        yield self.waitLog(lines, f"dropping a {BIG_REPLY}-byte datagram")
+        yield ensureDeferred(logs.waitFor(f"dropping a {BIG_REPLY}-byte datagram"))
         result = yield udp_exchange(reactor, remote, 50)
         self.assertEqual(result, (50, 0, 0))
 
 
-class STCPTests(Mixin, TestCase):
+class STCPTests(GoAndOursMixin, TestCase):
     @inlineCallbacks
     def test_our_owner_go_visitor(self):
         yield self.startFrps()
@@ -204,7 +95,7 @@ class STCPTests(Mixin, TestCase):
 
     @inlineCallbacks
     def refused(self, text: str, sk: str = "s3cret", allow: str = '["*"]', serverName: str = "sec"):
-        lines = self.capture()
+        logs = LogCapture(self)
         yield self.startFrps()
         server = yield self.tcpEcho()
         yield self.go("owner", secretProxy("stcp", server.port, allow=allow), ready="start proxy success")
@@ -215,7 +106,8 @@ class STCPTests(Mixin, TestCase):
         yield self.ours("v", bad + good)
         closed = yield self.connectAndWaitClose(port)
         self.assertEqual(closed, b"")
-        yield self.waitLog(lines, text)
+        yield ensureDeferred(logs.waitFor(text))
+        lines = logs.texts()
         self.assertTrue(any("[vis] start new visitor connection error" in line for line in lines), lines)
         if allow == '["*"]':  # nothing else disturbed: the good visitor still works
             moved = yield exchange(reactor, goodPort, 64 * 1024, 2, timeout=10)
@@ -253,7 +145,7 @@ class STCPTests(Mixin, TestCase):
         return self.refused("doesn't exist", serverName="nope")
 
 
-class SUDPTests(Mixin, TestCase):
+class SUDPTests(GoAndOursMixin, TestCase):
     @inlineCallbacks
     def check(self, ownerOurs: bool, visitorOurs: bool, extra: str = ""):
         yield self.startFrps()

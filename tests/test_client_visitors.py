@@ -16,7 +16,8 @@ from frptw.config import parse_client_config
 from frptw.errors import ConnectionClosed
 from frptw.wire.crypto import AESCFBCodec, derive_key
 from frptw.wire.messages import NewVisitorConnResp, Ping, UDPAddr, UDPPacket, encode_message
-from tests.test_client_udp import UDPReactor, messages
+from tests.fakes import UDPReactor
+from tests.support import readMessages
 
 #: Captured from frpc 0.65 (wire-protocol.md §9.1): user "v", serverUser "u1", serverName "s", sk "sk".
 CAPTURED = b'{"run_id":"feedfacefeedface","proxy_name":"u1.s","sign_key":"0f7d8f092b573f8bd9cd53620a986962","timestamp":1795641356,"use_encryption":true}'
@@ -160,7 +161,7 @@ class SUDPVisitorTests(VisitorTestMixin, SynchronousTestCase):
         self.assertEqual((hello["proxy_name"], hello["run_id"]), ("u1.s", "r1"))
         frps.clear()
         self.accept(conn)
-        self.assertEqual([(m.c, m.r.port) for m in messages(frps.value())], [(b"one", 40001), (b"two", 40002)])
+        self.assertEqual([(m.c, m.r.port) for m in readMessages(frps.value())], [(b"one", 40001), (b"two", 40002)])
         conn.dataReceived(encode_message(UDPPacket(c=b"back", r=UDPAddr(ip="127.0.0.1", port=40002))))
         self.assertEqual(self.port.written, [(b"back", ("127.0.0.1", 40002))])
 

@@ -9,7 +9,7 @@ from typing import List, Tuple
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw import cli
-from tests.test_config_corpus import CONFIGS, EXAMPLES
+from tests.corpus import CONFIGS, EXAMPLES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

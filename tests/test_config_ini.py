@@ -15,6 +15,7 @@ from frptw.config import (
 from frptw.config.ini import IniSyntaxError, looks_like_legacy_ini, parse_ini, split_list
 from frptw.config.plugins import ClientPluginOptions, HTTP2HTTPSPluginOptions, UnixDomainSocketPluginOptions
 from frptw.errors import ConfigError
+from tests.support import tempDir
 
 
 def client(text: str, **kwargs):
@@ -215,7 +216,7 @@ class RangeTests(SynchronousTestCase):
 
 class IncludeTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.directory = self.mktemp()
+        self.directory = tempDir(self)
         os.makedirs(os.path.join(self.directory, "conf.d"))
         for name, text in (("a.ini", "[a]\nlocal_port = 1\n"), ("b.ini", "[b]\nlocal_port = 2\n"), ("c.txt", "[c]\n")):
             with open(os.path.join(self.directory, "conf.d", name), "w") as f:

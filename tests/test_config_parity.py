@@ -11,8 +11,9 @@ import subprocess
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.corpus import CORPUS_ENV, Case, add_case_tests, corpus, examples, our_verdict
 from tests.frpbin import frp_binary
-from tests.test_config_corpus import CORPUS_ENV, Case, add_case_tests, corpus, examples, our_verdict
+from tests.support import tempDir
 
 _TIMEOUT = 30
 
@@ -24,8 +25,7 @@ def frp_verdict(test: SynchronousTestCase, case: Case) -> bool:
     command = [frp_binary(case.role), "verify", "-c", case.path]
     if not case.strict:
         command.append("--strict-config=false")
-    scratch = test.mktemp()
-    os.makedirs(scratch)
+    scratch = tempDir(test)
     result = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT, env=env, cwd=scratch)
     test.frp_output = (result.stdout + result.stderr).strip()  # type: ignore[attr-defined]
     return result.returncode == 0

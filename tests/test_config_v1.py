@@ -15,6 +15,7 @@ from frptw.config import (
 from frptw.config.documents import DocumentError, parse_v1
 from frptw.config.plugins import HTTPS2HTTPPluginOptions, Socks5PluginOptions, VirtualNetVisitorPluginOptions
 from frptw.errors import ConfigError
+from tests.support import tempDir
 
 PROXY = '[[proxies]]\nname = "ssh"\ntype = "tcp"\nlocalPort = 22\n'
 
@@ -185,7 +186,7 @@ class ClientLoadingTests(SynchronousTestCase):
         return path
 
     def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
+        self.directory = tempDir(self)
         os.makedirs(os.path.join(self.directory, "conf.d"))
 
     def test_includes(self) -> None:

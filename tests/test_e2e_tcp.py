@@ -7,14 +7,13 @@ sha256 of every echoed stream.  The same cells run against real Go frp in
 """
 
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.errors import LoginError
 from frptw.server import FrpServerService
-from tests.frpbin import free_port
+from tests.support import free_port, proxiesRunning
 from tests.traffic import EchoServer, exchange
 
 CONNECTIONS = 50
@@ -55,11 +54,7 @@ class FrptwPairTests(TestCase):
         self.assertEqual(total, CONNECTIONS * PER_CONNECTION)
 
     async def exchangeWhenReady(self, client, remote):
-        for _ in range(100):
-            if client.proxyStatus("echo").state == "running":
-                break
-            await deferLater(reactor, 0.05, lambda: None)
-        self.assertEqual(client.proxyStatus("echo").state, "running")
+        await proxiesRunning(client, "echo")
         return await exchange(reactor, remote, PER_CONNECTION, connections=CONNECTIONS)
 
     async def test_defaults_tls_and_mux(self):
@@ -95,10 +90,7 @@ class FrptwPairTests(TestCase):
             proxyExtra='transport.bandwidthLimit = "256KB"\ntransport.bandwidthLimitMode = "server"'
         )
         await client.whenLoggedIn()
-        for _ in range(100):
-            if client.proxyStatus("echo").state == "running":
-                break
-            await deferLater(reactor, 0.05, lambda: None)
+        await proxiesRunning(client, "echo")
         started = reactor.seconds()
         total = await exchange(reactor, remote, 256 * 1024, connections=2)
         elapsed = reactor.seconds() - started

@@ -3,8 +3,8 @@
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.frpbin import free_port
 from tests.gofrp import GoFrp
+from tests.support import free_port
 from tests.traffic import EchoServer, exchange
 
 

@@ -17,7 +17,8 @@ from twisted.trial.unittest import TestCase
 
 from frptw.server.bindport import FIRST_BYTE_TIMEOUT
 from frptw.transport.yamux import YamuxSession
-from tests.test_badinput_server import GoodSession, connectRaw, sleep, until
+from tests.badinput import GoodSession, connectRaw
+from tests.support import until
 from tests.traffic import exchange
 
 USERS = 200
@@ -80,7 +81,8 @@ class LeakTests(TestCase):
             probe.transport.write(b"\x01garbage that is not yamux")
         halfOpen = [await connectRaw(self, good.bindPort) for _ in range(HALF_OPEN)]
         await until(lambda: all(p.closed.called for p in garbage), "the garbage connections to close")
-        await sleep(0.05)
+        await until(lambda: len(good.server._liveConnections()) == 1 + HALF_OPEN,
+                    lambda: f"frps to accept the half-open connections ({len(good.server._liveConnections())} open)")
         good.clock.advance(FIRST_BYTE_TIMEOUT)
         await until(lambda: all(p.closed.called for p in halfOpen), "the half-open connections to close")
 
@@ -101,7 +103,9 @@ class LeakTests(TestCase):
 
     async def test_bursts_return_to_baseline(self):
         good = await GoodSession.start(self)
-        await sleep(0.1)
+        idle = {"reactor writers": 0, "waiting for work connections": 0}
+        await until(lambda: {key: self.tables(good)[key] for key in idle} == idle,
+                    lambda: f"the good session to go idle ({self.tables(good)})")
         before = self.tables(good)
         self.assertEqual(before["bind connections"], 1)
         tracemalloc.start(TRACEBACK_FRAMES)

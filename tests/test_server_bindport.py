@@ -3,7 +3,6 @@
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.server.bindport import (
@@ -16,6 +15,7 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.tls import clientContextFactory, serverContextFactory, startClientTLS
 from frptw.transport.yamux import YamuxSession, YamuxStream
 from frptw.wire import messages as m
+from tests.support import LogCapture, pumpStrings
 
 LOGIN = m.Login(version="0.65.0", privilege_key="k", timestamp=1, pool_count=1)
 
@@ -58,35 +58,6 @@ def connect(protocol):
     return transport
 
 
-def pump(a, ta, b, tb, clocks=(), rounds=20):
-    """Shuttle bytes between two StringTransport-connected protocols until both are quiet
-    (advancing ``clocks`` so that writes TLS coalesces go out)."""
-    for _ in range(rounds):
-        for clock in clocks:
-            clock.advance(0)
-        moved = False
-        for src, dst in ((ta, b), (tb, a)):
-            data = src.value()
-            if data:
-                src.clear()
-                dst.dataReceived(data)
-                moved = True
-        if not moved:
-            return
-
-
-class LogCapture:
-    def __init__(self, test):
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        test.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def texts(self):
-        from twisted.logger import formatEvent
-
-        return [formatEvent(e) for e in self.events if e.get("log_namespace", "").startswith("frptw.server")]
-
-
 class BindConnectionTests(SynchronousTestCase):
     def test_plain_connection_without_mux_is_one_logical_connection(self):
         host = FakeHost()
@@ -109,7 +80,7 @@ class BindConnectionTests(SynchronousTestCase):
         conn.dataReceived(b"more")
         self.assertTrue(transport.disconnected)
         self.assertEqual(host.dispatched, [])
-        self.assertEqual(len([t for t in logs.texts() if "requires TLS" in t]), 1)
+        self.assertEqual(len([t for t in logs.texts(("frptw.server",)) if "requires TLS" in t]), 1)
 
     def test_silent_connection_is_closed_after_ten_seconds(self):
         host, logs = FakeHost(), LogCapture(self)
@@ -119,7 +90,7 @@ class BindConnectionTests(SynchronousTestCase):
         self.assertFalse(transport.disconnected)
         host.clock.advance(0.2)
         self.assertTrue(transport.disconnected)
-        self.assertEqual(len(logs.texts()), 1)
+        self.assertEqual(len(logs.texts(("frptw.server",))), 1)
 
     def test_first_bytes_stop_the_timer(self):
         """frp sniffs 10 bytes before deciding; once they are in, the sniff deadline is off."""
@@ -155,7 +126,7 @@ class BindConnectionTests(SynchronousTestCase):
         first = clientTransport.value()[:1]
         top.switchTo(Protocol())
         top.transport.write(m.encode_message(LOGIN))
-        pump(server, serverTransport, client, clientTransport, (host.clock, clientClock))
+        pumpStrings(server, serverTransport, client, clientTransport, (host.clock, clientClock))
         return host, first
 
     def test_tls_with_custom_first_byte(self):
@@ -182,7 +153,7 @@ class BindConnectionTests(SynchronousTestCase):
             clientSession.openStream(proto)
             streams.append(proto)
             proto.transport.write(m.encode_message(m.NewWorkConn(run_id=f"r{i}")))
-        pump(server, serverTransport, clientSession, clientTransport)
+        pumpStrings(server, serverTransport, clientSession, clientTransport)
         self.assertEqual([msg.run_id for _, msg, _ in host.dispatched], ["r0", "r1"])
         for logical, _, _ in host.dispatched:
             self.assertIsInstance(logical.transport, YamuxStream)
@@ -196,7 +167,7 @@ class BindConnectionTests(SynchronousTestCase):
             conn.dataReceived(b"\x16\x03\x01\x00\x05" + b"\xff" * 64)
             self.assertTrue(transport.disconnecting)
             conn.connectionLost()
-            [line] = logs.texts()
+            [line] = logs.texts(("frptw.server",))
             self.assertIn("TLS error", line)
 
 
@@ -209,8 +180,8 @@ class LogicalConnectionTests(SynchronousTestCase):
         conn.dataReceived(b"more garbage")
         self.assertTrue(transport.disconnected)
         self.assertEqual(host.dispatched, [])
-        self.assertEqual(len(logs.texts()), 1)
-        self.assertIn("bad first message", logs.texts()[0])
+        self.assertEqual(len(logs.texts(("frptw.server",))), 1)
+        self.assertIn("bad first message", logs.texts(("frptw.server",))[0])
 
     def test_oversized_frame_is_refused_from_its_header(self):
         host = FakeHost()
@@ -226,7 +197,7 @@ class LogicalConnectionTests(SynchronousTestCase):
         conn.dataReceived(m.encode_message(LOGIN)[:7])
         host.clock.advance(FIRST_MESSAGE_TIMEOUT + 0.1)
         self.assertTrue(transport.disconnected)
-        self.assertIn("no frp message", logs.texts()[0])
+        self.assertIn("no frp message", logs.texts(("frptw.server",))[0])
 
     def test_bytes_after_dispatch_are_held(self):
         host = FakeHost()

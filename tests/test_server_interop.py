@@ -7,29 +7,23 @@ over 52 concurrent connections, checking sha256 of every echoed stream.
 
 import datetime
 import os
-import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from frptw.config import parse_server_config
 from frptw.server import FrpServerService
-from tests.frpbin import free_port
 from tests.gofrp import GoFrp
+from tests.support import free_port, tempDir, toml
 from tests.traffic import EchoServer, exchange
 
 TOKEN = "interop-token"
 CONNECTIONS = 52
 PER_CONNECTION = 160 * 1024  # 52 x 160 KiB > 8 MiB each way
-
-
-def toml(value: bool) -> str:
-    return "true" if value else "false"
 
 
 def _name(common: str) -> x509.Name:
@@ -155,9 +149,11 @@ class GoFrpcToOurFrps(TestCase):
         service, port = await self.startServer(mux=False, extra=scopes + "transport.heartbeatTimeout = 3\n")
         remote = free_port()
         frpc = await self.startClient(port, echo.port, remote, mux=False, extra=scopes
-                                      + "transport.heartbeatInterval = 1\ntransport.heartbeatTimeout = 3\n")
+                                      + "transport.heartbeatInterval = 1\ntransport.heartbeatTimeout = 3\n"
+                                      + 'log.level = "debug"\n')
         await frpc.waitFor("start proxy success")
-        await deferLater(reactor, 4.5, lambda: None)
+        # Four Pongs span more than the 3 s heartbeat timeout of either side.
+        await frpc.waitFor("receive heartbeat from server", timeout=10, count=4)
         self.assertEqual(frpc.output.count("login to server success"), 1, frpc.output)
         self.assertEqual(len(service.clients()), 1)
         total = await exchange(reactor, remote, 256 * 1024, connections=8)
@@ -166,7 +162,7 @@ class GoFrpcToOurFrps(TestCase):
     async def test_mutual_tls(self):
         """frps with a trusted CA: a client certificate is required (and TLS forced); the
         client verifies the server's certificate too."""
-        pki = makePKI(tempfile.mkdtemp(prefix="frptw-pki-"))
+        pki = makePKI(tempDir(self))
         echo = await self.echo()
         _, port = await self.startServer(extra=(
             f'transport.tls.certFile = "{pki["server_cert"]}"\ntransport.tls.keyFile = "{pki["server_key"]}"\n'
@@ -214,11 +210,6 @@ class GoFrpcToOurFrps(TestCase):
         await exchange(reactor, remote, 256 * 1024, connections=4)
         await first.stopService()
         await self.startServer(port=bindPort)
-        for _ in range(300):
-            if frpc.output.count("start proxy success") >= 2:
-                break
-            await deferLater(reactor, 0.1, lambda: None)
-        else:
-            self.fail(f"frpc did not register its proxy again:\n{frpc.output}")
+        await frpc.waitFor("start proxy success", timeout=30, count=2)
         total = await exchange(reactor, remote, 256 * 1024, connections=4)
         self.assertEqual(total, 4 * 256 * 1024)

@@ -1,10 +1,10 @@
 """FrpServerService in-process on 127.0.0.1 with the real reactor, driven by a raw frp client.
 
-The raw client speaks v1 messages over plain TCP (the server runs with tcpMux off), encrypts
-the control connection after LoginResp as frpc does, and answers StartWorkConn by echoing the
-user's bytes: enough to check frps's side of every exchange byte by byte.  TLS, yamux,
-encryption and compression of the data plane are exercised against the real Go frpc in
-test_server_interop.
+The raw client (:mod:`tests.rawfrpc`) speaks v1 messages over plain TCP (the server runs with
+tcpMux off), encrypts the control connection after LoginResp as frpc does, and answers
+StartWorkConn by echoing the user's bytes: enough to check frps's side of every exchange byte by
+byte.  TLS, yamux, encryption and compression of the data plane are exercised against the real
+Go frpc in test_server_interop.
 """
 
 import socket
@@ -13,14 +13,11 @@ from dataclasses import FrozenInstanceError
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import CannotListenError
-from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from frptw import FRP_VERSION
 from frptw import tap as tapModule
-from frptw.config import parse_server_config
 from frptw.server import FrpServerService
 from frptw.server.records import ClientRecord, ProxyRecord
 from frptw.tap import ServerOptions
@@ -28,131 +25,12 @@ from frptw.transport import sockets as socketsModule
 from frptw.wire import messages as m
 from frptw.wire.auth import privilege_key
 from frptw.wire.crypto import AESCFBCodec, derive_key
-
-TOKEN = "s3cret"
-
-
-def serverConfig(extra=""):
-    config = parse_server_config(
-        f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\ntransport.tcpMux = false\n{extra}', "toml"
-    )
-    config.bind_port = 0  # in a file 0 means frp's default (7000); here: any free port
-    return config
+from tests.rawfrpc import TOKEN, RawClientMixin, RawConn, UserConn, serverConfig
+from tests.support import LogCapture, until
 
 
-class RawConn(protocol.Protocol):
-    """One connection to frps: send messages, receive messages (or raw bytes after
-    StartWorkConn), optionally acting as an echoing work connection."""
-
-    def __init__(self, token=TOKEN, echo=False):
-        self.key = derive_key(token)
-        self.reader = m.MessageReader()
-        self.codec = None
-        self.raw = None  # bytes received after StartWorkConn
-        self.echo = echo
-        self.messages = defer.DeferredQueue()
-        self.closed = defer.Deferred()
-
-    def send(self, message):
-        data = m.encode_message(message)
-        self.transport.write(self.codec.encode(data) if self.codec else data)
-
-    def dataReceived(self, data):
-        if self.raw is not None:
-            self.rawReceived(data)
-            return
-        self.reader.feed(self.codec.decode(data) if self.codec else data)
-        while self.raw is None:
-            message = self.reader.next_message()
-            if message is None:
-                return
-            # Switch modes before delivering: a waiting test resumes synchronously on put().
-            rest = self.reader.take_unconsumed()
-            if isinstance(message, m.LoginResp) and not message.error:
-                self.codec = AESCFBCodec(self.key)
-                rest = self.codec.decode(rest)
-            elif isinstance(message, m.StartWorkConn) and not message.error:
-                self.raw = b""
-                self.messages.put(message)
-                if rest:
-                    self.rawReceived(rest)
-                return
-            self.reader.feed(rest)
-            self.messages.put(message)
-
-    def rawReceived(self, data):
-        self.raw += data
-        if self.echo:
-            self.transport.write(data)
-
-    def connectionLost(self, reason=protocol.connectionDone):
-        self.closed.callback(None)
-
-    async def next(self, kind=None, timeout=5):
-        d = self.messages.get()
-        d.addTimeout(timeout, reactor)
-        message = await d
-        if kind is not None and not isinstance(message, kind):
-            raise AssertionError(f"expected {kind.__name__}, got {message!r}")
-        return message
-
-
-def sleep(seconds):
-    return deferLater(reactor, seconds, lambda: None)
-
-
-class UserConn(protocol.Protocol):
-    """A user of a proxy: collects what it receives."""
-
-    def __init__(self):
-        self.received = b""
-        self.closed = defer.Deferred()
-
-    def dataReceived(self, data):
-        self.received += data
-
-    def connectionLost(self, reason=protocol.connectionDone):
-        self.closed.callback(None)
-
-    async def waitFor(self, expected, timeout=5):
-        for _ in range(int(timeout / 0.01)):
-            if self.received == expected:
-                return
-            await sleep(0.01)
-        raise AssertionError(f"received {self.received!r}, expected {expected!r}")
-
-
-class ServiceTests(TestCase):
+class ServiceTests(RawClientMixin, TestCase):
     timeout = 30
-
-    async def startServer(self, extra=""):
-        service = FrpServerService(serverConfig(extra), reactor=reactor)
-        service.startService()
-        self.addCleanup(service.stopService)
-        port = await service.whenListening()
-        self.service, self.port = service, port.getHost().port
-        return service
-
-    async def connect(self, proto, port=None):
-        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port or self.port), proto)
-        self.addCleanup(proto.transport.abortConnection)
-        return proto
-
-    async def login(self, token=TOKEN, run_id="", pool_count=0, **fields):
-        control = await self.connect(RawConn(token))
-        control.send(m.Login(version="0.65.0", privilege_key=privilege_key(token, 1000), timestamp=1000,
-                             run_id=run_id, pool_count=pool_count, **fields))
-        return control, await control.next(m.LoginResp)
-
-    async def newProxy(self, control, name, **fields):
-        fields.setdefault("proxy_type", "tcp")
-        control.send(m.NewProxy(proxy_name=name, **fields))
-        return await control.next(m.NewProxyResp)
-
-    async def workConn(self, run_id, **fields):
-        work = await self.connect(RawConn(echo=True))
-        work.send(m.NewWorkConn(run_id=run_id, **fields))
-        return work
 
     async def test_login_answers_and_requests_the_pool(self):
         await self.startServer("transport.maxPoolCount = 2\n")
@@ -267,8 +145,7 @@ class ServiceTests(TestCase):
         control, _ = await self.login()
         await self.newProxy(control, "gone")
         control.transport.loseConnection()
-        while "gone" in self.service.proxies():
-            await sleep(0.01)
+        await until(lambda: "gone" not in self.service.proxies(), "frps to remove the proxy of the client that left")
         self.assertEqual(dict(self.service.clients()), {})
 
     async def test_snapshots_are_frozen_records(self):
@@ -308,16 +185,13 @@ class ServiceTests(TestCase):
     async def test_unparsable_bandwidth_limit_runs_unlimited_as_in_frp(self):
         """frp 0.65 accepts a NewProxy whose bandwidth_limit it cannot parse and does not limit
         that proxy (observed with a raw client); frptw does the same, with a warning."""
-        lines = []
-        globalLogPublisher.addObserver(lines.append)
-        self.addCleanup(globalLogPublisher.removeObserver, lines.append)
+        logs = LogCapture(self)
         await self.startServer()
         control, _ = await self.login()
         answer = await self.newProxy(control, "odd", bandwidth_limit="1XB", bandwidth_limit_mode="server")
         self.assertEqual(answer.error, "")
         self.assertEqual(self.service._liveProxies()["odd"].dataPlane.bandwidth_limit, 0)
-        self.assertTrue(any("is not limited" in formatEvent(event) and "1XB" in formatEvent(event)
-                            for event in lines))
+        self.assertTrue(any("is not limited" in line and "1XB" in line for line in logs.texts()))
 
     async def test_ping_pong(self):
         await self.startServer('auth.additionalScopes = ["HeartBeats"]\n')
@@ -383,8 +257,7 @@ class ServiceTests(TestCase):
         visitorCodec = AESCFBCodec(derive_key("sk1"))
         visitor.raw = b""
         visitor.transport.write(visitorCodec.encode(b"ping over stcp"))
-        while len(visitor.raw) < 16 + len(b"ping over stcp"):
-            await sleep(0.01)
+        await until(lambda: len(visitor.raw) >= 16 + len(b"ping over stcp"), lambda: f"the echo; got {visitor.raw!r}")
         self.assertEqual(work.raw, b"ping over stcp")
         self.assertEqual(visitorCodec.decode(visitor.raw), b"ping over stcp")
 

@@ -2,11 +2,10 @@
 
 Unit tests drive :class:`UDPProxy` with a ``task.Clock``, a fake UDP reactor and work
 connections on ``StringTransport``; in-process tests run FrpServerService on 127.0.0.1 with a
-raw frp client (tests.test_server_service.RawConn) and with frptw's own frpc.  The real Go frpc
+raw frp client (:mod:`tests.rawfrpc`) and with frptw's own frpc.  The real Go frpc
 is in tests.test_server_udp_interop.
 """
 
-import random
 import socket
 
 from twisted.internet import defer, reactor
@@ -28,9 +27,9 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.wire import messages as m
 from frptw.wire.codec import data_plane_codec
 from frptw.wire.crypto import derive_key
-from tests import test_server_service as service_tests
-from tests.frpbin import free_port
-from tests.test_server_service import TOKEN, RawConn, sleep
+from tests.rawfrpc import TOKEN, RawClientMixin, RawConn
+from tests.support import free_port, readMessages, until
+from tests.udptraffic import udp_exchange, udpEcho
 
 KEY = derive_key(TOKEN)
 
@@ -86,17 +85,6 @@ def workConnection():
     work = SwitchableProtocol()
     work.makeConnection(StringTransport())
     return work
-
-
-def readMessages(data):
-    reader = m.MessageReader()
-    reader.feed(data)
-    out = []
-    while True:
-        message = reader.next_message()
-        if message is None:
-            return out
-        out.append(message)
 
 
 def packet(payload, host, port):
@@ -304,13 +292,6 @@ class UDPProxyTests(SynchronousTestCase):
 
 
 # -- real sockets --------------------------------------------------------------------------------
-class UDPEcho(DatagramProtocol):
-    """Sends every datagram back to its sender."""
-
-    def datagramReceived(self, data, addr):
-        self.transport.write(data, addr)
-
-
 class UDPUser(DatagramProtocol):
     def __init__(self):
         self.received = defer.DeferredQueue()
@@ -324,86 +305,10 @@ class UDPUser(DatagramProtocol):
         return await d
 
 
-class UDPPump(DatagramProtocol):
-    """Sends ``count`` numbered datagrams (random sizes up to ``maxSize``) to ``target`` with at
-    most ``window`` unanswered, and checks each echo.  :attr:`done` fires when every datagram
-    came back intact; it fails naming the missing ones when ``stall`` s pass without progress."""
-
-    def __init__(self, target, count=1000, window=32, maxSize=1400, stall=10.0, seed=5):
-        rng = random.Random(seed)
-        self.target = target
-        self.payloads = [i.to_bytes(4, "big") + rng.randbytes(rng.randint(0, maxSize - 4)) for i in range(count)]
-        self.window = window
-        self.stall = stall
-        self.next = 0
-        self.echoed = set()
-        self.done = defer.Deferred()
-        self._timer = None
-
-    def startProtocol(self):
-        self.transport.connect(*self.target)
-        for _ in range(min(self.window, len(self.payloads))):
-            self._send()
-        self._timer = reactor.callLater(self.stall, self._stalled)
-
-    def _send(self):
-        self.transport.write(self.payloads[self.next])
-        self.next += 1
-
-    def datagramReceived(self, data, addr):
-        seq = int.from_bytes(data[:4], "big")
-        if self.done.called:
-            return
-        if seq >= len(self.payloads) or data != self.payloads[seq]:
-            self._finish(AssertionError(f"corrupted echo for #{seq}: {len(data)} bytes"))
-            return
-        if seq in self.echoed:
-            return
-        self.echoed.add(seq)
-        self._timer.reset(self.stall)
-        if self.next < len(self.payloads):
-            self._send()
-        elif len(self.echoed) == len(self.payloads):
-            self._finish(None)
-
-    def connectionRefused(self):
-        """The port answered ICMP unreachable; the stall timer reports the loss."""
-
-    def _stalled(self):
-        missing = sorted(set(range(self.next)) - self.echoed)
-        self._finish(AssertionError(f"{len(missing)} datagrams lost (first {missing[:10]})"))
-
-    def _finish(self, error):
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        if error is None:
-            self.done.callback(len(self.echoed))
-        else:
-            self.done.errback(error)
-
-
-async def pump(testCase, remotePort, **options):
-    """Run a :class:`UDPPump` against ``127.0.0.1:remotePort``; the number echoed."""
-    pumper = UDPPump(("127.0.0.1", remotePort), **options)
-    port = reactor.listenUDP(0, pumper, interface="127.0.0.1")
-    testCase.addCleanup(port.stopListening)
-    return await pumper.done
-
-
-def udpEcho(testCase):
-    port = reactor.listenUDP(0, UDPEcho(), interface="127.0.0.1")
-    testCase.addCleanup(port.stopListening)
-    return port.getHost().port
-
-
-class UDPServiceTests(TestCase):
+class UDPServiceTests(RawClientMixin, TestCase):
     """frps with a raw frp client: the §8 exchange byte by byte, over real sockets."""
 
     timeout = 60
-    startServer = service_tests.ServiceTests.startServer
-    connect = service_tests.ServiceTests.connect
-    login = service_tests.ServiceTests.login
-    newProxy = service_tests.ServiceTests.newProxy
 
     async def udpWork(self, control, run_id):
         await control.next(m.ReqWorkConn, timeout=5)
@@ -413,12 +318,9 @@ class UDPServiceTests(TestCase):
         return work, start
 
     async def rawMessages(self, work, count, timeout=5):
-        for _ in range(int(timeout / 0.01)):
-            messages = readMessages(work.raw)
-            if len(messages) >= count:
-                return messages
-            await sleep(0.01)
-        raise AssertionError(f"got {readMessages(work.raw)}")
+        await until(lambda: len(readMessages(work.raw)) >= count,
+                    lambda: f"{count} message(s) on the work connection; got {readMessages(work.raw)}", timeout)
+        return readMessages(work.raw)
 
     async def test_udp_proxy_carries_datagrams_both_ways(self):
         await self.startServer()
@@ -487,8 +389,5 @@ class UDPServiceTests(TestCase):
             client = FrpClientService(config, reactor=reactor)
             client.startService()
             self.addCleanup(client.stopService)
-            for _ in range(500):
-                if name in service.proxies():
-                    break
-                await sleep(0.01)
-            self.assertEqual(await pump(self, remote, count=300), 300)
+            await until(lambda: name in service.proxies(), f"frps to register {name}")
+            self.assertEqual(await udp_exchange(reactor, remote, 300, lossTimeout=10.0), (300, 0, 0))

@@ -12,14 +12,11 @@ from twisted.trial.unittest import TestCase
 
 from frptw.config import parse_server_config
 from frptw.server import FrpServerService
-from tests import test_server_interop as server_interop
-from tests.frpbin import free_port
 from tests.gofrp import GoFrp
-from tests.test_server_udp import pump, udpEcho
+from tests.support import free_port, toml
+from tests.udptraffic import udp_exchange, udpEcho
 
 TOKEN = "udp-interop"
-
-toml = server_interop.toml
 
 
 class GoFrpcUDPToOurFrps(TestCase):
@@ -47,7 +44,7 @@ class GoFrpcUDPToOurFrps(TestCase):
         self.addCleanup(frpc.stop)
         await frpc.waitFor("start proxy success")
         self.assertEqual(service.proxies()["dns"].remote_addr, f":{remote}")
-        self.assertEqual(await pump(self, remote, count=1000, window=32, maxSize=1400), 1000)
+        self.assertEqual(await udp_exchange(reactor, remote, 1000, lossTimeout=10.0), (1000, 0, 0))
         self.assertEqual(service._liveProxies()["dns"].workConnections, 1)
         self.assertEqual(service._liveProxies()["dns"].channel.dropped, 0)
         return service, remote
@@ -65,5 +62,5 @@ class GoFrpcUDPToOurFrps(TestCase):
         service, remote = await self.cell()
         proxy = service._liveProxies()["dns"]
         proxy.channel.transport.abortConnection()
-        self.assertEqual(await pump(self, remote, count=200), 200)
+        self.assertEqual(await udp_exchange(reactor, remote, 200, lossTimeout=10.0), (200, 0, 0))
         self.assertEqual(proxy.workConnections, 2)

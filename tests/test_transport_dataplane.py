@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from frptw.transport.splice import CARRIER_BUFFER_SIZE, widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.tls import clientContextFactory, serverContextFactory, startClientTLS, startServerTLS
+from tests.support import pumpStrings
 
 
 class CountingTransport(StringTransport):
@@ -65,14 +66,7 @@ class TLSPair:
 
     def pump(self) -> None:
         """Carry bytes both ways until neither side has anything more to say."""
-        while self.clientWire.value() or self.serverWire.value():
-            toServer, toClient = self.clientWire.value(), self.serverWire.value()
-            self.clientWire.clear()
-            self.serverWire.clear()
-            if toServer:
-                self.serverRaw.dataReceived(toServer)
-            if toClient:
-                self.clientRaw.dataReceived(toClient)
+        pumpStrings(self.clientRaw, self.clientWire, self.serverRaw, self.serverWire, rounds=100)
 
 
 class WholeWriteTLSTests(SynchronousTestCase):

@@ -1,6 +1,5 @@
 """LayeredProtocol: a codec run as a transport over another transport (StringTransport fakes)."""
 
-import struct
 from typing import List
 
 from hypothesis import given
@@ -18,41 +17,7 @@ from zope.interface.verify import verifyObject
 from frptw.transport.layered import LayeredProtocol, layer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.errors import ProtocolError
-
-
-class FrameCodec:
-    """A test codec with real framing: each write becomes ``u16 length + data``; a length over
-    ``limit`` is a protocol error; decode holds at most one incomplete frame."""
-
-    def __init__(self, limit: int = 1000) -> None:
-        self.limit = limit
-        self.encodeCalls: List[bytes] = []
-        self._pending = bytearray()
-
-    def encode(self, data: bytes) -> bytes:
-        self.encodeCalls.append(data)
-        return b"".join(struct.pack(">H", len(c)) + c for c in _chunks(data, self.limit))
-
-    def decode(self, data: bytes) -> bytes:
-        self._pending += data
-        out = []
-        while len(self._pending) >= 2:
-            (length,) = struct.unpack_from(">H", self._pending)
-            if length > self.limit:
-                raise ProtocolError(f"frame of {length} bytes > {self.limit}")
-            if len(self._pending) < 2 + length:
-                break
-            out.append(bytes(self._pending[2 : 2 + length]))
-            del self._pending[: 2 + length]
-        return b"".join(out)
-
-    @property
-    def buffered(self) -> int:
-        return len(self._pending)
-
-
-def _chunks(data: bytes, size: int):
-    return [data[i : i + size] for i in range(0, len(data), size)]
+from tests.fakes import FrameCodec
 
 
 class Recorder(Protocol):

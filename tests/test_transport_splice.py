@@ -5,28 +5,20 @@ flow both ways, that an end closes both sides after flushing, and that a reader 
 reading pauses the far writer while the splice buffers a bounded amount.
 """
 
-import hashlib
-import socket
-from typing import Iterator, List, Optional
+from typing import List
 
-from twisted.internet import reactor, task
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet import reactor
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from zope.interface import implementer
 
 from frptw.transport.layered import layer
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
-from tests.test_transport_layered import FrameCodec
+from tests.fakes import FrameCodec
+from tests.support import TCP_BUFFER, Notifying, Peer, buffered, closeOnCleanup, stalled, tcpPair
 
-#: Twisted's TCP write buffer size: above it a transport pauses its producer.
-TCP_BUFFER = 65536
 #: The most one TCP read delivers (Twisted reads up to bufferSize bytes at a time).
 TCP_READ = 65536
 
@@ -118,132 +110,6 @@ class SpliceWiringTests(SynchronousTestCase):
 
 
 # -- real reactor -----------------------------------------------------------------------------
-
-
-class Notifying(SwitchableProtocol):
-    """A switchable protocol that says when it is connected (the splice's server-side ends)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.made: Deferred = Deferred()
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self.made.callback(self)
-
-
-@implementer(IPushProducer)
-class Peer(Protocol):
-    """An end user of a spliced pair: sends as a well-behaved push producer, hashes what it
-    receives.  It sends a 64 KiB pattern over and over, or the 64 KiB ``chunks`` given."""
-
-    def __init__(self, seed: int, chunks: Optional[Iterator[bytes]] = None) -> None:
-        self._chunks = chunks
-        self.toSend = 0
-        self.sent = 0
-        self.received = 0
-        self.sentHash = hashlib.sha256()
-        self.receivedHash = hashlib.sha256()
-        self._chunk = hashlib.sha256(bytes([seed])).digest() * 2048  # 64 KiB
-        self._closeAfterSending = False
-        self.paused = False
-        self.made: Deferred = Deferred()
-        self.lost: Deferred = Deferred()
-        self._waitFor: Optional[tuple] = None
-
-    def connectionMade(self) -> None:
-        self.made.callback(self)
-
-    def send(self, count: int, close: bool = False) -> None:
-        """Send ``count`` bytes (then close, if asked) as fast as the transport takes them."""
-        self.toSend = count
-        self._closeAfterSending = close
-        self.transport.registerProducer(self, True)
-        self.resumeProducing()
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        while not self.paused and self.sent < self.toSend:
-            chunk = next(self._chunks) if self._chunks is not None else self._chunk
-            chunk = chunk[: self.toSend - self.sent]
-            self.sent += len(chunk)
-            self.sentHash.update(chunk)
-            self.transport.write(chunk)
-        if self.sent == self.toSend:
-            self.transport.unregisterProducer()
-            if self._closeAfterSending:
-                self.transport.loseConnection()
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def stopProducing(self) -> None:
-        self.paused = True
-
-    def dataReceived(self, data: bytes) -> None:
-        self.received += len(data)
-        self.receivedHash.update(data)
-        if self._waitFor is not None and self.received >= self._waitFor[0]:
-            d = self._waitFor[1]
-            self._waitFor = None
-            d.callback(self.received)
-
-    def whenReceived(self, count: int) -> Deferred:
-        if self.received >= count:
-            return succeed(self.received)
-        self._waitFor = (count, Deferred())
-        return self._waitFor[1]
-
-    def connectionLost(self, reason: Failure) -> None:
-        self.lost.callback(reason.value)
-
-
-async def tcpPair(testCase: TestCase, client: Protocol, server: Protocol, small: bool = False) -> None:
-    """Connect ``client`` to ``server`` over loopback TCP (``server`` has a ``made`` Deferred,
-    like Notifying and Peer).
-
-    ``small`` shrinks the kernel socket buffers so that a stopped reader blocks the chain after
-    a few hundred KiB instead of tens of MiB.
-    """
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Factory.forProtocol(lambda: server))
-    testCase.addCleanup(port.stopListening)
-    await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(Factory.forProtocol(lambda: client))
-    await server.made
-    if small:
-        for transport in (client.transport, server.transport):
-            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-                transport.getHandle().setsockopt(socket.SOL_SOCKET, option, 32 * 1024)
-
-
-def closeOnCleanup(testCase: TestCase, peer: Peer) -> None:
-    """Abort ``peer``'s connection at the end of the test, if the test left it open."""
-
-    def close() -> Deferred:
-        if not peer.lost.called:
-            peer.transport.abortConnection()
-        return peer.lost
-
-    testCase.addCleanup(close)
-
-
-async def stalled(peer: Peer, timeout: float = 20.0, quiet: float = 0.3) -> None:
-    """Wait on the real reactor until ``peer`` is paused and has sent nothing for ``quiet``
-    seconds (a real-socket test has no event for "nothing moves any more")."""
-    interval = 0.02
-    waited = still = 0.0
-    last = -1
-    while still < quiet:
-        if waited > timeout:
-            raise AssertionError(f"still sending after {timeout}s")
-        await task.deferLater(reactor, interval, lambda: None)
-        waited += interval
-        still = still + interval if peer.paused and peer.sent == last else 0.0
-        last = peer.sent
-
-
-def buffered(transport) -> int:
-    """Bytes waiting in a Twisted TCP transport's write buffer."""
-    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
 
 class SpliceTCPTests(TestCase):

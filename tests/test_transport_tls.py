@@ -5,11 +5,13 @@ Logins here are built by hand (type ``o``, int64 length, JSON) so that the test 
 the transport layer.
 """
 
+import atexit
 import datetime
 import hashlib
 import ipaddress
 import json
 import os
+import shutil
 import struct
 import tempfile
 import time
@@ -39,9 +41,8 @@ from frptw.transport.tls import (
     startClientTLS,
     startServerTLS,
 )
-from tests.frpbin import free_port
 from tests.gofrp import GoFrp
-from tests.test_transport_splice import Notifying, Peer, closeOnCleanup, stalled, tcpPair
+from tests.support import Notifying, Peer, closeOnCleanup, free_port, stalled, tcpPair
 
 TOKEN = "tls-test-token"
 SERVER_NAME = "frps.example"
@@ -90,6 +91,7 @@ class Pki:
 
     def __init__(self) -> None:
         self.directory = tempfile.mkdtemp(prefix="frptw-pki-")
+        atexit.register(shutil.rmtree, self.directory, True)  # one per test process (RSA keys are slow)
         caKey = ec.generate_private_key(ec.SECP256R1())
         caName = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "frptw test CA")])
         ca = (

@@ -8,12 +8,12 @@ a clean exit.
 import os
 import signal
 import sys
-import tempfile
 
-from twisted.internet import defer, protocol, reactor, task
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial.unittest import TestCase
 
-from tests.frpbin import free_port
+from tests.support import free_port, tempDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,10 +60,21 @@ def twistd(*args, cwd=None):
     return proc
 
 
-def settle():
-    """Give twistd a moment past start-up: its signal handlers go in when the reactor runs,
-    just after the service logs that it listens."""
-    return task.deferLater(reactor, 0.5, lambda: None)
+async def serving(port: int) -> None:
+    """Wait until the twistd frps answers on ``port``: it logs that it listens before its reactor
+    runs (and installs the signal handlers), but closes a connection sending garbage only from
+    the running reactor."""
+    closed = defer.Deferred()
+
+    class Garbage(protocol.Protocol):
+        def connectionMade(self):
+            self.transport.write(b"\xff" * 32)  # no frp message, no yamux frame, no TLS
+
+        def connectionLost(self, reason):
+            closed.callback(None)
+
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Garbage())
+    await closed.addTimeout(10, reactor)
 
 
 def stoppedCleanly(testCase, ended, proc):
@@ -92,7 +103,7 @@ class TwistdTests(TestCase):
         return proc
 
     def config(self, text, name):
-        directory = tempfile.mkdtemp(prefix="frptw-twistd-")
+        directory = tempDir(self)
         path = os.path.join(directory, name)
         with open(path, "w") as f:
             f.write(text)
@@ -109,13 +120,13 @@ class TwistdTests(TestCase):
         directory, path = self.config(f"[common]\nbind_addr = 127.0.0.1\nbind_port = {port}\n", "frps.ini")
         proc = self.spawn("-n", "frps", "--config", path, cwd=directory)
         await proc.waitFor(b"frps started successfully")
-        await settle()
+        await serving(port)
         proc.transport.signalProcess("TERM")
         stoppedCleanly(self, await proc.ended, proc)
 
     async def test_two_runs_in_one_directory_do_not_clash(self):
         """Each config gets its own pid file, so a second twistd in the same directory starts."""
-        directory = tempfile.mkdtemp(prefix="frptw-twistd-")
+        directory = tempDir(self)
         procs = []
         for name in ("a.ini", "b.ini"):
             port = free_port()
@@ -124,8 +135,8 @@ class TwistdTests(TestCase):
                 f.write(f"[common]\nbind_addr = 127.0.0.1\nbind_port = {port}\n")
             proc = self.spawn("-n", "frps", "--config", path, cwd=directory)
             await proc.waitFor(f"listening on 127.0.0.1:{port}".encode())
+            await serving(port)
             procs.append(proc)
-        await settle()
         for proc in procs:
             proc.transport.signalProcess("TERM")
             stoppedCleanly(self, await proc.ended, proc)

@@ -16,16 +16,15 @@ import h11
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
-from tests.frpbin import free_port
 from tests.gofrp import GoFrp
 from tests.h11server import serverEvents
+from tests.support import free_port, proxiesRunning
 
 TOKEN = "vhost-token"
 SUBDOMAIN_HOST = "example.test"
@@ -345,11 +344,7 @@ class Stacks:
     async def _goFrpc(self, bind: int):
         frpc = await GoFrp.start(reactor, "frpc", self._clientConfig(bind))
         self.test.addCleanup(frpc.stop)
-        for _ in range(200):
-            if frpc.output.count("start proxy success") >= PROXY_COUNT:
-                return
-            await deferLater(reactor, 0.05, lambda: None)
-        raise AssertionError(frpc.output)
+        await frpc.waitFor("start proxy success", timeout=10, count=PROXY_COUNT)
 
     async def _go(self) -> None:
         bind, http = await self._goFrps()
@@ -392,11 +387,7 @@ class Stacks:
         client = FrpClientService(parse_client_config(self._clientConfig(bind), "toml"), reactor)
         client.startService()
         self.test.addCleanup(client.stopService)
-        for _ in range(200):
-            if all(client.proxyStatus(name).state == "running"
-                   for name in ("web", "api", "wild", "sub", "bob", "anyone", "auth")):
-                break
-            await deferLater(reactor, 0.05, lambda: None)
+        await proxiesRunning(client, "web", "api", "wild", "sub", "bob", "anyone", "auth")
         return http
 
 

@@ -5,8 +5,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.server.vhost.prerouting import PREAMBLE_TIMEOUT
 from frptw.server.vhost.https import HTTPSVhost
-from tests.test_vhost_tcpmux import FakeProxy, connect
-from tests.test_wire_clienthello import client_hello
+from tests.fakes import FakeProxy, client_hello, connectVhost
 
 
 class HTTPSConnectionTests(SynchronousTestCase):
@@ -18,7 +17,7 @@ class HTTPSConnectionTests(SynchronousTestCase):
 
     def test_route_by_sni_replays_everything(self):
         hello = client_hello("A.test")
-        conn, transport = connect(self.vhost, hello[:10])
+        conn, transport = connectVhost(self.vhost, hello[:10])
         self.assertEqual(self.proxy.users, [])
         conn.dataReceived(hello[10:] + b"more")
         self.assertEqual(transport.value(), b"")
@@ -28,23 +27,23 @@ class HTTPSConnectionTests(SynchronousTestCase):
         self.assertFalse(transport.disconnecting)
 
     def test_unknown_name_gets_alert(self):
-        _, transport = connect(self.vhost, client_hello("b.test"))
+        _, transport = connectVhost(self.vhost, client_hello("b.test"))
         self.assertEqual(transport.value(), b"\x15\x03\x03\x00\x02\x02\x70")
         self.assertTrue(transport.disconnecting)
 
     def test_catch_all_takes_hello_without_sni(self):
         other = FakeProxy()
         self.vhost.routes.add(["*"], [""], "", other)
-        connect(self.vhost, client_hello(None))
+        connectVhost(self.vhost, client_hello(None))
         self.assertEqual(len(other.users), 1)
 
     def test_garbage_closed_without_reply(self):
-        _, transport = connect(self.vhost, b"SSH-2.0-x\r\n")
+        _, transport = connectVhost(self.vhost, b"SSH-2.0-x\r\n")
         self.assertEqual(transport.value(), b"")
         self.assertTrue(transport.disconnecting)
 
     def test_deadline(self):
-        conn, transport = connect(self.vhost, client_hello("a.test")[:20])
+        conn, transport = connectVhost(self.vhost, client_hello("a.test")[:20])
         self.clock.advance(PREAMBLE_TIMEOUT - 1)
         self.assertFalse(transport.disconnecting)
         self.clock.advance(1)
@@ -67,7 +66,7 @@ class ServerBandwidthTests(SynchronousTestCase):
         HTTPSProxy(control, NewProxy(proxy_name="s", proxy_type="https", custom_domains=["a.test"],
                                      bandwidth_limit="1KB", bandwidth_limit_mode="server"), b"k" * 16, vhost, "")
         hello = client_hello("a.test")
-        _, transport = connect(vhost, hello + b"x" * 1024)
+        _, transport = connectVhost(vhost, hello + b"x" * 1024)
         self.assertEqual(_backendBytes(control.works[0]), hello + b"x" * 1024)
         self.assertEqual(transport.producerState, "paused")
         clock.advance(len(hello) / 1024 - 0.01)

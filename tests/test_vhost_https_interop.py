@@ -17,7 +17,6 @@ import os
 import random
 import socket
 import ssl
-import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,8 +32,8 @@ from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.server.vhost.tcpmux import NOT_FOUND
-from tests.frpbin import free_port
 from tests.gofrp import GoFrp
+from tests.support import free_port, tempDir
 from tests.traffic import EchoServer
 
 TOKEN = "vhost-token"
@@ -163,7 +162,7 @@ class VhostInterop(TestCase):
 
     async def backends(self):
         """Two TLS echo servers (a.test, b.test) and a plain echo server; their ports."""
-        pki = makeCertificates(tempfile.mkdtemp(prefix="frptw-vhost-pki-"), ["a.test", "b.test"])
+        pki = makeCertificates(tempDir(self), ["a.test", "b.test"])
         self.caFile = pki["ca"]
         ports = {}
         for name in ("a.test", "b.test"):

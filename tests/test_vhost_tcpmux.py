@@ -1,46 +1,11 @@
 """tcpmux httpconnect connections over fake transports (byte-exact)."""
 
-from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.server.vhost.tcpmux import AUTH_REQUIRED, CONNECTED, NOT_FOUND, TCPMuxProxy, TCPMuxVhost
 from frptw.wire.messages import NewProxy
-
-
-class FakeProxy:
-    """Records the user connections a vhost hands over."""
-
-    authorized = TCPMuxProxy.authorized
-
-    def __init__(self, http_user: str = "", http_pwd: str = "") -> None:
-        self.name = "p"
-        self.request = NewProxy(http_user=http_user, http_pwd=http_pwd)
-        self.users = []
-
-    def userConnected(self, user) -> None:
-        self.users.append(user)
-
-    def userLeft(self, user) -> None:
-        self.users.remove(user)
-
-    def replayed(self) -> bytes:
-        """What the work connection would receive first from the (only) user."""
-        received = []
-        recorder = Protocol()
-        recorder.dataReceived = received.append
-        self.users[0].switchTo(recorder)
-        return b"".join(received)
-
-
-def connect(vhost, data: bytes):
-    transport = StringTransport()
-    conn = vhost.buildProtocol(None)
-    conn.makeConnection(transport)
-    if data:
-        conn.dataReceived(data)
-    return conn, transport
+from tests.fakes import FakeProxy, connectVhost
 
 
 class ConnectTests(SynchronousTestCase):
@@ -52,37 +17,37 @@ class ConnectTests(SynchronousTestCase):
         self.vhost.routes.add(["s.test"], [""], "", self.locked)
 
     def test_tunnel_keeps_following_bytes(self):
-        _, transport = connect(self.vhost, b"CONNECT M.test:443 HTTP/1.1\r\nHost: m.test\r\n\r\nhello")
+        _, transport = connectVhost(self.vhost, b"CONNECT M.test:443 HTTP/1.1\r\nHost: m.test\r\n\r\nhello")
         self.assertEqual(transport.value(), CONNECTED)
         self.assertEqual(self.open.replayed(), b"hello")
 
     def test_split_request(self):
-        conn, transport = connect(self.vhost, b"CONNECT m.test:1 HTTP/1.1\r\nHo")
+        conn, transport = connectVhost(self.vhost, b"CONNECT m.test:1 HTTP/1.1\r\nHo")
         self.assertEqual(transport.value(), b"")
         conn.dataReceived(b"st: x\r\n\r\n")
         self.assertEqual(transport.value(), CONNECTED)
 
     def test_path_target_uses_host_header(self):
-        connect(self.vhost, b"CONNECT / HTTP/1.0\r\nHost: m.test:80\r\n\r\n")
+        connectVhost(self.vhost, b"CONNECT / HTTP/1.0\r\nHost: m.test:80\r\n\r\n")
         self.assertEqual(len(self.open.users), 1)
 
     def test_credentials_checked_after_200(self):
         for credentials in ("", "Proxy-Authorization: Basic dTp4\r\n", "Proxy-Authorization: Basic !!\r\n"):
-            _, transport = connect(self.vhost, f"CONNECT s.test:1 HTTP/1.1\r\nHost: s\r\n{credentials}\r\n".encode())
+            _, transport = connectVhost(self.vhost, f"CONNECT s.test:1 HTTP/1.1\r\nHost: s\r\n{credentials}\r\n".encode())
             self.assertEqual(transport.value(), CONNECTED + AUTH_REQUIRED)
             self.assertTrue(transport.disconnecting)
-        _, transport = connect(self.vhost, b"CONNECT s.test:1 HTTP/1.1\r\nHost: s\r\n"
+        _, transport = connectVhost(self.vhost, b"CONNECT s.test:1 HTTP/1.1\r\nHost: s\r\n"
                                            b"Proxy-Authorization: basic dTpw\r\n\r\n")
         self.assertEqual((transport.value(), len(self.locked.users)), (CONNECTED, 1))
 
     def test_route_by_http_user(self):
         mine = FakeProxy()
         self.vhost.routes.add(["m.test"], [""], "u", mine)
-        connect(self.vhost, b"CONNECT m.test:1 HTTP/1.1\r\nHost: m\r\nProxy-Authorization: Basic dTpw\r\n\r\n")
+        connectVhost(self.vhost, b"CONNECT m.test:1 HTTP/1.1\r\nHost: m\r\nProxy-Authorization: Basic dTpw\r\n\r\n")
         self.assertEqual((len(mine.users), len(self.open.users)), (1, 0))
 
     def test_unknown_host_404(self):
-        _, transport = connect(self.vhost, b"CONNECT x.test:1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        _, transport = connectVhost(self.vhost, b"CONNECT x.test:1 HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(transport.value(), NOT_FOUND)
         self.assertEqual(len(NOT_FOUND) - NOT_FOUND.index(b"\r\n\r\n") - 4, 489)
         self.assertTrue(transport.disconnecting)
@@ -90,17 +55,17 @@ class ConnectTests(SynchronousTestCase):
     def test_not_connect_or_not_http(self):
         for data in (b"GET / HTTP/1.1\r\nHost: m.test\r\n\r\n", b"connect m.test:1 HTTP/1.1\r\nHost: m\r\n\r\n",
                      b"\x00\x01\x02 garbage\r\n\r\n"):
-            _, transport = connect(self.vhost, data)
+            _, transport = connectVhost(self.vhost, data)
             self.assertEqual(transport.value(), b"")
             self.assertTrue(transport.disconnecting)
 
     def test_passthrough_forwards_request(self):
         self.vhost.passthrough = True
         request = b"CONNECT m.test:1 HTTP/1.1\r\nHost: m\r\n\r\nextra"
-        _, transport = connect(self.vhost, request)
+        _, transport = connectVhost(self.vhost, request)
         self.assertEqual(transport.value(), b"")
         self.assertEqual(self.open.replayed(), request)
-        _, transport = connect(self.vhost, b"CONNECT s.test:1 HTTP/1.1\r\nHost: s\r\n\r\n")
+        _, transport = connectVhost(self.vhost, b"CONNECT s.test:1 HTTP/1.1\r\nHost: s\r\n\r\n")
         self.assertEqual(transport.value(), AUTH_REQUIRED)
 
 
@@ -117,7 +82,7 @@ class ServerBandwidthTests(SynchronousTestCase):
         TCPMuxProxy(control, NewProxy(proxy_name="m", proxy_type="tcpmux", multiplexer="httpconnect",
                                       custom_domains=["m.test"], bandwidth_limit="1KB", bandwidth_limit_mode="server"),
                     b"k" * 16, vhost, "")
-        _, transport = connect(vhost, b"CONNECT m.test:1 HTTP/1.1\r\nHost: m\r\n\r\n" + b"u" * 2048)
+        _, transport = connectVhost(vhost, b"CONNECT m.test:1 HTTP/1.1\r\nHost: m\r\n\r\n" + b"u" * 2048)
         work = control.works[0]
         self.assertEqual(_backendBytes(work), b"u" * 2048)
         self.assertEqual(transport.producerState, "paused")  # 1 KiB in debt

@@ -19,18 +19,18 @@ import socket
 from typing import Dict, List
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, ensureDeferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from frptw.config import parse_server_config
 from frptw.server import FrpServerService
 from frptw.transport.datagrams import LOG_INTERVAL, DatagramChannel
-from tests.frpbin import free_port
-from tests.test_client_udp_interop import Mixin, secretProxy, udpProxy, visitor
+from tests.interop import GoAndOursMixin, secretProxy, udpProxy, visitor
+from tests.support import LogCapture, free_port, proxiesRunning
 from tests.traffic import exchange
 from tests.udptraffic import UDPProbe, udp_exchange, wait_for_echo
 
@@ -66,7 +66,7 @@ def connectAndWaitClose(port: int, timeout: float = 12.0):
     return data
 
 
-class MatrixMixin(Mixin):
+class MatrixMixin(GoAndOursMixin):
     """Start either frps, and owners/visitors of either kind, against it."""
 
     timeout = 45
@@ -94,7 +94,7 @@ class MatrixMixin(Mixin):
                 yield frpc.waitFor(f"[{user}.{name}] start proxy success")
             return frpc
         service = yield self.ours(user, body)
-        yield self.until(lambda: all(service.proxyStatus(n).state == "running" for n in names), f"{names} running")
+        yield ensureDeferred(proxiesRunning(service, *names))
         return service
 
     def visitorClient(self, kind: str, body: str, user: str = "v"):
@@ -102,14 +102,6 @@ class MatrixMixin(Mixin):
         if kind == "go":
             return self.go(user, body, ready="start visitor success")
         return self.ours(user, body)
-
-    @inlineCallbacks
-    def until(self, predicate, what: str, timeout: float = 10.0):
-        for _ in range(int(timeout / 0.05)):
-            if predicate():
-                return
-            yield deferLater(reactor, 0.05, lambda: None)
-        raise AssertionError(f"not reached within {timeout} s: {what}")
 
 
 class STCPMatrix(MatrixMixin, TestCase):
@@ -210,7 +202,7 @@ class Refusals(MatrixMixin, TestCase):
         """The real frpc owns stcp "star" (allow_users = ["*"]), stcp "only" (allow_users =
         ["someone"]), sudp "ustar" (["*"]); our frpc (user v) visits them with bad and good
         visitors.  Returns frps's log output (ours: our log lines)."""
-        lines = self.capture()
+        logs = LogCapture(self)
         yield self.startEitherFrps(frps)
         server = yield self.tcpEcho()
         echo = self.udpEcho()
@@ -229,18 +221,19 @@ class Refusals(MatrixMixin, TestCase):
 
         for name, (_, _, text) in REFUSED.items():
             self.assertEqual((yield connectAndWaitClose(ports[name])), b"", name)
-            yield self.waitLog(lines, f"[{name}] start new visitor connection error")
+            yield ensureDeferred(logs.waitFor(f"[{name}] start new visitor connection error"))
+            lines = logs.texts()
             self.assertTrue(any(f"[{name}]" in line and text in line for line in lines), (name, text, lines))
         # sudp with a wrong sk: the datagram goes nowhere, the visitor logs frps's text.
         probe = yield udp_exchange(reactor, sudpBad, 1, window=1, maxSize=16, lossTimeout=1.0)
         self.assertEqual(probe, (0, 1, 0))
-        yield self.waitLog(lines, "visitor connection of [owner.ustar] auth failed")
+        yield ensureDeferred(logs.waitFor("visitor connection of [owner.ustar] auth failed"))
         # allow_users = ["*"] admits user v, and nothing else was disturbed.
         moved = yield exchange(reactor, good, 256 * 1024, 4, timeout=15)
         self.assertEqual(moved, 4 * 256 * 1024)
         yield wait_for_echo(reactor, sudpGood)
         self.assertEqual((yield udp_exchange(reactor, sudpGood, 200, maxSize=PACKET_SIZE)), (200, 0, 0))
-        return self.frps.output if frps == "go" else "\n".join(lines)
+        return self.frps.output if frps == "go" else "\n".join(logs.texts())
 
     @inlineCallbacks
     def test_refusals_match_go_frps(self):
@@ -276,10 +269,11 @@ class OversizedDatagram(MatrixMixin, TestCase):
     @inlineCallbacks
     def test_truncated_as_go_frps_does_with_a_log_line(self):
         theirs = yield self.sizes("go")
-        lines = self.capture()
+        logs = LogCapture(self)
         ours = yield self.sizes("ours")
         self.assertEqual(theirs, ([999, 1000, 1000, 1000], [999, 1000, 1000, 1000]))
         self.assertEqual(ours, theirs)
+        lines = logs.texts()
         truncated = [line for line in lines if "longer than udp_packet_size" in line]
         self.assertEqual(len(truncated), 1, lines)  # one line for the burst, not one per datagram
         self.assertIn("[owner.dns]", truncated[0])
@@ -289,7 +283,7 @@ class OversizedLogLines(SynchronousTestCase):
     """A burst of datagrams too big for one message gives one log line, not one each."""
 
     def test_one_line_per_burst_with_the_count(self):
-        lines = Mixin.capture(self)
+        logs = LogCapture(self)
         clock = Clock()
         channel = DatagramChannel(receiver=None, clock=clock, description="[t]")
         channel.makeConnection(StringTransport())
@@ -297,6 +291,7 @@ class OversizedLogLines(SynchronousTestCase):
             self.assertFalse(channel.sendPacket(b"x" * 9000, ("127.0.0.1", 5)))
         clock.advance(LOG_INTERVAL)
         channel.sendPacket(b"x" * 9000, ("127.0.0.1", 5))
+        lines = logs.texts()
         logged = [line for line in lines if "dropping a 9000-byte datagram" in line]
         self.assertEqual(len(logged), 2, lines)
         self.assertIn("(4 more since the last line)", logged[1])

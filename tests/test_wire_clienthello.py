@@ -16,22 +16,7 @@ from frptw.wire.clienthello import (
     ClientHelloReader,
 )
 from frptw.wire.errors import ProtocolError
-
-
-def client_hello(server_name: Optional[str], maximum: Optional[ssl.TLSVersion] = None) -> bytes:
-    """The first flight of an OpenSSL client (one or more TLS records)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    if maximum is not None:
-        context.maximum_version = maximum
-    outgoing = ssl.MemoryBIO()
-    tls = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname=server_name)
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
+from tests.fakes import client_hello
 
 
 def handshake_of(flight: bytes) -> bytes:

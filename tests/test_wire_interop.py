@@ -15,7 +15,8 @@ from frptw.wire.auth import privilege_key
 from frptw.wire.codec import ChainCodec
 from frptw.wire.crypto import AESCFBCodec, derive_key
 from frptw.wire.snappy import SnappyFramingCodec
-from tests.frpbin import free_port, frp_binary
+from tests.frpbin import frp_binary
+from tests.support import free_port
 
 TOKEN = "abc"
 TIMEOUT = 10.0

@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from twisted.internet import reactor, task
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, ensureDeferred, inlineCallbacks
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IConsumer, IHalfCloseableProtocol, IPushProducer, ITransport
 from twisted.internet.protocol import ClientCreator, Factory, Protocol
@@ -26,7 +26,8 @@ from zope.interface.verify import verifyObject
 from frptw.errors import ConnectionClosed
 from frptw.transport.yamux import YamuxSession, YamuxStream
 from frptw.wire.yamux import Flag, FrameType, decode_header, encode_header
-from tests.frpbin import free_port, frp_binary
+from tests.frpbin import frp_binary
+from tests.support import free_port, tempDir, until
 
 MIB = 1024 * 1024
 WINDOW = 6 * MIB
@@ -594,8 +595,7 @@ class InteropTests(TestCase):
     def startFrps(self):
         frps = frp_binary("frps")
         port = free_port()
-        directory = self.mktemp()
-        os.makedirs(directory)
+        directory = tempDir(self)
         config = os.path.join(directory, "frps.toml")
         with open(config, "w") as f:
             f.write(
@@ -614,17 +614,12 @@ class InteropTests(TestCase):
         self.addCleanup(stop)
         return port
 
-    @inlineCallbacks
     def waitForPort(self, port):
-        for _ in range(100):
-            probe = socket.socket()
-            try:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            finally:
-                probe.close()
-            yield task.deferLater(reactor, 0.05, lambda: None)
-        self.fail(f"frps did not listen on {port}")
+        def listening() -> bool:
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        return ensureDeferred(until(listening, f"frps to listen on {port}"))
 
     @inlineCallbacks
     def test_login_over_yamux_with_real_frps(self):
@@ -645,10 +640,8 @@ class InteropTests(TestCase):
         self.assertEqual(bytes(session.raw[:12]), bytes.fromhex("000100020000000100 5c0000".replace(" ", "")))
 
         # frps (keep-alive 2 s) pings us; our 1 s keep-alive must be answered, or we would close.
-        for _ in range(60):
-            if (FrameType.PING, Flag.SYN, 0, 0) in framesIn(bytes(session.raw)):
-                break
-            yield task.deferLater(reactor, 0.1, lambda: None)
+        yield ensureDeferred(until(lambda: (FrameType.PING, Flag.SYN, 0, 0) in framesIn(bytes(session.raw)),
+                                   "a keep-alive ping from frps", timeout=6))
         frames = framesIn(bytes(session.raw))
         self.assertIn((FrameType.PING, Flag.SYN, 0, 0), frames)
         self.assertIn((FrameType.PING, Flag.ACK, 0, 0), frames)
@@ -656,10 +649,7 @@ class InteropTests(TestCase):
 
         # FIN on the control stream is answered by frps's FIN; then we close cleanly.
         reader.transport.loseConnection()
-        for _ in range(50):
-            if reader.reason is not None:
-                break
-            yield task.deferLater(reactor, 0.1, lambda: None)
+        yield ensureDeferred(until(lambda: reader.reason is not None, "frps's FIN on the control stream"))
         reader.reason.trap(ConnectionDone)
         self.assertIn((FrameType.WINDOW_UPDATE, Flag.FIN, 1, 0), framesIn(bytes(session.raw)))
         session.close()

@@ -48,6 +48,15 @@ class UDPEcho(DatagramProtocol):
         return defer.maybeDeferred(self.listening.stopListening)
 
 
+def udpEcho(testCase) -> int:
+    """A :class:`UDPEcho` on 127.0.0.1 for the duration of ``testCase``; its port."""
+    from twisted.internet import reactor
+
+    echo = UDPEcho.listen(reactor)
+    testCase.addCleanup(echo.stop)
+    return echo.port
+
+
 class _Sender(DatagramProtocol):
     noisy = False
 
