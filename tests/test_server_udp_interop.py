@@ -13,7 +13,7 @@ from twisted.trial.unittest import TestCase
 from frptw.config import parse_server_config
 from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
-from tests.support import free_port, toml
+from tests.support import free_port, toml, until
 from tests.udptraffic import udp_exchange, udpEcho
 
 TOKEN = "udp-interop"
@@ -62,5 +62,7 @@ class GoFrpcUDPToOurFrps(TestCase):
         service, remote = await self.cell()
         proxy = service._liveProxies()["dns"]
         proxy.channel.transport.abortConnection()
+        # Datagrams that reach frps before it notices the loss go to the dead connection.
+        await until(lambda: proxy.workConnections == 2, "frps to attach a new work connection")
         self.assertEqual(await udp_exchange(reactor, remote, 200, lossTimeout=10.0), (200, 0, 0))
         self.assertEqual(proxy.workConnections, 2)
