@@ -8,6 +8,7 @@ Running the services is twistd's job (``twistd -n frpc --config FILE``).
 
 import argparse
 import sys
+import traceback
 from typing import List, Optional, TextIO
 
 from frptw.config import load_config
@@ -36,8 +37,9 @@ def verify(path: str, role: Optional[str], strict: bool, out: TextIO, err: TextI
     except ConfigError as e:
         print(str(e), file=err)
         return 1
-    except Exception as e:  # a bug of ours must still end in one line, not a traceback
+    except Exception as e:  # a bug of ours: say so first, then the traceback to report
         print(f"{path}: internal error while checking the file ({type(e).__name__}: {e}); please report it", file=err)
+        traceback.print_exc(file=err)
         return 1
     for warning in config.warnings:
         print(f"warning: {warning}", file=err)

@@ -1,11 +1,10 @@
-"""Typed exceptions of frptw's public API.
+"""The typed exceptions of frptw: one hierarchy, rooted in :class:`FrpError`.
 
 Deferreds returned by the public API fail with these, never with bare strings, so embedders
-can ``trap`` them.  Wire-level decoding errors live in :mod:`frptw.wire.errors` (the wire layer
-imports nothing from here) and are re-exported below.
+can ``trap`` them.  This module imports nothing (not Twisted, not the rest of frptw), so every
+layer can raise these, the sans-IO wire layer included: :mod:`frptw.wire.errors` re-exports
+:class:`ProtocolError` from here.
 """
-
-from frptw.wire.errors import ProtocolError
 
 
 class FrpError(Exception):
@@ -17,6 +16,13 @@ class ConfigError(FrpError):
 
     The message names the file, the section (or proxy name), the key and the rule broken, e.g.
     ``frpc.ini [ssh] local_port: "abc" is not a port number``.
+    """
+
+
+class ProtocolError(FrpError):
+    """The peer sent bytes that break the protocol (bad frame, oversize length, bad JSON...).
+
+    The connection that produced them must be closed; nothing else is affected.
     """
 
 
@@ -36,12 +42,19 @@ class ConnectionClosed(FrpError):
     """The connection to frps closed before the operation could complete."""
 
 
+class NoWorkConnection(FrpError):
+    """frps has no work connection for a user connection: frpc did not deliver one in time,
+    every one tried was already closed, or the client is gone.  The message is frp's text
+    (``timeout trying to get work connection``, ``control is already closed``...)."""
+
+
 __all__ = [
     "FrpError",
     "ConfigError",
+    "ProtocolError",
     "LoginError",
     "ProxyError",
     "ProxyNotFound",
     "ConnectionClosed",
-    "ProtocolError",
+    "NoWorkConnection",
 ]

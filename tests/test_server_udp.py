@@ -18,10 +18,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from frptw.client import FrpClientService
 from frptw.config import parse_client_config
-from frptw.errors import ConnectionClosed, ProxyError
+from frptw.errors import ConnectionClosed, NoWorkConnection, ProxyError
 from frptw.server.ports import PortAllocator
 from frptw.server.udp import FIRST_WORK_CONN_DELAY, READ_TIMEOUT, RETRY_DELAY, UDPProxy
-from frptw.server.workpool import WorkConnTimeout
 from frptw.transport.datagrams import MAX_QUEUED
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire import messages as m
@@ -209,11 +208,11 @@ class UDPProxyTests(SynchronousTestCase):
     def test_failed_request_is_retried_every_second(self):
         self.makeProxy()
         self.clock.advance(FIRST_WORK_CONN_DELAY)
-        self.control.requests.pop().errback(WorkConnTimeout("timeout trying to get work connection"))
+        self.control.requests.pop().errback(NoWorkConnection("timeout trying to get work connection"))
         self.clock.advance(RETRY_DELAY - 0.01)
         self.assertEqual(self.control.requests, [])
         self.clock.advance(0.01)
-        self.control.requests.pop().errback(ConnectionClosed("control is already closed"))
+        self.control.requests.pop().errback(NoWorkConnection("control is already closed"))
         self.clock.advance(RETRY_DELAY)
         self.assertEqual(len(self.control.requests), 1)
 

@@ -5,8 +5,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.errors import ConnectionClosed
-from frptw.server.workpool import WorkConnPool, WorkConnTimeout
+from frptw.errors import NoWorkConnection
+from frptw.server.workpool import WorkConnPool
 from frptw.transport.switch import SwitchableProtocol
 
 
@@ -58,7 +58,7 @@ class WorkConnPoolTests(SynchronousTestCase):
     def test_timeout(self):
         d = self.pool.get()
         self.clock.advance(10)
-        self.assertEqual(str(self.failureResultOf(d, WorkConnTimeout).value), "timeout trying to get work connection")
+        self.assertEqual(str(self.failureResultOf(d, NoWorkConnection).value), "timeout trying to get work connection")
         self.assertEqual(self.pool.waiting, 0)
         self.pool.put(workConn())
         self.assertEqual(len(self.pool), 1)
@@ -91,7 +91,7 @@ class WorkConnPoolTests(SynchronousTestCase):
         waiter = WorkConnPool(1, 10, self.clock, self.request)
         d = waiter.get()
         self.assertEqual(waiter.close(), [])
-        self.failureResultOf(d, ConnectionClosed)
-        self.failureResultOf(waiter.get(), ConnectionClosed)
+        self.assertEqual(str(self.failureResultOf(d, NoWorkConnection).value), "control is already closed")
+        self.failureResultOf(waiter.get(), NoWorkConnection)
         self.assertFalse(waiter.put(workConn()))
         self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -25,7 +25,7 @@ from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.transport import sockets
 from frptw.transport.sockets import listenTCP, systemBacklog, tcpEndpoint
-from tests.frpbin import free_port
+from tests.support import free_port
 from tests.traffic import EchoServer
 
 

@@ -3,8 +3,8 @@
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.server.vhost.prerouting import PREAMBLE_TIMEOUT
 from frptw.server.vhost.https import HTTPSVhost
+from frptw.server.vhost.prerouting import PREAMBLE_TIMEOUT
 from tests.fakes import FakeProxy, client_hello, connectVhost
 
 

@@ -43,7 +43,7 @@ from frptw.client._control_protocol import ControlProtocol
 from frptw.client._visitors import VisitorManager
 from frptw.client._work import WorkConnection, quietFactory
 from frptw.config import ClientConfig, ProxyConfig
-from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyNotFound
+from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound
 from frptw.logs import FrpLogger
 from frptw.transport.sockets import raiseFileLimit, setKeepalive, tcpEndpoint
 from frptw.transport.splice import widenWriteBuffer
@@ -358,7 +358,7 @@ class FrpClientService(Service):
         ProxyError (frps's text) if frps refused it."""
         try:
             self._proxies.add(proxyConfig)
-        except Exception:
+        except ProxyError:
             return fail()
         d = self._proxies.waitStarted(proxyConfig.name)
         if self._control is not None:

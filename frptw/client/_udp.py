@@ -23,6 +23,7 @@ import ipaddress
 from typing import Dict, List, Optional
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.error import CannotListenError, InvalidAddressError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python.failure import Failure
@@ -143,7 +144,7 @@ class UDPForwarder:
                 0, sock, interface=_bindInterface(self.localIp), maxPacketSize=self.packetSize
             )
             port.connect(self.localIp, self.config.local_port)
-        except Exception as e:
+        except (CannotListenError, InvalidAddressError, OSError) as e:
             self._log.warn("{who}: cannot open a UDP socket for {user}: {error}", who=self.description, user=user, error=e)
             return None
         self.sockets[user] = sock

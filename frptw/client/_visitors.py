@@ -23,6 +23,7 @@ AES-128-CFB keyed by ``derive_key(sk)`` and/or snappy, per the visitor's own set
 from typing import Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProtocol
 from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.python.failure import Failure
@@ -306,7 +307,7 @@ class VisitorManager:
         for visitor in self.visitors.values():
             try:
                 visitor.listen()
-            except Exception as e:
+            except (CannotListenError, ConfigError) as e:
                 _log.error("[{name}] start visitor error: {error}", name=visitor.config.name, error=e)
             else:
                 _log.info("[{name}] start visitor success", name=visitor.config.name)

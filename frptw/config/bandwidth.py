@@ -8,11 +8,12 @@ float syntax (``"1.5MB"``, but not ``"1.5 MB"``).
 import math
 
 from frptw.config.goconv import INT64_MIN, parse_float
+from frptw.errors import FrpError
 
 _UNITS = {"MB": 1024 * 1024, "KB": 1024}
 
 
-class BandwidthError(ValueError):
+class BandwidthError(FrpError, ValueError):
     """Not a bandwidth frp accepts; the message says why."""
 
 

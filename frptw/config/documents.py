@@ -29,9 +29,10 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from frptw.errors import FrpError
 
 
-class DocumentError(ValueError):
+class DocumentError(FrpError, ValueError):
     """The text is not valid in the format tried; ``line`` is 1-based or 0 when unknown."""
 
     def __init__(self, message: str, line: int = 0):

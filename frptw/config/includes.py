@@ -10,8 +10,10 @@ import os
 import re
 from typing import List, Optional
 
+from frptw.errors import FrpError
 
-class IncludeError(OSError):
+
+class IncludeError(FrpError, OSError):
     """The directory of an include pattern does not exist or cannot be listed."""
 
 

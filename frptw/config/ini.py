@@ -22,6 +22,8 @@ whether a file is accepted, so they are reproduced here:
 import re
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from frptw.errors import FrpError
+
 DEFAULT_SECTION = "DEFAULT"
 #: Go's ``unicode.IsSpace`` (Python's ``str.strip()`` also strips ``\x1c``-``\x1f``, Go does not).
 SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -29,7 +31,7 @@ _REFERENCE = re.compile(r"%\(([^)]+)\)s")
 _MAX_REFERENCE_DEPTH = 99
 
 
-class IniSyntaxError(ValueError):
+class IniSyntaxError(FrpError, ValueError):
     """The text is not INI as go-ini reads it; ``line`` is 1-based."""
 
     def __init__(self, message: str, line: int):

@@ -8,11 +8,13 @@ spelling the key the way the file does (``bandwidth_limit`` in an INI ``[section
 
 from typing import Optional, Tuple
 
+from frptw.errors import FrpError
+
 #: ("proxy" | "visitor" | "plugin", name) -- or None for the common settings.
 Scope = Optional[Tuple[str, str]]
 
 
-class Problem(Exception):
+class Problem(FrpError):
     def __init__(self, message: str, key: str = "", scope: Scope = None, index: Optional[int] = None):
         super().__init__(message)
         self.message = message

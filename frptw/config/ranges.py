@@ -9,12 +9,13 @@ around them allowed, nothing else (an empty item is an error).
 from typing import List, NamedTuple, Tuple
 
 from frptw.config.goconv import parse_int
+from frptw.errors import FrpError
 
 #: Expanding more numbers than this would only be a typo (or an attack on memory).
 MAX_EXPANSION = 1 << 20
 
 
-class RangeError(ValueError):
+class RangeError(FrpError, ValueError):
     """A range list that frp would refuse; the message is frp's wording."""
 
 

@@ -19,9 +19,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from frptw.config.ranges import NumberPair, RangeError
 from frptw.config.template_functions import BUILTINS, MISSING, RANGE_FUNCTIONS, format_value, truth
+from frptw.errors import FrpError
 
 
-class TemplateError(ValueError):
+class TemplateError(FrpError, ValueError):
     """The template does not parse or fails to execute; ``line`` is 1-based."""
 
     def __init__(self, message: str, line: int):

@@ -25,6 +25,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from frptw.config.bandwidth import BandwidthError
+from frptw.errors import NoWorkConnection
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
 from frptw.transport.bandwidth import TokenBucket
@@ -63,10 +64,6 @@ class ProxyOwner(TypingProtocol):
 
     def getWorkConn(self) -> "Deferred[SwitchableProtocol]":
         """A work connection of this client, pooled or asked for (fails when none comes)."""
-
-
-class NoWorkConnection(Exception):
-    """Every work connection tried for a user connection was already closed."""
 
 
 def _hostPort(address: Optional[IAddress]) -> "tuple[str, int]":

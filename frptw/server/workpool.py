@@ -13,12 +13,8 @@ from typing import Callable, Deque, List, Tuple
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from frptw.errors import ConnectionClosed, FrpError
+from frptw.errors import NoWorkConnection
 from frptw.transport.switch import SwitchableProtocol
-
-
-class WorkConnTimeout(FrpError):
-    """frpc did not deliver a work connection in time for a waiting user connection."""
 
 
 class WorkConnPool:
@@ -61,11 +57,11 @@ class WorkConnPool:
     def get(self) -> "Deferred[SwitchableProtocol]":
         """A work connection: an idle one at once, or the next to arrive within the timeout.
 
-        Fails with :class:`WorkConnTimeout`, or :class:`~frptw.errors.ConnectionClosed` when
-        the client goes away.  Cancelling the Deferred withdraws the request.
+        Fails with :class:`~frptw.errors.NoWorkConnection` after the timeout, or when the client
+        goes away.  Cancelling the Deferred withdraws the request.
         """
         if self._closed:
-            return fail(ConnectionClosed("control is already closed"))
+            return fail(NoWorkConnection("control is already closed"))
         while self._idle:
             conn = self._idle.popleft()
             if not conn.lost:
@@ -86,7 +82,7 @@ class WorkConnPool:
 
     def _expire(self, d: Deferred) -> None:
         self._waiters = deque(w for w in self._waiters if w[0] is not d)
-        d.errback(WorkConnTimeout("timeout trying to get work connection"))
+        d.errback(NoWorkConnection("timeout trying to get work connection"))
 
     def close(self) -> List[SwitchableProtocol]:
         """The client is gone: fail every waiter; return the idle connections (to be closed)."""
@@ -94,7 +90,7 @@ class WorkConnPool:
         waiters, self._waiters = self._waiters, deque()
         for d, timer in waiters:
             timer.cancel()
-            d.errback(ConnectionClosed("control is already closed"))
+            d.errback(NoWorkConnection("control is already closed"))
         idle, self._idle = list(self._idle), deque()
         return idle
 

@@ -1,8 +1,10 @@
-"""Errors raised by the sans-IO wire layer."""
+"""Errors raised by the sans-IO wire layer.
 
+:class:`ProtocolError` is defined in :mod:`frptw.errors`, which imports nothing, so the wire
+layer stays free of Twisted while its errors are :class:`~frptw.errors.FrpError` s like every
+other error frptw raises.
+"""
 
-class ProtocolError(Exception):
-    """The peer sent bytes that break the protocol (bad frame, oversize length, bad JSON...).
+from frptw.errors import ProtocolError
 
-    The connection that produced them must be closed; nothing else is affected.
-    """
+__all__ = ["ProtocolError"]

@@ -49,6 +49,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, ClassVar, Mapping, NoReturn, Optional, get_args, get_origin, get_type_hints
 
+from frptw.errors import FrpError
 from frptw.wire.errors import ProtocolError
 
 __all__ = [
@@ -96,7 +97,7 @@ _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 
 
-class MessageTooLarge(ValueError):
+class MessageTooLarge(FrpError, ValueError):
     """A message we were asked to encode has a JSON body over :data:`MAX_BODY_LENGTH`.
 
     A local error: frp would drop the connection on receiving it, so it is never sent.  The

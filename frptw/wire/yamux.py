@@ -77,6 +77,7 @@ import struct
 from dataclasses import dataclass
 from typing import Dict, List, NamedTuple, Optional, Union
 
+from frptw.errors import FrpError
 from frptw.wire.errors import ProtocolError
 
 PROTOCOL_VERSION = 0
@@ -222,7 +223,7 @@ class ConnectionTerminated(Event):
 
 
 # -- local errors ----------------------------------------------------------------------------
-class YamuxLocalError(Exception):
+class YamuxLocalError(FrpError):
     """The local caller asked for something the session state does not allow."""
 
 
