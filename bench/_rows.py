@@ -40,7 +40,8 @@ from bench_tcp import (
     raise_nofile,
 )
 
-from tests.frpbin import free_port, frp_binary
+from tests.frpbin import frp_binary
+from tests.support import free_port
 
 RESULTS = os.path.join(ROOT, "bench", "results")
 #: Column labels of the implementations (or client->server pairs) compared; ratios are

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _rows import Session, figure, parser, prose  # noqa: E402
 from bench_tcp import CONFIGS, Tunnel, frpc_toml  # noqa: E402
 
-from tests.frpbin import free_port  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 
 def main() -> int:

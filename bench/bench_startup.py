@@ -41,7 +41,8 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from tests.frpbin import free_port, frp_binary  # noqa: E402
+from tests.frpbin import frp_binary  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 CONFIG = CONFIGS["defaults"]
 

@@ -72,7 +72,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.frpbin import free_port, frp_binary  # noqa: E402
+from tests.frpbin import frp_binary  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 LOAD = os.path.join(ROOT, "bench", "_load.py")
 TOKEN = "frptw-bench"

@@ -2,6 +2,7 @@
 
 * frpc side: :class:`FakeFrps` (frps's end of a control connection on a StringTransport) and
   the config snippets its tests use;
+* :class:`FakeControl` (a frps proxy's owner) and :func:`backendBytes`;
 * :class:`UDPReactor` (a MemoryReactorClock whose UDP ports are :class:`FakeUDPPort`);
 * :class:`FakeProxy` (what a vhost hands user connections to) and :func:`connectVhost`;
 * :class:`FrameCodec` (a codec with real framing, for the layering tests);
@@ -13,14 +14,17 @@ import struct
 from typing import List, Optional
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from frptw.config import parse_client_config
 from frptw.server.vhost.tcpmux import TCPMuxProxy
+from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.crypto import AESCFBCodec, derive_key
 from frptw.wire.errors import ProtocolError
-from frptw.wire.messages import MessageReader, NewProxy, encode_message
+from frptw.wire.messages import MessageReader, NewProxy, StartWorkConn, encode_message
 
 # -- frpc side --------------------------------------------------------------------------------------
 
@@ -70,6 +74,54 @@ class FakeFrps:
 
     def encrypted(self, msg) -> bytes:
         return self.codec.encode(encode_message(msg))
+
+
+# -- frps proxies ------------------------------------------------------------------------------------
+
+
+class FakeControl:
+    """A :class:`~frptw.server.proxy_base.ProxyOwner`: ``clock``, ``runId``, ``user``,
+    ``poolCount`` and :meth:`getWorkConn`.
+
+    With ``immediate`` (the default) a work connection on a StringTransport is handed out at
+    once (``works`` / ``protocols`` record them); otherwise each request waits in ``pending``
+    for the test to fire it (cancelling it withdraws it, as the real pool does).
+    """
+
+    runId = "run"
+    user = ""
+    poolCount = 0
+
+    def __init__(self, clock: Clock, immediate: bool = True) -> None:
+        self.clock = clock
+        self.immediate = immediate
+        self.works: List[StringTransport] = []
+        self.protocols: List[SwitchableProtocol] = []
+        self.pending: List[Deferred] = []
+
+    def getWorkConn(self) -> "Deferred[SwitchableProtocol]":
+        if not self.immediate:
+            d: Deferred = Deferred(self.pending.remove)
+            self.pending.append(d)
+            return d
+        return succeed(self.makeWork())
+
+    def makeWork(self) -> SwitchableProtocol:
+        work = SwitchableProtocol()
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000 + len(self.works)))
+        work.makeConnection(transport)
+        self.works.append(transport)
+        self.protocols.append(work)
+        return work
+
+
+def backendBytes(transport: StringTransport) -> bytes:
+    """What frps wrote on a work connection after StartWorkConn (which is checked)."""
+    reader = MessageReader()
+    reader.feed(transport.value())
+    message = reader.next_message()
+    assert isinstance(message, StartWorkConn), message
+    return reader.take_unconsumed()
 
 
 # -- UDP ----------------------------------------------------------------------------------------------

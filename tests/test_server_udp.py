@@ -26,6 +26,7 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.wire import messages as m
 from frptw.wire.codec import data_plane_codec
 from frptw.wire.crypto import derive_key
+from tests.fakes import FakeControl
 from tests.rawfrpc import TOKEN, RawClientMixin, RawConn
 from tests.support import free_port, readMessages, until
 from tests.udptraffic import udp_exchange, udpEcho
@@ -63,23 +64,6 @@ class FakeUDPReactor:
         return transport
 
 
-class FakeControl:
-    """A ProxyOwner whose work connections the test hands out."""
-
-    runId = "run1"
-    user = ""
-    poolCount = 0
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.requests = []
-
-    def getWorkConn(self):
-        d = defer.Deferred(lambda d: self.requests.remove(d))
-        self.requests.append(d)
-        return d
-
-
 def workConnection():
     work = SwitchableProtocol()
     work.makeConnection(StringTransport())
@@ -93,7 +77,7 @@ def packet(payload, host, port):
 class UDPProxyTests(SynchronousTestCase):
     def makeProxy(self, remote_port=30001, allowed=(), busy=(), packetSize=1500, **fields):
         self.clock = Clock()
-        self.control = FakeControl(self.clock)
+        self.control = FakeControl(self.clock, immediate=False)
         self.reactor = FakeUDPReactor(busy)
         self.ports = PortAllocator(list(allowed), self.clock)
         request = m.NewProxy(proxy_name="u1", proxy_type="udp", remote_port=remote_port, **fields)
@@ -104,9 +88,9 @@ class UDPProxyTests(SynchronousTestCase):
     def attach(self):
         """Let the first request go out and answer it with a fresh work connection."""
         self.clock.advance(FIRST_WORK_CONN_DELAY)
-        self.assertEqual(len(self.control.requests), 1)
+        self.assertEqual(len(self.control.pending), 1)
         work = workConnection()
-        self.control.requests.pop().callback(work)
+        self.control.pending.pop().callback(work)
         return work
 
     def test_binds_the_remote_port_with_the_packet_size(self):
@@ -127,12 +111,12 @@ class UDPProxyTests(SynchronousTestCase):
     def test_one_work_connection_after_the_delay_with_only_the_proxy_name(self):
         self.makeProxy()
         self.clock.advance(FIRST_WORK_CONN_DELAY - 0.01)
-        self.assertEqual(self.control.requests, [])
+        self.assertEqual(self.control.pending, [])
         work = self.attach()
         self.assertEqual(readMessages(work.transport.value()), [m.StartWorkConn(proxy_name="u1")])
         self.assertEqual(work.transport.value()[9:], b'{"proxy_name":"u1"}')
         self.clock.advance(3600)
-        self.assertEqual(self.control.requests, [])
+        self.assertEqual(self.control.pending, [])
 
     def test_datagrams_carry_the_user_address_both_ways(self):
         proxy = self.makeProxy()
@@ -187,7 +171,7 @@ class UDPProxyTests(SynchronousTestCase):
         work.dataReceived(packet(b"r", "127.0.0.1", 5))
         self.clock.advance(READ_TIMEOUT - 1)
         self.assertFalse(work.transport.disconnecting)
-        self.assertEqual(self.control.requests, [])
+        self.assertEqual(self.control.pending, [])
         self.clock.advance(1)
         self.assertTrue(work.transport.disconnecting)
         self.assertEqual(proxy.workConnections, 1)
@@ -196,10 +180,10 @@ class UDPProxyTests(SynchronousTestCase):
         proxy = self.makeProxy()
         work = self.attach()
         work.connectionLost(Failure(ConnectionClosed("gone")))
-        self.assertEqual(len(self.control.requests), 1)
+        self.assertEqual(len(self.control.pending), 1)
         proxy.userDatagram(b"meanwhile", ("127.0.0.1", 40000))
         second = workConnection()
-        self.control.requests.pop().callback(second)
+        self.control.pending.pop().callback(second)
         messages = readMessages(second.transport.value())
         self.assertEqual(messages, [m.StartWorkConn(proxy_name="u1"),
                                     m.UDPPacket(c=b"meanwhile", r=m.UDPAddr(ip="127.0.0.1", port=40000))])
@@ -208,13 +192,13 @@ class UDPProxyTests(SynchronousTestCase):
     def test_failed_request_is_retried_every_second(self):
         self.makeProxy()
         self.clock.advance(FIRST_WORK_CONN_DELAY)
-        self.control.requests.pop().errback(NoWorkConnection("timeout trying to get work connection"))
+        self.control.pending.pop().errback(NoWorkConnection("timeout trying to get work connection"))
         self.clock.advance(RETRY_DELAY - 0.01)
-        self.assertEqual(self.control.requests, [])
+        self.assertEqual(self.control.pending, [])
         self.clock.advance(0.01)
-        self.control.requests.pop().errback(NoWorkConnection("control is already closed"))
+        self.control.pending.pop().errback(NoWorkConnection("control is already closed"))
         self.clock.advance(RETRY_DELAY)
-        self.assertEqual(len(self.control.requests), 1)
+        self.assertEqual(len(self.control.pending), 1)
 
     def test_stale_pooled_connection_is_skipped(self):
         self.makeProxy()
@@ -223,10 +207,10 @@ class UDPProxyTests(SynchronousTestCase):
         stale = SwitchableProtocol()
         stale.makeConnection(StringTransport())
         stale.connectionLost(Failure(ConnectionClosed("gone")))
-        self.control.requests.pop().callback(stale)
+        self.control.pending.pop().callback(stale)
         self.assertEqual(stale.transport.value(), b"")
         fresh = workConnection()
-        self.control.requests.pop().callback(fresh)
+        self.control.pending.pop().callback(fresh)
         self.assertEqual(readMessages(fresh.transport.value()), [m.StartWorkConn(proxy_name="u1")])
 
     def test_encryption_and_compression_wrap_the_message_stream(self):
@@ -251,7 +235,7 @@ class UDPProxyTests(SynchronousTestCase):
         work.dataReceived(b"\x00" * 20)
         self.assertTrue(work.transport.disconnecting)
         work.connectionLost(Failure(ConnectionClosed("aborted")))
-        self.assertEqual(len(self.control.requests), 1)
+        self.assertEqual(len(self.control.pending), 1)
         self.assertFalse(self.udp.stopped)
         self.assertIn(proxy.remote_port, self.ports.used)
 
@@ -264,7 +248,7 @@ class UDPProxyTests(SynchronousTestCase):
         self.assertEqual(self.ports.used, {})
         work.connectionLost(Failure(ConnectionClosed("closed")))
         self.clock.advance(10)
-        self.assertEqual(self.control.requests, [])
+        self.assertEqual(self.control.pending, [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_close_withdraws_pending_request_and_timers(self):
@@ -273,9 +257,9 @@ class UDPProxyTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         proxy2 = self.makeProxy(remote_port=30002)
         self.clock.advance(FIRST_WORK_CONN_DELAY)
-        self.assertEqual(len(self.control.requests), 1)
+        self.assertEqual(len(self.control.pending), 1)
         proxy2.close()
-        self.assertEqual(self.control.requests, [])
+        self.assertEqual(self.control.pending, [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_server_bandwidth_limit_applies_to_the_work_connection(self):

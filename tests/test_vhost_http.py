@@ -1,11 +1,9 @@
 """The HTTP vhost state machine over StringTransports with a fake control and task.Clock."""
 
-from typing import List
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -16,47 +14,8 @@ from frptw.errors import ProxyError
 from frptw.server.vhost.http import HEADER_TIMEOUT, NOT_FOUND_PAGE, HTTPVhost
 from frptw.server.vhost.http_proxy import IDLE_TIMEOUT, MAX_IDLE, HTTPProxy
 from frptw.server.vhost.http_rewrite import canonical_key, parse_basic_auth, route_key
-from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.messages import MessageReader, NewProxy, StartWorkConn
-
-
-class FakeControl:
-    """A ProxyOwner handing out work connections on StringTransports; records them."""
-
-    runId = "run"
-    user = ""
-    poolCount = 0
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.works: List[StringTransport] = []
-        self.protocols: List[SwitchableProtocol] = []
-        self.pending: List[Deferred] = []
-        self.immediate = True
-
-    def getWorkConn(self) -> "Deferred[SwitchableProtocol]":
-        if not self.immediate:
-            d: Deferred = Deferred()
-            self.pending.append(d)
-            return d
-        return succeed(self.makeWork())
-
-    def makeWork(self) -> SwitchableProtocol:
-        work = SwitchableProtocol()
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000 + len(self.works)))
-        work.makeConnection(transport)
-        self.works.append(transport)
-        self.protocols.append(work)
-        return work
-
-
-def _backendBytes(transport: StringTransport) -> bytes:
-    """What frps wrote after StartWorkConn (which is checked)."""
-    reader = MessageReader()
-    reader.feed(transport.value())
-    message = reader.next_message()
-    assert isinstance(message, StartWorkConn), message
-    return reader.take_unconsumed()
+from tests.fakes import FakeControl, backendBytes
 
 
 class VhostTestCase(SynchronousTestCase):
@@ -106,7 +65,7 @@ class RoutingTests(VhostTestCase):
         proto, transport = self.connect()
         proto.dataReceived(b"POST /p?q=1 HTTP/1.1\r\nHost: A.test:8080\r\nX-Forwarded-For: 9.9.9.9\r\n"
                            b"Connection: keep-alive, X-Secret\r\nX-Secret: s\r\nContent-Length: 5\r\n\r\nhello")
-        sent = _backendBytes(self.control.works[0])
+        sent = backendBytes(self.control.works[0])
         head, _, body = sent.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         self.assertEqual(lines[0], b"POST /p?q=1 HTTP/1.1")
@@ -146,10 +105,10 @@ class RoutingTests(VhostTestCase):
         self.addProxy(custom_domains=["a.test"])
         proto, transport = self.connect()
         proto.dataReceived(b"GET /1 HTTP/1.1\r\nHost: a.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        self.assertEqual(_backendBytes(self.control.works[0]).count(b"GET"), 1)
+        self.assertEqual(backendBytes(self.control.works[0]).count(b"GET"), 1)
         self.assertEqual(transport.producerState, "paused")
         self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
-        self.assertIn(b"GET /2 ", _backendBytes(self.control.works[0]))
+        self.assertIn(b"GET /2 ", backendBytes(self.control.works[0]))
         self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb")
         self.assertTrue(transport.value().endswith(b"a") is False and transport.value().endswith(b"b"))
         self.assertEqual(len(self.control.works), 1)
@@ -174,7 +133,7 @@ class RoutingTests(VhostTestCase):
         proto, transport = self.connect()
         proto.dataReceived(b"GET http://a.test/x?y HTTP/1.1\r\nHost: other.test\r\n"
                            b"Proxy-Authorization: Basic eDp5\r\n\r\n")
-        sent = _backendBytes(self.control.works[0])
+        sent = backendBytes(self.control.works[0])
         self.assertTrue(sent.startswith(b"GET http://a.test/x?y HTTP/1.1\r\nHost: a.test\r\n"))
         self.assertNotIn(b"Proxy-Authorization", sent)
 
@@ -272,8 +231,8 @@ class StreamingTests(VhostTestCase):
         proto, transport = self.connect()
         proto.dataReceived(b"POST /up HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
         work = self.control.works[0]
-        self.assertIn(b"Transfer-Encoding: chunked", _backendBytes(work))
-        self.assertTrue(_backendBytes(work).endswith(b"5\r\nhello\r\n"))
+        self.assertIn(b"Transfer-Encoding: chunked", backendBytes(work))
+        self.assertTrue(backendBytes(work).endswith(b"5\r\nhello\r\n"))
         # the work side is full: the user side is paused, and resumed when it drains
         work.producer.pauseProducing()
         self.assertEqual(transport.producerState, "paused")
@@ -330,7 +289,7 @@ class StreamingTests(VhostTestCase):
         proto, transport = self.connect()
         proto.dataReceived(b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                            b"Sec-WebSocket-Key: abc\r\n\r\n")
-        sent = _backendBytes(self.control.works[0])
+        sent = backendBytes(self.control.works[0])
         self.assertIn(b"Connection: Upgrade\r\n", sent)
         self.assertIn(b"Upgrade: websocket\r\n", sent)
         self.assertIn(b"Sec-Websocket-Key: abc\r\n", sent)
@@ -347,7 +306,7 @@ class StreamingTests(VhostTestCase):
         self.addProxy(custom_domains=["a.test"])
         proto, transport = self.connect()
         proto.dataReceived(b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\nearly")
-        sent = _backendBytes(self.control.works[0])
+        sent = backendBytes(self.control.works[0])
         self.assertTrue(sent.startswith(b"CONNECT a.test:443 HTTP/1.1\r\n"))
         self.assertTrue(sent.endswith(b"\r\n\r\nearly"))
         self.backendWrite(0, b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -411,13 +370,13 @@ class ServerBandwidthTests(VhostTestCase):
         proto, transport = self.connect()
         proto.dataReceived(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 2048\r\n\r\n" + b"u" * 1024)
         work = self.control.works[0]
-        self.assertTrue(_backendBytes(work).endswith(b"u" * 1024))
+        self.assertTrue(backendBytes(work).endswith(b"u" * 1024))
         # head + 1 KiB overdrew the 1 KiB bucket: reading the user waits until it refills
         self.assertEqual(transport.producerState, "paused")
         self.clock.advance(1.0)
         self.assertEqual(transport.producerState, "producing")
         proto.dataReceived(b"u" * 1024)
-        self.assertTrue(_backendBytes(work).endswith(b"u" * 2048))
+        self.assertTrue(backendBytes(work).endswith(b"u" * 2048))
         # the bucket is ~1 KiB in debt: even a small response pauses the work connection,
         # since both directions spend the same bucket
         self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -446,7 +405,7 @@ class PoolHandoverTests(VhostTestCase):
         self.assertEqual(len(self.control.pending), 1)  # a work connection is on its way for /2
         self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
         # /2 did not wait for its own work connection: the released one carries it.
-        self.assertIn(b"GET /2 HTTP/1.1\r\n", _backendBytes(self.control.works[0]))
+        self.assertIn(b"GET /2 HTTP/1.1\r\n", backendBytes(self.control.works[0]))
         self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2")
         self.assertTrue(secondTransport.value().endswith(b"\r\n\r\n2"))
         # The work connection asked for /2 arrives later and waits idle for the next request.
@@ -473,7 +432,7 @@ class PoolHandoverTests(VhostTestCase):
         # /3 waits for the work connection already asked for: no third StartWorkConn.
         self.assertEqual(len(self.control.pending), 1)
         self.control.pending.pop(0).callback(self.control.makeWork())
-        self.assertIn(b"GET /3 HTTP/1.1\r\n", _backendBytes(self.control.works[1]))
+        self.assertIn(b"GET /3 HTTP/1.1\r\n", backendBytes(self.control.works[1]))
 
     def test_failed_work_connection_fails_only_an_uncovered_request(self) -> None:
         self.control.immediate = False

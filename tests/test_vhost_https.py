@@ -5,7 +5,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.server.vhost.https import HTTPSVhost
 from frptw.server.vhost.prerouting import PREAMBLE_TIMEOUT
-from tests.fakes import FakeProxy, client_hello, connectVhost
+from tests.fakes import FakeControl, FakeProxy, backendBytes, client_hello, connectVhost
 
 
 class HTTPSConnectionTests(SynchronousTestCase):
@@ -58,7 +58,6 @@ class ServerBandwidthTests(SynchronousTestCase):
         everything after it spend the proxy's one bucket (BaseProxy's, as for tcp)."""
         from frptw.server.vhost.https import HTTPSProxy
         from frptw.wire.messages import NewProxy
-        from tests.test_vhost_http import FakeControl, _backendBytes
 
         clock = Clock()
         vhost = HTTPSVhost(clock, 443)
@@ -67,7 +66,7 @@ class ServerBandwidthTests(SynchronousTestCase):
                                      bandwidth_limit="1KB", bandwidth_limit_mode="server"), b"k" * 16, vhost, "")
         hello = client_hello("a.test")
         _, transport = connectVhost(vhost, hello + b"x" * 1024)
-        self.assertEqual(_backendBytes(control.works[0]), hello + b"x" * 1024)
+        self.assertEqual(backendBytes(control.works[0]), hello + b"x" * 1024)
         self.assertEqual(transport.producerState, "paused")
         clock.advance(len(hello) / 1024 - 0.01)
         self.assertEqual(transport.producerState, "paused")

@@ -5,7 +5,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.server.vhost.tcpmux import AUTH_REQUIRED, CONNECTED, NOT_FOUND, TCPMuxProxy, TCPMuxVhost
 from frptw.wire.messages import NewProxy
-from tests.fakes import FakeProxy, connectVhost
+from tests.fakes import FakeControl, FakeProxy, backendBytes, connectVhost
 
 
 class ConnectTests(SynchronousTestCase):
@@ -74,7 +74,6 @@ class ServerBandwidthTests(SynchronousTestCase):
     the tunnel (BaseProxy's, as for tcp)."""
 
     def test_tunnel_spends_one_bucket(self):
-        from tests.test_vhost_http import FakeControl, _backendBytes
 
         clock = Clock()
         vhost = TCPMuxVhost(clock, 8337, passthrough=False)
@@ -84,7 +83,7 @@ class ServerBandwidthTests(SynchronousTestCase):
                     b"k" * 16, vhost, "")
         _, transport = connectVhost(vhost, b"CONNECT m.test:1 HTTP/1.1\r\nHost: m\r\n\r\n" + b"u" * 2048)
         work = control.works[0]
-        self.assertEqual(_backendBytes(work), b"u" * 2048)
+        self.assertEqual(backendBytes(work), b"u" * 2048)
         self.assertEqual(transport.producerState, "paused")  # 1 KiB in debt
         clock.advance(0.9)
         self.assertEqual(transport.producerState, "paused")
