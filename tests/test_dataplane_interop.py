@@ -31,9 +31,9 @@ from twisted.trial.unittest import TestCase
 from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
-from tests.frpbin import free_port
 from tests.gofrp import GoFrp
 from tests.h11server import serverEvents
+from tests.support import free_port
 from tests.traffic import EchoServer, exchange
 from tests.udptraffic import UDPEcho, udp_exchange, wait_for_echo
 
