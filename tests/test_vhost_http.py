@@ -254,9 +254,9 @@ class StreamingTests(VhostTestCase):
         self.backendWrite(0, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         self.assertTrue(transport.value().endswith(b"\r\n\r\nok"))
         proto.dataReceived(b"def")
-        self.assertTrue(_backendBytes(self.control.works[0]).endswith(b"abcdef"))
+        self.assertTrue(backendBytes(self.control.works[0]).endswith(b"abcdef"))
         proto.dataReceived(b"GET /2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        self.assertIn(b"GET /2 HTTP/1.1\r\n", _backendBytes(self.control.works[0]))
+        self.assertIn(b"GET /2 HTTP/1.1\r\n", backendBytes(self.control.works[0]))
         self.assertEqual(len(self.control.works), 1)
 
     def test_idle_pool_limit_and_timeout(self) -> None:
