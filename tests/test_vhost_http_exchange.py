@@ -10,6 +10,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from frptw.errors import NoWorkConnection
 from frptw.server.vhost.http_exchange import (
     FINAL,
     TRANSITIONS,
@@ -21,7 +22,7 @@ from frptw.server.vhost.http_exchange import (
     Valve,
     advance,
 )
-from frptw.server.vhost.http_proxy import ProxyClosed, WorkConnectionPool
+from frptw.server.vhost.http_proxy import WorkConnectionPool
 
 S = ExchangeState
 
@@ -148,7 +149,7 @@ class ExchangeTests(SynchronousTestCase):
     def test_refused_later_answers_404(self) -> None:
         pool = FakePool()
         exchange = self.exchange(pool)
-        pool.lend.errback(ProxyClosed("closed"))
+        pool.lend.errback(NoWorkConnection("closed"))
         self.assertEqual((exchange.state, exchange.answer, self.user.moves), (S.FAILED, 404, [S.FAILED]))
 
     def test_early_response_then_request_end(self) -> None:
@@ -276,5 +277,5 @@ class PoolTests(SynchronousTestCase):
         waiting = self.pool.acquire(None)
         self.assertEqual(len(self.dials), 1)
         self.pool.close()
-        self.failureResultOf(waiting, ProxyClosed)
-        self.failureResultOf(self.pool.acquire(None), ProxyClosed)
+        self.failureResultOf(waiting, NoWorkConnection)
+        self.failureResultOf(self.pool.acquire(None), NoWorkConnection)

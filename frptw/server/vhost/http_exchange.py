@@ -134,7 +134,7 @@ RESPONDED = frozenset({S.DUPLEX, S.RECEIVING, S.FINISHING_REQUEST})
 FINAL = frozenset({S.COMPLETE, S.SWITCHED, S.FAILED})
 
 
-class InvalidTransition(RuntimeError):
+class InvalidTransition(AssertionError):
     """A step that the state does not allow (a bug in the caller, not bad input)."""
 
 

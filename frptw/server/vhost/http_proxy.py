@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.python.failure import Failure
 
+from frptw.errors import NoWorkConnection
 from frptw.logs import FrpLogger
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.server.vhost.http_exchange import Backend
@@ -27,10 +28,6 @@ log = FrpLogger()
 #: Idle work connections kept per http proxy, and for how long (Go transport settings of frp).
 MAX_IDLE = 5
 IDLE_TIMEOUT = 60.0
-
-
-class ProxyClosed(ConnectionError):
-    """The proxy closed while a request waited for one of its work connections."""
 
 
 class WorkConnectionPool:
@@ -81,7 +78,7 @@ class WorkConnectionPool:
         return waiter
 
     async def _refuse(self) -> Backend:
-        raise ProxyClosed("proxy is closed")
+        raise NoWorkConnection("proxy is closed")
 
     def release(self, backend: Backend) -> None:
         """An exchange is done with ``backend``: pass it on if reusable, else close it."""
@@ -103,7 +100,7 @@ class WorkConnectionPool:
         self._expiry.cancel()
         wanting, self._wanting = self._wanting, deque()
         for waiter in wanting:
-            waiter.errback(ProxyClosed("proxy is closed"))
+            waiter.errback(NoWorkConnection("proxy is closed"))
         for backend in [backend for _, backend in self._idle] + list(self._lent):
             backend.responseTimer.cancel()
             backend.transport.abortConnection()
