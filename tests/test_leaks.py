@@ -56,7 +56,7 @@ TRACEBACK_FRAMES = 8
 
 
 class LeakTests(TestCase):
-    timeout = 120
+    timeout = 300  # two bursts of 200 connections under tracemalloc: minutes on a loaded 2-core machine
 
     def tables(self, good: GoodSession) -> dict:
         [control] = good.server._liveControls().values()

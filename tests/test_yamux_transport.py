@@ -619,7 +619,7 @@ class InteropTests(TestCase):
             with socket.socket() as probe:
                 return probe.connect_ex(("127.0.0.1", port)) == 0
 
-        return ensureDeferred(until(listening, f"frps to listen on {port}"))
+        return ensureDeferred(until(listening, f"frps to listen on {port}", timeout=15))
 
     @inlineCallbacks
     def test_login_over_yamux_with_real_frps(self):
