@@ -17,8 +17,8 @@ from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.wire import codec
-from tests.frpbin import free_port
 from tests.gofrp import GoFrp
+from tests.support import free_port
 from tests.traffic import EchoServer, exchange
 
 TOKEN = "negotiate"
