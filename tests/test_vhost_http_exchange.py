@@ -267,6 +267,24 @@ class PoolTests(SynchronousTestCase):
         self.pool.release(extra)
         self.assertEqual((extra.transport.disconnecting, self.pool.idle), (False, 2))
 
+    def test_the_recent_peak_of_lent_connections_stays_idle(self) -> None:
+        """Under load released connections stay for the next requests instead of being closed
+        and dialled again; once one stayed unused for idleTimeout, at most maxIdle are kept."""
+        waiting = [self.pool.acquire(None) for _ in range(4)]
+        backends = [self.finished() for _ in range(4)]
+        for dial, backend in zip(self.dials, backends):
+            dial.callback(backend)
+        self.assertEqual([self.successResultOf(d) for d in waiting], backends)
+        for backend in backends:
+            self.pool.release(backend)
+        self.assertEqual(([b.transport.disconnecting for b in backends], self.pool.idle), ([False] * 4, 4))
+        self.clock.advance(10)
+        self.assertEqual(self.pool.idle, 0)
+        more = [self.finished() for _ in range(3)]
+        for backend in more:
+            self.pool.release(backend)
+        self.assertEqual([b.transport.disconnecting for b in more], [False, False, True])
+
     def test_not_reusable_is_closed(self) -> None:
         backend = makeBackend(self.clock)
         self.pool.release(backend)
