@@ -52,7 +52,7 @@ from frptw import FRP_VERSION
 from frptw.config import ClientConfig
 from frptw.config.proxies import local_name
 from frptw.errors import ConnectionClosed, LoginError, ProtocolError
-from frptw.wire.auth import privilege_key
+from frptw.wire.auth import SCOPE_HEARTBEATS, SCOPE_NEW_WORK_CONNS, privilege_key
 from frptw.wire.messages import (
     CloseProxy,
     Login,
@@ -71,8 +71,6 @@ NEW_PROXY_RESEND = 20.0
 START_ERROR_RETRY = 30.0
 HEARTBEAT_CHECK = 1.0
 
-HEARTBEATS_SCOPE = "HeartBeats"
-NEW_WORK_CONNS_SCOPE = "NewWorkConns"
 
 # Phases of a proxy as frps sees it (the names frp shows; see frptw.client._proxies).
 WAIT_START = "wait start"
@@ -211,7 +209,7 @@ class ControlMachine:
         if self.state is not ControlState.RUNNING:
             return []
         if isinstance(msg, ReqWorkConn):
-            return [OpenWorkConn(NewWorkConn(run_id=self.runId, **self._scoped(NEW_WORK_CONNS_SCOPE, now)))]
+            return [OpenWorkConn(NewWorkConn(run_id=self.runId, **self._scoped(SCOPE_NEW_WORK_CONNS, now)))]
         if isinstance(msg, NewProxyResp):
             return self._proxyAnswered(msg, now)
         if isinstance(msg, Pong):
@@ -237,7 +235,7 @@ class ControlMachine:
             if key == _LOGIN:
                 actions += self._fail(ConnectionClosed(f"no LoginResp within {LOGIN_TIMEOUT:g} s"))
             elif key == _PING:
-                actions.append(Send(Ping(**self._scoped(HEARTBEATS_SCOPE, now))))
+                actions.append(Send(Ping(**self._scoped(SCOPE_HEARTBEATS, now))))
                 self._deadlines.set(_PING, _next(when, self._config.transport.heartbeat_interval, now))
             elif key == _CHECK:
                 actions += self._checkHeartbeat(when, now)

@@ -42,6 +42,7 @@ from frptw.config.problems import Problem, quote
 from frptw.config.proxies import PROXY_TYPES
 from frptw.config.ranges import RangeError, parse_port_ranges, parse_range_numbers
 from frptw.config.visitors import VISITOR_TYPES
+from frptw.wire.auth import SCOPE_HEARTBEATS, SCOPE_NEW_WORK_CONNS
 
 
 def set_path(document: Dict[str, Any], path: str, value: Any) -> None:
@@ -108,7 +109,7 @@ class Converter:
     def scopes(self, section: Section) -> List[str]:
         """Authentication scopes from the two ``authenticate_*`` flags."""
         scopes = []
-        for ini_key, scope in (("authenticate_heartbeats", "HeartBeats"), ("authenticate_new_work_conns", "NewWorkConns")):
+        for ini_key, scope in (("authenticate_heartbeats", SCOPE_HEARTBEATS), ("authenticate_new_work_conns", SCOPE_NEW_WORK_CONNS)):
             if self.read(section, ini_key, BOOL):
                 scopes.append(scope)
         return scopes

@@ -129,5 +129,4 @@ class NatTraversalConfig:
 
 
 AUTH_METHODS = ("token", "oidc")
-AUTH_SCOPES = ("HeartBeats", "NewWorkConns")
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")

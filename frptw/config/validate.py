@@ -11,11 +11,12 @@ from collections import Counter
 from typing import Any, Callable, Iterable, List, Optional, Sequence
 
 from frptw.config.model_client import ClientConfig
-from frptw.config.model_common import AUTH_METHODS, AUTH_SCOPES, LOG_LEVELS, ValueSource, WebServerConfig
+from frptw.config.model_common import AUTH_METHODS, LOG_LEVELS, ValueSource, WebServerConfig
 from frptw.config.model_server import ServerConfig
 from frptw.config.problems import Problem, Scope, quote
 from frptw.config.proxies import ProxyConfig, TCPMuxProxyConfig
 from frptw.config.visitors import VisitorConfig, XTCPVisitorConfig
+from frptw.wire.auth import AUTH_SCOPES
 
 TRANSPORT_PROTOCOLS = ("tcp", "kcp", "quic", "websocket", "wss")
 HTTP_PLUGIN_OPS = ("Login", "NewProxy", "CloseProxy", "Ping", "NewWorkConn", "NewUserConn")

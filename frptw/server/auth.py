@@ -7,10 +7,8 @@ timestamp is not compared with the clock (frp does not either).
 
 from typing import Iterable, Optional
 
-from frptw.wire.auth import verify_privilege_key
+from frptw.wire.auth import SCOPE_HEARTBEATS, SCOPE_NEW_WORK_CONNS, verify_privilege_key
 
-SCOPE_HEARTBEATS = "HeartBeats"
-SCOPE_NEW_WORK_CONNS = "NewWorkConns"
 
 
 class TokenVerifier:

@@ -10,7 +10,13 @@ timestamp's age, so neither do we.
 import hashlib
 import hmac
 
-__all__ = ["privilege_key", "verify_privilege_key"]
+__all__ = ["AUTH_SCOPES", "SCOPE_HEARTBEATS", "SCOPE_NEW_WORK_CONNS", "privilege_key", "verify_privilege_key"]
+
+#: ``auth.additionalScopes``: with ``HeartBeats`` every ``Ping`` carries a privilege key, with
+#: ``NewWorkConns`` every ``NewWorkConn`` does (frp's spelling; frpc and frps must agree).
+SCOPE_HEARTBEATS = "HeartBeats"
+SCOPE_NEW_WORK_CONNS = "NewWorkConns"
+AUTH_SCOPES = (SCOPE_HEARTBEATS, SCOPE_NEW_WORK_CONNS)
 
 
 def privilege_key(token: str, timestamp: int) -> str:
