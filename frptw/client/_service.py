@@ -48,6 +48,7 @@ from frptw.logs import FrpLogger
 from frptw.transport.sockets import raiseFileLimit, setKeepalive, tcpEndpoint
 from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
+from frptw.transport.timers import cancelCall
 from frptw.transport.tls import clientContextFactory, startClientTLS
 from frptw.transport.yamux import YamuxSession
 from frptw.wire.messages import NewWorkConn
@@ -181,7 +182,7 @@ def closeGracefully(root: _RootProtocol, reactor) -> None:
         return
     root.transport.loseConnection()
     timer = reactor.callLater(CLOSE_GRACE, root.transport.abortConnection)
-    root.whenLost.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+    root.whenLost.addBoth(lambda r: (cancelCall(timer), r)[1])
 
 
 class _LoginAttempt:

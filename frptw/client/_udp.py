@@ -32,6 +32,7 @@ from frptw.client.proxyprotocol import proxy_protocol_header
 from frptw.config import ProxyConfig
 from frptw.logs import FrpLogger
 from frptw.transport.datagrams import Address, DatagramChannel
+from frptw.transport.timers import cancelCall
 
 #: frpc's keep-alive on a udp/sudp work connection (frps's read deadline is 60 s).
 PING_INTERVAL = 30.0
@@ -88,8 +89,7 @@ class _LocalSocket(DatagramProtocol):
     def close(self) -> Deferred:
         """Stop the socket; fires once it is closed."""
         self.closed = True
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
+        cancelCall(self._idle)
         self._idle = None
         return maybeDeferred(self.transport.stopListening)
 

@@ -37,6 +37,7 @@ from frptw.transport.preamble import PreambleProtocol
 from frptw.transport.sockets import listenTCP
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
+from frptw.transport.timers import cancelCall
 from frptw.wire.auth import privilege_key
 from frptw.wire.codec import FRPTW_COMPRESSIONS
 from frptw.wire.crypto import derive_key
@@ -78,8 +79,7 @@ class VisitorConnection(PreambleProtocol):
         self._fail(ConnectionClosed(f"no NewVisitorConnResp from frps within {RESPONSE_TIMEOUT:g} s"), abort=True)
 
     def _cancelTimer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        cancelCall(self._timer)
         self._timer = None
 
     def _fail(self, error: Exception, abort: bool = False) -> None:

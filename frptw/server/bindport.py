@@ -40,9 +40,11 @@ from twisted.python.failure import Failure
 
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
+from frptw.transport.addresses import describePeer
 from frptw.transport.preamble import PreambleProtocol
 from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
+from frptw.transport.timers import cancelCall
 from frptw.transport.tls import startServerTLS
 from frptw.transport.yamux import YamuxSession
 from frptw.wire.errors import ProtocolError
@@ -91,13 +93,6 @@ class ConnectionHost(TypingProtocol):
         """Take over a logical connection whose first message was ``message``."""
 
 
-def describePeer(transport) -> str:
-    """``ip:port`` of the far end of ``transport`` (or its repr when it has no address)."""
-    peer = transport.getPeer()
-    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
-    return f"{host}:{port}" if host is not None else str(peer)
-
-
 def logTLSFailure(transport, reason: Failure) -> None:
     """One log line when a connection ended because its TLS handshake (or record) failed:
     nothing above TLS saw a byte, so nobody else would say why it closed."""
@@ -114,18 +109,6 @@ class _ServerSession(YamuxSession):
         super().connectionLost(reason)
 
 
-class _Deadline:
-    """A timer that runs ``expired`` unless cancelled first."""
-
-    def __init__(self, clock: IReactorTime, seconds: float, expired: Callable[[], None]) -> None:
-        self._call: Optional[IDelayedCall] = clock.callLater(seconds, expired)
-
-    def cancel(self) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-
-
 _UNDECIDED = object()
 _WEBSOCKET = object()
 
@@ -136,7 +119,7 @@ class BindConnection(SwitchableProtocol):
     def __init__(self, host: ConnectionHost) -> None:
         super().__init__()
         self._host = host
-        self._deadline: Optional[_Deadline] = None
+        self._deadline: Optional[IDelayedCall] = None
         self._closed = Event()
         self._refused = False
         self._received = 0
@@ -147,7 +130,7 @@ class BindConnection(SwitchableProtocol):
     def connectionMade(self) -> None:
         super().connectionMade()
         self._host.connectionOpened(self)
-        self._deadline = _Deadline(self._host.clock, FIRST_BYTE_TIMEOUT, self._noFirstByte)
+        self._deadline = self._host.clock.callLater(FIRST_BYTE_TIMEOUT, self._noFirstByte)
 
     def _noFirstByte(self) -> None:
         if self._received:
@@ -162,7 +145,7 @@ class BindConnection(SwitchableProtocol):
         if self._received < FIRST_BYTES:
             self._received += len(data)
             if self._received >= FIRST_BYTES:
-                self._deadline.cancel()
+                cancelCall(self._deadline)
 
     def dataReceived(self, data: bytes) -> None:
         if self.switchedTo is not None:
@@ -233,8 +216,7 @@ class BindConnection(SwitchableProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
-        if self._deadline is not None:
-            self._deadline.cancel()
+        cancelCall(self._deadline)
         self._host.connectionClosed(self)
         self._closed.fire()
 
@@ -264,12 +246,12 @@ class LogicalConnection(PreambleProtocol):
     def __init__(self, host: ConnectionHost) -> None:
         super().__init__()
         self._host = host
-        self._deadline: Optional[_Deadline] = None
+        self._deadline: Optional[IDelayedCall] = None
         self.onLost: Optional[Callable[["LogicalConnection"], None]] = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self._deadline = _Deadline(self._host.clock, FIRST_MESSAGE_TIMEOUT, self._noMessage)
+        self._deadline = self._host.clock.callLater(FIRST_MESSAGE_TIMEOUT, self._noMessage)
 
     def _noMessage(self) -> None:
         log.info(
@@ -282,11 +264,11 @@ class LogicalConnection(PreambleProtocol):
     def badMessage(self, error: ProtocolError) -> None:
         log.warn("closing connection from {peer}: bad first message: {error}", peer=describePeer(self.transport),
                  error=error)
-        self._deadline.cancel()
+        cancelCall(self._deadline)
         self.transport.abortConnection()
 
     def messageReceived(self, message, leftover: bytes) -> None:
-        self._deadline.cancel()
+        cancelCall(self._deadline)
         self._host.dispatch(self, message, leftover)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -294,7 +276,6 @@ class LogicalConnection(PreambleProtocol):
         if self.awaitingMessage:
             logTLSFailure(self.transport, reason)
         super().connectionLost(reason)
-        if self._deadline is not None:
-            self._deadline.cancel()
+        cancelCall(self._deadline)
         if not switched and self.onLost is not None:
             self.onLost(self)

@@ -26,10 +26,10 @@ from twisted.python.failure import Failure
 from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
-from frptw.server.bindport import describePeer
 from frptw.server.control_machine import Action, ControlMachine, ControlState, Send, StartProxy, StopProxy, proxy_type
 from frptw.server.proxy_base import ProxyOwner
 from frptw.server.workpool import WorkConnPool
+from frptw.transport.addresses import describePeer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire import messages as m
 from frptw.wire.crypto import AESCFBCodec

@@ -33,10 +33,11 @@ from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 from frptw import FRP_VERSION
 from frptw.logs import FrpLogger
 from frptw.server.auth import TokenVerifier, client_error
-from frptw.server.bindport import BindConnection, LogicalConnection, describePeer
+from frptw.server.bindport import BindConnection, LogicalConnection
 from frptw.server.control_machine import ControlMachine
 from frptw.server.control_protocol import ControlProtocol
 from frptw.server.registry import ProxyRegistry
+from frptw.transport.addresses import describePeer
 from frptw.transport.sockets import setKeepalive
 from frptw.transport.tls import serverContextFactory
 from frptw.wire import messages as m

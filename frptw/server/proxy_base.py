@@ -28,6 +28,7 @@ from frptw.config.bandwidth import BandwidthError
 from frptw.errors import NoWorkConnection
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
+from frptw.transport.addresses import hostPort
 from frptw.transport.bandwidth import TokenBucket
 from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.splice import splice
@@ -64,13 +65,6 @@ class ProxyOwner(TypingProtocol):
 
     def getWorkConn(self) -> "Deferred[SwitchableProtocol]":
         """A work connection of this client, pooled or asked for (fails when none comes)."""
-
-
-def _hostPort(address: Optional[IAddress]) -> "tuple[str, int]":
-    host, port = getattr(address, "host", None), getattr(address, "port", None)
-    if not isinstance(host, str) or not isinstance(port, int):
-        return "", 0
-    return host, port
 
 
 class UserConnection(SwitchableProtocol):
@@ -135,7 +129,7 @@ class BaseProxy:
     def userConnected(self, user: UserConnection) -> None:
         """A user connected: find a work connection for it, then join the two."""
         self._users.add(user)
-        host, port = _hostPort(user.transport.getPeer())
+        host, port = hostPort(user.transport.getPeer())
         log.info("[{run_id}] [{name}] get a user connection [{host}:{port}]", run_id=self.runId, name=self.name,
                  host=host, port=port)
         if self._closing:
@@ -153,8 +147,8 @@ class BaseProxy:
             waiting.cancel()
 
     async def _startWorkConn(self, src: IAddress, dst: IAddress) -> SwitchableProtocol:
-        srcAddr, srcPort = _hostPort(src)
-        dstAddr, dstPort = _hostPort(dst)
+        srcAddr, srcPort = hostPort(src)
+        dstAddr, dstPort = hostPort(dst)
         start = encode_message(
             StartWorkConn(proxy_name=self.name, src_addr=srcAddr, src_port=srcPort, dst_addr=dstAddr, dst_port=dstPort,
                           frptw_compression=self.dataPlane.compression)

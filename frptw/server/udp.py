@@ -40,6 +40,7 @@ from frptw.server.ports import PortAllocator
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.transport.datagrams import DatagramChannel, LogLimiter
 from frptw.transport.switch import SwitchableProtocol
+from frptw.transport.timers import cancelCall
 from frptw.wire.messages import NewProxy
 
 log = FrpLogger()
@@ -173,8 +174,7 @@ class UDPProxy(BaseProxy):
     def close(self) -> "Deferred[None]":
         """Close the UDP port, the work connection and any pending request for one."""
         done = super().close()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        cancelCall(self._timer)
         self._timer = None
         if self._pending is not None:
             self._pending.cancel()

@@ -26,6 +26,7 @@ from zope.interface import implementer
 
 from frptw.transport.stacked import StackedTransport, stack
 from frptw.transport.switch import SwitchableProtocol
+from frptw.transport.timers import cancelCall
 
 
 class TokenBucket:
@@ -83,9 +84,8 @@ class BandwidthLimiter(StackedTransport):
             self.transport.resumeProducing()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        for call in (self._readThrottle, self._writeThrottle):
-            if call is not None and call.active():
-                call.cancel()
+        cancelCall(self._readThrottle)
+        cancelCall(self._writeThrottle)
         self._readThrottle = self._writeThrottle = None
         super().connectionLost(reason)
 

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frptw.logs import FrpLogger
+from frptw.transport.timers import cancelCall
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import (
     Message,
@@ -241,8 +242,7 @@ class DatagramChannel(Protocol):
     def _stopTimers(self) -> None:
         if self._ping is not None and self._ping.running:
             self._ping.stop()
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
+        cancelCall(self._idle)
         self._idle = None
 
     # -- sending ---------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from zope.interface import implementer
 
 from frptw.errors import ConnectionClosed
 from frptw.logs import FrpLogger
+from frptw.transport.timers import cancelCall
 from frptw.wire import yamux as wire
 
 log = FrpLogger()
@@ -62,11 +63,6 @@ log = FrpLogger()
 PING_TIMEOUT = 10.0
 #: Seconds a locally closed stream waits for the peer's FIN before sending RST.
 STREAM_CLOSE_TIMEOUT = 300.0
-
-
-def _cancel(call: Optional[IDelayedCall]) -> None:
-    if call is not None and call.active():
-        call.cancel()
 
 
 @implementer(ITransport, IConsumer, IPushProducer)
@@ -170,7 +166,7 @@ class YamuxStream:
 
     def _sendFin(self) -> None:
         self._finSent = True
-        _cancel(self._openTimer)
+        cancelCall(self._openTimer)
         self._conn.close_stream(self.streamId)
         if self._eofReceived:
             self._finish(Failure(ConnectionDone()), later=True)
@@ -198,7 +194,7 @@ class YamuxStream:
     def unregisterProducer(self) -> None:
         self._producer = None
         self._session._fed.pop(self, None)
-        _cancel(self._pullCall)
+        cancelCall(self._pullCall)
         self._pullCall = None
 
     def _blocked(self) -> bool:
@@ -256,9 +252,9 @@ class YamuxStream:
         self.connected = False
         self._session._streams.pop(self.streamId, None)
         self._session._fed.pop(self, None)
-        _cancel(self._openTimer)
-        _cancel(self._closeTimer)
-        _cancel(self._pullCall)
+        cancelCall(self._openTimer)
+        cancelCall(self._closeTimer)
+        cancelCall(self._pullCall)
         self._pullCall = None
         self._recvChunks.clear()
         self._recvSize = 0
@@ -352,14 +348,14 @@ class YamuxStream:
     # -- events from the session ---------------------------------------------------------------
     def _remoteEnded(self) -> None:
         self._eofReceived = True
-        _cancel(self._openTimer)
+        cancelCall(self._openTimer)
         if self._finSent:
             self._finish(Failure(ConnectionDone()), later=False)
         else:
             self._drainReceived()
 
     def _acknowledged(self) -> None:
-        _cancel(self._openTimer)
+        cancelCall(self._openTimer)
 
     # -- addresses ---------------------------------------------------------------------------
     def getPeer(self) -> IAddress:
@@ -561,8 +557,8 @@ class YamuxSession(Protocol):
         self._abort()
 
     def _stopTimers(self) -> None:
-        _cancel(self._keepaliveCall)
-        _cancel(self._pingTimeoutCall)
+        cancelCall(self._keepaliveCall)
+        cancelCall(self._pingTimeoutCall)
         self._keepaliveCall = self._pingTimeoutCall = None
 
     # -- IPushProducer (for our transport) -------------------------------------------------
@@ -634,7 +630,7 @@ class YamuxSession(Protocol):
 
     def _onPongReceived(self, event: wire.PongReceived) -> None:
         if event.ping_id == self._pingId and self._pingTimeoutCall is not None:
-            _cancel(self._pingTimeoutCall)
+            cancelCall(self._pingTimeoutCall)
             self._pingTimeoutCall = None
             self._pingId = None
             self._scheduleKeepalive()

@@ -1,0 +1,26 @@
+"""Addresses as frp writes them: ``host:port`` in log lines, ``(host, port)`` in StartWorkConn.
+
+One place for what frps and frpc both do with ``getPeer()`` / ``getHost()``: a transport
+without an IP address (a yamux stream's is its session's; an in-memory test transport may
+have none) gives ``("", 0)``, which is what frp sends when it has no address either.
+"""
+
+from typing import Optional, Tuple
+
+from twisted.internet.interfaces import IAddress
+
+
+def hostPort(address: Optional[IAddress]) -> Tuple[str, int]:
+    """``(host, port)`` of an IP address; ``("", 0)`` for anything else."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if not isinstance(host, str) or not isinstance(port, int):
+        return "", 0
+    return host, port
+
+
+def describePeer(transport) -> str:
+    """``ip:port`` of the far end of ``transport`` for log lines (its repr when it has no IP
+    address)."""
+    peer = transport.getPeer()
+    host, port = hostPort(peer)
+    return f"{host}:{port}" if host else str(peer)

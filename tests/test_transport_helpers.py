@@ -1,0 +1,37 @@
+"""The small shared helpers under frptw.transport: addresses as frp writes them, and the one way
+a delayed call is stopped."""
+
+from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from frptw.transport.addresses import describePeer, hostPort
+from frptw.transport.timers import cancelCall
+
+
+class AddressTests(SynchronousTestCase):
+    def test_ip_addresses(self) -> None:
+        address = IPv4Address("TCP", "10.1.2.3", 40000)
+        self.assertEqual(hostPort(address), ("10.1.2.3", 40000))
+        self.assertEqual(describePeer(StringTransport(peerAddress=address)), "10.1.2.3:40000")
+
+    def test_other_addresses(self) -> None:
+        """frp sends an empty address and port 0 when it has none."""
+        self.assertEqual(hostPort(None), ("", 0))
+        self.assertEqual(hostPort(UNIXAddress(b"/tmp/s")), ("", 0))
+        self.assertIn("UNIXAddress", describePeer(StringTransport(peerAddress=UNIXAddress(b"/tmp/s"))))
+
+
+class CancelCallTests(SynchronousTestCase):
+    def test_any_state(self) -> None:
+        clock = Clock()
+        ran = []
+        pending, done, cancelled = (clock.callLater(delay, ran.append, delay) for delay in (2, 1, 3))
+        clock.advance(1)
+        cancelled.cancel()
+        for call in (None, pending, done, cancelled):
+            cancelCall(call)
+        clock.advance(10)
+        self.assertEqual(ran, [1])
+        self.assertEqual(clock.getDelayedCalls(), [])
