@@ -2,11 +2,23 @@
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.errors import ProxyError
-from frptw.server.vhost.routes import RouteConflict, RouteTable, candidate_hosts, canonical_host, proxy_domains
+from frptw.server.vhost.http import HTTPVhost
+from frptw.server.vhost.http_proxy import HTTPProxy
+from frptw.server.vhost.https import HTTPSProxy, HTTPSVhost
+from frptw.server.vhost.routes import (
+    RouteConflict,
+    RouteTable,
+    candidate_hosts,
+    canonical_addr,
+    canonical_host,
+    proxy_domains,
+)
 from frptw.wire.messages import NewProxy
+from tests.fakes import FakeControl
 
 
 class CanonicalHostTests(SynchronousTestCase):
@@ -173,3 +185,21 @@ class ProxyDomainsTests(SynchronousTestCase):
         self.assertEqual(proxy_domains(NewProxy(custom_domains=["x.other.com"]), "example.com"), ["x.other.com"])
         # frp 0.65 tests a case-sensitive substring: verified with the real frps
         self.assertEqual(proxy_domains(NewProxy(custom_domains=["x.Example.com"]), "example.com"), ["x.Example.com"])
+
+
+class CanonicalAddrTests(SynchronousTestCase):
+    def test_standard_ports_are_left_out_whichever_vhost(self) -> None:
+        """The real frps 0.65 answers ``a.test`` for an http proxy on vhost port 443 or 80 and
+        ``a.test:8443`` on 8443 (observed with frptw's frpc against it)."""
+        self.assertEqual([canonical_addr("a.test", port) for port in (80, 443, 8080, 8443)],
+                         ["a.test", "a.test", "a.test:8080", "a.test:8443"])
+
+    def test_http_and_https_proxies_report_alike(self) -> None:
+        clock = Clock()
+        for port in (443, 8443):
+            owner = FakeControl(clock)
+            http = HTTPProxy(owner, NewProxy(proxy_name="h", proxy_type="http", custom_domains=["a.test"]), b"k" * 16,
+                             HTTPVhost(clock, port, ""))
+            https = HTTPSProxy(owner, NewProxy(proxy_name="s", proxy_type="https", custom_domains=["a.test"]), b"k" * 16,
+                               HTTPSVhost(clock, port), "")
+            self.assertEqual(http.remote_addr, https.remote_addr)

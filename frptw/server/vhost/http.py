@@ -46,7 +46,8 @@ from frptw.server.vhost.http_exchange import Exchange, ExchangeState, Valve, rea
 from frptw.server.vhost.http_proxy import HTTPProxy
 from frptw.server.vhost.http_rewrite import first_header, is_upgrade, rewrite_request, route_key
 from frptw.server.vhost.lazytimer import LazyTimer
-from frptw.server.vhost.routes import RouteTable, canonical_host
+from frptw.server.vhost.routes import NOT_FOUND_PAGE, RouteTable, canonical_addr, canonical_host
+from frptw.transport.addresses import describePeer
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
 
@@ -56,29 +57,6 @@ log = FrpLogger()
 MAX_HEAD = 64 * 1024
 MAX_HEADERS = 128
 HEADER_TIMEOUT = 60.0
-
-#: frp 0.65's built-in page for unknown routes and failed backends (pkg/util/vhost/resource.go).
-NOT_FOUND_PAGE = b"""<!DOCTYPE html>
-<html>
-<head>
-<title>Not Found</title>
-<style>
-    body {
-        width: 35em;
-        margin: 0 auto;
-        font-family: Tahoma, Verdana, Arial, sans-serif;
-    }
-</style>
-</head>
-<body>
-<h1>The page you requested was not found.</h1>
-<p>Sorry, the page you are looking for is currently unavailable.<br/>
-Please try again later.</p>
-<p>The server is powered by <a href="https://github.com/fatedier/frp">frp</a>.</p>
-<p><em>Faithfully yours, frp.</em></p>
-</body>
-</html>
-"""
 
 _TEXT = [(b"Content-Type", b"text/plain; charset=utf-8")]
 
@@ -119,7 +97,7 @@ class HTTPVhost(Factory):
         return HTTPUserConnection(self)
 
     def canonicalAddr(self, domain: str) -> str:
-        return domain if self.port == 80 else f"{domain}:{self.port}"
+        return canonical_addr(domain, self.port)
 
     def notFoundPage(self) -> bytes:
         if self.custom404Page:
@@ -201,13 +179,9 @@ class HTTPUserConnection(SwitchableProtocol):
             self.transport.loseConnection()
 
     def _headTimeout(self) -> None:
-        log.info("closing http connection from {peer}: no request head within {t} s", peer=self._peer(),
+        log.info("closing http connection from {peer}: no request head within {t} s", peer=describePeer(self.transport),
                  t=HEADER_TIMEOUT)
         self._close(abort=True)
-
-    def _peer(self) -> str:
-        peer = self.transport.getPeer()
-        return f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
 
     # -- reading requests --------------------------------------------------------------------
     def _pump(self) -> None:
@@ -259,7 +233,7 @@ class HTTPUserConnection(SwitchableProtocol):
         if status not in (400, 431):
             status, text = 400, b"Bad Request"
         # h11's message may quote the offending line: keep the log line bounded.
-        log.info("closing http connection from {peer}: {error}", peer=self._peer(), error=str(error)[:200])
+        log.info("closing http connection from {peer}: {error}", peer=describePeer(self.transport), error=str(error)[:200])
         if self.state is ConnectionState.HEAD:
             self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                                  b"Connection: close\r\n\r\n%d %s" % (status, text, status, text))
@@ -362,7 +336,7 @@ class HTTPUserConnection(SwitchableProtocol):
                 self.writeResponse(h11.Data(data=body))
             self.writeResponse(h11.EndOfMessage())
         except h11.LocalProtocolError as e:
-            log.warn("cannot answer http request from {peer}: {error}", peer=self._peer(), error=e)
+            log.warn("cannot answer http request from {peer}: {error}", peer=describePeer(self.transport), error=e)
             self._close(abort=True)
             return
         if self.h11.their_state is not h11.SEND_BODY:

@@ -18,9 +18,9 @@ from twisted.python.failure import Failure
 
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
-from frptw.server.bindport import describePeer
 from frptw.server.proxy_base import BaseProxy, UserConnection
-from frptw.server.vhost.routes import RouteTable
+from frptw.server.vhost.routes import RouteTable, canonical_addr
+from frptw.transport.addresses import describePeer
 from frptw.transport.switch import SwitchableProtocol
 
 #: Seconds a vhost connection has to send its ClientHello / CONNECT request.
@@ -30,10 +30,9 @@ log = FrpLogger()
 
 
 def remote_addr(domains: Iterable[str], port: int) -> str:
-    """``NewProxyResp.remote_addr`` of a vhost proxy: ``domain:port`` per domain, comma
-    separated, without ``:port`` for the standard ports 80 and 443 (as frp's canonical address)."""
-    suffix = "" if port in (80, 443) else f":{port}"
-    return ",".join(domain + suffix for domain in domains)
+    """``NewProxyResp.remote_addr`` of a vhost proxy: each domain's :func:`canonical_addr`,
+    comma separated."""
+    return ",".join(canonical_addr(domain, port) for domain in domains)
 
 
 class PreambleConnection(SwitchableProtocol):

@@ -11,7 +11,9 @@ registers: a proxy, a group, ...).  frps answers a request by host, path and HTT
    a user; within one (host, user) the longest location that is a plain string prefix of the
    path wins (frp sorts locations in descending byte order and takes the first prefix).
 
-:func:`proxy_domains` turns a ``NewProxy`` into its domains with frp's validation texts.
+:func:`proxy_domains` turns a ``NewProxy`` into its domains with frp's validation texts;
+:func:`canonical_addr` is how a routed domain is reported back (``NewProxyResp.remote_addr``);
+:data:`NOT_FOUND_PAGE` is what frps answers when no route matches.
 """
 
 from typing import Dict, Generic, List, Optional, Tuple, TypeVar
@@ -22,6 +24,24 @@ T = TypeVar("T")
 
 #: frp's text when (domain, location, user) is already routed.
 ROUTER_CONFLICT = "router config conflict"
+
+#: frp 0.65's built-in page for unknown routes and failed backends (pkg/util/vhost/resource.go,
+#: 489 bytes), on the http vhost port and in tcpmux's 404 answer.
+NOT_FOUND_PAGE = (
+    b"<!DOCTYPE html>\n<html>\n<head>\n<title>Not Found</title>\n<style>\n    body {\n        width: 35em;\n"
+    b"        margin: 0 auto;\n        font-family: Tahoma, Verdana, Arial, sans-serif;\n    }\n</style>\n"
+    b"</head>\n<body>\n<h1>The page you requested was not found.</h1>\n<p>Sorry, the page you are looking for "
+    b"is currently unavailable.<br/>\nPlease try again later.</p>\n<p>The server is powered by <a "
+    b'href="https://github.com/fatedier/frp">frp</a>.</p>\n<p><em>Faithfully yours, frp.</em></p>\n'
+    b"</body>\n</html>\n"
+)
+
+
+def canonical_addr(domain: str, port: int) -> str:
+    """``domain`` on a vhost ``port`` as frps reports it: without the port when it is one of
+    the standard ports 80 and 443, whichever vhost listens there (the real frps 0.65 answers
+    ``a.test`` for an http proxy on a vhost port 443 as on 80, and ``a.test:8443`` on 8443)."""
+    return domain if port in (80, 443) else f"{domain}:{port}"
 
 
 class RouteConflict(ProxyError):

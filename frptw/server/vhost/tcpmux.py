@@ -29,7 +29,7 @@ from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.server.vhost.prerouting import PreambleConnection, VhostListener, remote_addr
-from frptw.server.vhost.routes import proxy_domains
+from frptw.server.vhost.routes import NOT_FOUND_PAGE, proxy_domains
 from frptw.wire.messages import NewProxy
 
 log = FrpLogger()
@@ -39,15 +39,6 @@ HTTPCONNECT = "httpconnect"
 #: Largest CONNECT request header block read.
 MAX_REQUEST = 64 * 1024
 
-#: frp's built-in "Not Found" page (pkg/util/vhost/resource.go, 489 bytes in 0.65).
-NOT_FOUND_PAGE = (
-    b"<!DOCTYPE html>\n<html>\n<head>\n<title>Not Found</title>\n<style>\n    body {\n        width: 35em;\n"
-    b"        margin: 0 auto;\n        font-family: Tahoma, Verdana, Arial, sans-serif;\n    }\n</style>\n"
-    b"</head>\n<body>\n<h1>The page you requested was not found.</h1>\n<p>Sorry, the page you are looking for "
-    b"is currently unavailable.<br/>\nPlease try again later.</p>\n<p>The server is powered by <a "
-    b'href="https://github.com/fatedier/frp">frp</a>.</p>\n<p><em>Faithfully yours, frp.</em></p>\n'
-    b"</body>\n</html>\n"
-)
 NOT_FOUND = (
     b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\nContent-Type: text/html\r\nServer: frp/%s\r\n\r\n"
     % (len(NOT_FOUND_PAGE), FRP_VERSION.encode("ascii"))
