@@ -182,6 +182,11 @@ class DataPlaneInterop(TestCase):
         bindPort = (yield frps.whenListening()).getHost().port
         frpc = yield GoFrp.start(reactor, "frpc", self.frpcConfig(bindPort), ready=None)
         self.addCleanup(frpc.stop)
+        records = yield DeferredList([frps.whenProxyRunning(f"{USER}.{cell.name}") for cell in CELLS],
+                                     fireOnOneErrback=True, consumeErrors=True)
+        self.assertEqual([(record.type, record.user) for _, record in records], [(c.kind, USER) for c in CELLS])
+        # frps runs a proxy before frpc has its NewProxyResp; frpc serves work connections for
+        # it only from then on.
         for cell in CELLS:
             yield frpc.waitFor(f"[{USER}.{cell.name}] start proxy success")
         yield self.runCells()
