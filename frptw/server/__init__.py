@@ -7,6 +7,7 @@ Twisted application; ``whenListening()`` tells when (and on which port) it accep
 snapshots (:mod:`frptw.server.records`).
 """
 
+from frptw.server.records import ClientRecord, ProxyRecord
 from frptw.server.service import FrpServerService
 
-__all__ = ["FrpServerService"]
+__all__ = ["FrpServerService", "ProxyRecord", "ClientRecord"]
