@@ -88,8 +88,9 @@ class FrpServerService(Service):
                                  for runId, control in self._dispatcher.controls.items()})
 
     def whenProxyRunning(self, name: str) -> "Deferred[ProxyRecord]":
-        """Fires with the record of the proxy called ``name`` (its wire name) once a client has
-        started it, at once if one has; cancelled if the service stops first."""
+        """Fires with the record of the proxy called ``name`` (its wire name) once frps has
+        started it for a client (at once if it runs already); cancelled if the service stops
+        first.  The client learns of it a moment later, from ``NewProxyResp``."""
         return self._registry.whenRunning(name).addCallback(self._record)
 
     def _record(self, proxy: BaseProxy) -> ProxyRecord:
