@@ -4,7 +4,7 @@ These tests use tcp_mux off and TLS off so that the scripted frps speaks plain f
 stacks are exercised against the real frps in tests/test_client_interop.py.
 """
 
-import resource
+import atexit
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
@@ -183,17 +183,6 @@ class ServiceTests(ServiceTestMixin, SynchronousTestCase):
         conn.lose()
         self.successResultOf(d)
 
-    def test_raises_open_file_limit(self) -> None:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        lowered = min(soft, 256)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
-        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
-        self.makeService()
-        # An unlimited hard limit cannot be the soft one for descriptors: then nothing changes.
-        expected = (lowered, hard) if hard == resource.RLIM_INFINITY else (hard, hard)
-        self.assertEqual(resource.getrlimit(resource.RLIMIT_NOFILE), expected)
-        refuse(self.reactor)
-
 
 class LoginFailureTests(ServiceTestMixin, SynchronousTestCase):
     def refuseLogin(self) -> FakeConnection:
@@ -216,6 +205,22 @@ class LoginFailureTests(ServiceTestMixin, SynchronousTestCase):
         self.assertFalse(service.running)
         self.reactor.advance(60)
         self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_embedded_service_stops_itself_and_leaves_the_process_alone(self) -> None:
+        """Without onFatal (an embedding application), login_fail_exit stops the service and
+        fails whenLoggedIn -- now and later -- with frps's text; the process is not touched."""
+        registered = []
+        self.patch(atexit, "register", registered.append)
+        self.reactor = MemoryReactorClock()
+        self.service = FrpClientService(config(PLAIN, TCP_PROXY), self.reactor)
+        self.service.startService()
+        self.addCleanup(self.stop)
+        loggedIn = self.service.whenLoggedIn()
+        self.refuseLogin()
+        self.assertEqual(str(self.failureResultOf(loggedIn, LoginError).value), BAD_TOKEN)
+        self.assertEqual(str(self.failureResultOf(self.service.whenLoggedIn(), LoginError).value), BAD_TOKEN)
+        self.assertFalse(self.service.running)
+        self.assertEqual((registered, self.reactor.hasStopped, self.reactor.whenRunningHooks), ([], False, []))
 
     def test_login_fail_exit_also_covers_an_unreachable_server(self) -> None:
         self.makeService()

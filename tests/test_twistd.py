@@ -151,3 +151,13 @@ class TwistdTests(TestCase):
         self.assertIn("frpc.ini [ssh] type", lines[0])
         self.assertIn("tcpx", lines[0])
         self.assertNotIn(b"Traceback", proc.output)
+
+    async def test_frpc_exits_with_status_1_when_the_first_login_fails(self):
+        """login_fail_exit (frp's default): like frpc, ``twistd frpc`` ends with status 1."""
+        port = free_port()  # nothing listens there: the first attempt is refused
+        directory, path = self.config(f'serverAddr = "127.0.0.1"\nserverPort = {port}\n', "frpc.toml")
+        proc = self.spawn("-n", "frpc", "--config", path, cwd=directory)
+        ended = await proc.ended
+        self.assertEqual(ended.exitCode, 1, proc.output.decode())
+        self.assertIn(b"login_fail_exit is set", proc.output)
+        self.assertNotIn(b"Traceback", proc.output)

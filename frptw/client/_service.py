@@ -15,17 +15,16 @@ same run id, and the new session registers every proxy of the table again.  (Log
 Twisted 26.10's ClientService state machine raises ``NoTransition`` from ``connectionLost``.)
 
 With ``login_fail_exit`` (frp's default) the first failed attempt is fatal: the service stops
-and calls ``onFatal`` -- by default :func:`exitProcess`, which stops the reactor and makes
-the process (e.g. ``twistd frpc``) exit with status 1, as frpc does.  Embedders pass their own
-``onFatal`` or set ``login_fail_exit = false`` to keep retrying.
+itself, fails :meth:`FrpClientService.whenLoggedIn` with the reason (a
+:class:`~frptw.errors.LoginError` carrying frps's text when frps refused us) and calls
+``onFatal`` if one was given.  The service never acts on the process: exiting, like frpc does,
+is the program's decision, which ``twistd frpc`` (:mod:`frptw.tap`) makes by passing an
+``onFatal`` that exits with status 1.
 
 Work connections are new yamux streams of the session's connection, or (tcp_mux off) new
 TCP(+TLS) connections; see :mod:`frptw.client._work`.
 """
 
-import atexit
-import os
-import sys
 from typing import Callable, List, Optional, Set, Tuple
 
 from twisted.application.internet import ClientService
@@ -45,7 +44,7 @@ from frptw.client._work import WorkConnection, quietFactory
 from frptw.config import ClientConfig, ProxyConfig
 from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound
 from frptw.logs import FrpLogger
-from frptw.transport.sockets import raiseFileLimit, setKeepalive, tcpEndpoint
+from frptw.transport.sockets import setKeepalive, tcpEndpoint
 from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
@@ -57,25 +56,6 @@ from frptw.wire.messages import NewWorkConn
 CLOSE_GRACE = 5.0
 
 _log = FrpLogger(namespace="frptw.client")
-
-
-def exitProcess(reactor, status: int = 1) -> None:
-    """Stop the reactor and make the process exit with ``status`` once it has unwound.
-
-    twistd has no way for a service to choose the exit status, so the status is applied at
-    interpreter exit (after twistd removed its pid file), flushing stdio first.
-    """
-
-    def hardExit() -> None:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-
-    atexit.register(hardExit)
-    if reactor.running:
-        reactor.stop()
-    else:
-        reactor.callWhenRunning(reactor.stop)
 
 
 def _checkSupported(config: ClientConfig) -> None:
@@ -281,8 +261,8 @@ class FrpClientService(Service):
 
     :param config: a ``frptw.config`` ClientConfig.
     :param reactor: the reactor (default: the global one); also the clock.
-    :param onFatal: called with the Failure when the first login fails and
-        ``login_fail_exit`` is set; default :func:`exitProcess` (like frpc, exit non-zero).
+    :param onFatal: called with the Failure after the service stopped itself because the first
+        login failed and ``login_fail_exit`` is set (default: nothing more).
     """
 
     def __init__(
@@ -293,7 +273,9 @@ class FrpClientService(Service):
         _checkSupported(config)
         self.config = config
         self._reactor = reactor
-        self._onFatal = onFatal if onFatal is not None else (lambda failure: exitProcess(self._reactor))
+        self._onFatal = onFatal
+        #: Why the service stopped itself (login_fail_exit), for later whenLoggedIn() calls.
+        self._fatalFailure: Optional[Failure] = None
         self._dialer = _Dialer(config, reactor)
         self._proxies = ProxyTable(config.user)
         for proxy in config.proxies:
@@ -316,7 +298,7 @@ class FrpClientService(Service):
         if self._clientService is not None:
             return
         super().startService()
-        raiseFileLimit()
+        self._fatalFailure = None
         for entry in self._proxies:
             if not entry.sendable:
                 _log.warn("[{name}] {error}", name=entry.config.name, error=entry.status.error)
@@ -347,9 +329,13 @@ class FrpClientService(Service):
 
     # -- public API -----------------------------------------------------------------------
     def whenLoggedIn(self) -> Deferred:
-        """Fires with the run id once a session is logged in (now, if one is)."""
+        """Fires with the run id once a session is logged in (now, if one is).  Fails with the
+        reason if the service stopped itself because the first login failed (login_fail_exit),
+        and with ConnectionClosed if the service is stopped while waiting."""
         if self._session is not None:
             return succeed(self.runId)
+        if self._fatalFailure is not None:
+            return fail(self._fatalFailure)
         d: Deferred = Deferred()
         self._loginWaiters.append(d)
         return d
@@ -412,10 +398,12 @@ class FrpClientService(Service):
         _log.critical(
             "login to frps failed and login_fail_exit is set, stopping: {error}", error=failure.value
         )
+        self._fatalFailure = failure
         waiters, self._loginWaiters = self._loginWaiters, []
 
         def stopped(_: object) -> None:
-            self._onFatal(failure)
+            if self._onFatal is not None:
+                self._onFatal(failure)
             for d in waiters:
                 d.errback(failure)
 

@@ -4,8 +4,13 @@
 :mod:`frptw.tap.frpc` or :mod:`frptw.tap.frps`, each of which pairs its ``Options`` class with
 :func:`makeService`.  The configuration is loaded and validated before any service is
 built, so a bad file stops twistd before a port is opened.
+
+Effects on the whole process belong here, not in the services (which an application may
+embed): the log level, the open-file limit, and frpc's exit when its first login fails
+(``login_fail_exit``).
 """
 
+import atexit
 import hashlib
 import os
 import sys
@@ -18,6 +23,25 @@ from twisted.python import usage
 from frptw.config import load_config
 from frptw.errors import ConfigError
 from frptw.logs import set_level
+
+
+def exitProcess(reactor, status: int = 1) -> None:
+    """Stop the reactor and make the process exit with ``status`` once it has unwound.
+
+    twistd has no way for a service to choose the exit status, so the status is applied at
+    interpreter exit (after twistd removed its pid file), flushing stdio first.
+    """
+
+    def hardExit() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+    atexit.register(hardExit)
+    if reactor.running:
+        reactor.stop()
+    else:
+        reactor.callWhenRunning(reactor.stop)
 
 
 class Options(usage.Options):
@@ -81,12 +105,13 @@ def makeService(options: Options, reactor: Optional[IReactorCore] = None) -> ISe
     log = Logger(namespace="frptw")
     for warning in options.loaded.warnings:
         log.warn("{warning}", warning=warning)
-    if options.role == "frpc":
-        from frptw.client import FrpClientService
-
-        return FrpClientService(options.loaded, reactor=reactor)
-    from frptw.server import FrpServerService
     from frptw.transport.sockets import raiseFileLimit
 
     raiseFileLimit()  # a process-wide effect: the program's, not the embeddable service's
+    if options.role == "frpc":
+        from frptw.client import FrpClientService
+
+        return FrpClientService(options.loaded, reactor=reactor, onFatal=lambda failure: exitProcess(reactor))
+    from frptw.server import FrpServerService
+
     return FrpServerService(options.loaded, reactor=reactor)
