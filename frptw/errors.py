@@ -38,6 +38,10 @@ class ProxyNotFound(FrpError, KeyError):
     """A proxy name that is not registered was asked for."""
 
 
+class VisitorNotFound(FrpError, KeyError):
+    """A visitor name that is not configured was asked for."""
+
+
 class ConnectionClosed(FrpError):
     """The connection to frps closed before the operation could complete."""
 
@@ -55,6 +59,7 @@ __all__ = [
     "LoginError",
     "ProxyError",
     "ProxyNotFound",
+    "VisitorNotFound",
     "ConnectionClosed",
     "NoWorkConnection",
 ]
