@@ -79,8 +79,8 @@ async def holds(predicate: Callable[[], bool], what: What, duration: float = 0.2
 async def proxiesRunning(client, *names: str, timeout: float = 10.0) -> None:
     """Wait until our frpc service (:class:`frptw.client.FrpClientService`) reports every proxy
     of ``names`` as running."""
-    await until(lambda: all(client.proxyStatus(name).state == "running" for name in names),
-                lambda: "proxies running: " + ", ".join(f"{name} {client.proxyStatus(name).state}" for name in names),
+    await until(lambda: all(client.proxyStatus(name).status == "running" for name in names),
+                lambda: "proxies running: " + ", ".join(f"{name} {client.proxyStatus(name).status}" for name in names),
                 timeout)
 
 

@@ -110,7 +110,7 @@ class LoginTests(SessionTestMixin, SynchronousTestCase):
         [failure] = self.loginResult
         failure.trap(LoginError)
         self.assertEqual(str(failure.value), BAD_TOKEN)
-        self.assertEqual(self.proxies.get("t1").status.state, NEW)
+        self.assertEqual(self.proxies.get("t1").state, NEW)
         self.assertTrue(self.session.ended.called)
 
     def test_login_timeout(self) -> None:
@@ -151,12 +151,12 @@ class ProxyRegistrationTests(SessionTestMixin, SynchronousTestCase):
         self.accept()
         [msg] = self.frps.messages()
         self.assertEqual(msg, NewProxy(proxy_name="u1.t1", proxy_type="tcp", remote_port=6000))
-        self.assertEqual(self.proxies.get("t1").status.state, WAIT_START)
+        self.assertEqual(self.proxies.get("t1").state, WAIT_START)
         self.session.dataReceived(
             self.frps.encrypted(NewProxyResp(proxy_name="u1.t1", remote_addr=":6000"))
         )
         status = self.successResultOf(waiting)
-        self.assertEqual((status.state, status.remote_addr), (RUNNING, ":6000"))
+        self.assertEqual((status.status, status.remote_addr), (RUNNING, ":6000"))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_two_hundred_proxies_cost_one_write_and_no_per_proxy_wait(self) -> None:
@@ -181,7 +181,7 @@ class ProxyRegistrationTests(SessionTestMixin, SynchronousTestCase):
             for m in reversed(sent)
         )
         self.session.dataReceived(answers)
-        self.assertEqual({e.status.state for e in self.proxies}, {RUNNING})
+        self.assertEqual({e.state for e in self.proxies}, {RUNNING})
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(len(writes), 1)
 
@@ -194,12 +194,12 @@ class ProxyRegistrationTests(SessionTestMixin, SynchronousTestCase):
         failure = self.failureResultOf(waiting, ProxyError)
         self.assertEqual(str(failure.value), "port already used")
         status = self.proxies.get("t1").status
-        self.assertEqual((status.state, status.error), (START_ERROR, "port already used"))
+        self.assertEqual((status.status, status.err), (START_ERROR, "port already used"))
         self.clock.advance(29.9)
         self.assertEqual(self.frps.messages(), [])
         self.clock.advance(0.1)
         self.assertEqual([m.proxy_name for m in self.frps.messages()], ["t1"])
-        self.assertEqual(self.proxies.get("t1").status.state, WAIT_START)
+        self.assertEqual(self.proxies.get("t1").state, WAIT_START)
 
     def test_unanswered_new_proxy_is_sent_again_after_20_seconds(self) -> None:
         self.start(config(proxies=TCP_PROXY))
@@ -243,7 +243,7 @@ class ProxyRegistrationTests(SessionTestMixin, SynchronousTestCase):
         self.accept()
         self.session.dataReceived(self.frps.encrypted(NewProxyResp(proxy_name="t1", remote_addr=":6000")))
         self.lose(Failure(ConnectionLost()))
-        self.assertEqual(self.proxies.get("t1").status.state, NEW)
+        self.assertEqual(self.proxies.get("t1").state, NEW)
         self.assertTrue(self.session.ended.called)
         self.assertTrue(self.session.endReason.check(ConnectionLost))
         self.assertEqual(self.clock.getDelayedCalls(), [])

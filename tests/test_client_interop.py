@@ -80,7 +80,7 @@ remotePort = {remotePort}
         self.assertEqual(len(runId), 16)
         remote = free_port()
         status = yield service.addProxy(self.proxyConfig(server.port, remote, proxyExtra))
-        self.assertEqual((status.state, status.remote_addr), ("running", f":{remote}"))
+        self.assertEqual((status.status, status.remote_addr, status.remote_port), ("running", f"127.0.0.1:{remote}", remote))
         moved = yield exchange(reactor, remote, PER_CONNECTION, CONNECTIONS)
         self.assertEqual(moved, PER_CONNECTION * CONNECTIONS)
         self.assertEqual(self.fatal, [])
@@ -233,7 +233,7 @@ class BehaviourTests(InteropMixin, TestCase):
             service.addProxy(self.proxyConfig(server.port, remote, name="b")), ProxyError
         )
         self.assertEqual(str(error), "port already used")
-        self.assertEqual(service.proxyStatus("b").state, "start error")
+        self.assertEqual(service.proxyStatus("b").status, "start error")
         yield service.removeProxy("a")
         self.assertEqual(self.fatal, [])
 
@@ -275,7 +275,7 @@ remotePort = {remote}
         yield frps.waitFor("new proxy [echo]", 10)
         yield exchange(reactor, remote, 64 * 1024, 5)
         yield frps.stop()
-        yield ensureDeferred(until(lambda: service.proxyStatus("echo").state != "running",
+        yield ensureDeferred(until(lambda: service.proxyStatus("echo").status != "running",
                                    "our frpc to notice that frps is gone"))
         frps = yield self.startFrps(port=self.bindPort)
         yield frps.waitFor("new proxy [echo]", 30)

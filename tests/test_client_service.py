@@ -5,6 +5,7 @@ stacks are exercised against the real frps in tests/test_client_interop.py.
 """
 
 import atexit
+from dataclasses import FrozenInstanceError
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
@@ -12,8 +13,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.client import FrpClientService, ProxyStatus
-from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound
+from frptw.client import FrpClientService, ProxyStatus, VisitorStatus
+from frptw.config import STCPVisitorConfig, XTCPVisitorConfig
+from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound, VisitorNotFound
 from frptw.wire.messages import CloseProxy, LoginResp, NewProxy, NewProxyResp, NewWorkConn, ReqWorkConn, encode_message
 from tests.fakes import BAD_TOKEN, CAPTURE_TIME, TCP_PROXY, FakeFrps, config
 
@@ -98,19 +100,22 @@ class ServiceTests(ServiceTestMixin, SynchronousTestCase):
         self.assertEqual(self.successResultOf(service.whenLoggedIn()), "r1")
         self.assertEqual(conn.loginMsg.user, "u1")
         self.assertEqual(conn.frps.messages(), [NewProxy(proxy_name="u1.t1", proxy_type="tcp", remote_port=6000)])
-        self.assertEqual(service.proxyStatus("t1"), ProxyStatus("t1", "tcp", "wait start"))
+        self.assertEqual(service.proxyStatus("t1"), ProxyStatus("t1", "tcp", "wait start", local_addr="127.0.0.1:22"))
         conn.protocol.dataReceived(conn.frps.encrypted(NewProxyResp(proxy_name="u1.t1", remote_addr=":6000")))
-        self.assertEqual(service.proxyStatus("t1"), ProxyStatus("t1", "tcp", "running", "", ":6000"))
+        self.assertEqual(
+            service.proxyStatus("t1"),
+            ProxyStatus("t1", "tcp", "running", "", "127.0.0.1:22", "", "127.0.0.1:6000", remote_port=6000),
+        )
 
     def test_add_and_remove_proxy(self) -> None:
         service = self.makeService(proxies="")
         added = service.addProxy(config(proxies=TCP_PROXY).proxies[0])
-        self.assertEqual(service.proxyStatus("t1").state, "new")  # not logged in yet
+        self.assertEqual(service.proxyStatus("t1").status, "new")  # not logged in yet
         conn = self.login()
         self.assertEqual([m.proxy_name for m in conn.frps.messages()], ["t1"])
         self.assertNoResult(added)
         conn.protocol.dataReceived(conn.frps.encrypted(NewProxyResp(proxy_name="t1", remote_addr=":6000")))
-        self.assertEqual(self.successResultOf(added).remote_addr, ":6000")
+        self.assertEqual(self.successResultOf(added).remote_addr, "127.0.0.1:6000")
         self.successResultOf(service.removeProxy("t1"))
         self.assertEqual(conn.frps.messages(), [CloseProxy(proxy_name="t1")])
         self.assertRaises(ProxyNotFound, service.proxyStatus, "t1")
@@ -122,7 +127,7 @@ class ServiceTests(ServiceTestMixin, SynchronousTestCase):
         conn.frps.messages()
         conn.protocol.dataReceived(conn.frps.encrypted(NewProxyResp(proxy_name="t1", error="port not allowed")))
         self.assertEqual(str(self.failureResultOf(added, ProxyError).value), "port not allowed")
-        self.assertEqual(service.proxyStatus("t1").state, "start error")
+        self.assertEqual(service.proxyStatus("t1").status, "start error")
 
     def test_api_errors(self) -> None:
         service = self.makeService()
@@ -131,9 +136,39 @@ class ServiceTests(ServiceTestMixin, SynchronousTestCase):
         self.assertRaises(ProxyNotFound, service.proxyStatus, "nope")
         refuse(self.reactor)
 
+    def test_snapshots_and_when_proxy_running(self) -> None:
+        service = self.makeService(proxies=TCP_PROXY + XTCP_PROXY)
+        self.assertEqual([(p.name, p.status) for p in service.proxies()], [("t1", "new"), ("u", "start error")])
+        self.assertRaises(FrozenInstanceError, setattr, service.proxies()[0], "status", "running")
+        running = service.whenProxyRunning("t1")
+        self.failureResultOf(service.whenProxyRunning("u"), ProxyError)
+        self.failureResultOf(service.whenProxyRunning("nope"), ProxyNotFound)
+        conn = self.login()
+        conn.frps.messages()
+        self.assertNoResult(running)
+        conn.protocol.dataReceived(conn.frps.encrypted(NewProxyResp(proxy_name="t1", remote_addr=":6001")))
+        self.assertEqual(self.successResultOf(running).remote_port, 6001)
+        self.assertEqual(self.successResultOf(service.whenProxyRunning("t1")).status, "running")  # at once
+
+    def test_visitor_api(self) -> None:
+        service = self.makeService(proxies="")
+        self.assertEqual(service.visitors(), [])
+        visitor = STCPVisitorConfig(name="v", server_name="s", secret_key="sk", bind_port=7001)
+        status = self.successResultOf(service.addVisitor(visitor))
+        self.assertEqual(status, VisitorStatus("v", "stcp", "s", "running", "", "127.0.0.1", 7001))
+        [(port, _, _, interface)] = self.reactor.tcpServers
+        self.assertEqual((port, interface), (7001, "127.0.0.1"))
+        self.failureResultOf(service.addVisitor(visitor), ConfigError)
+        self.failureResultOf(service.addVisitor(XTCPVisitorConfig(name="x", server_name="s")), ConfigError)
+        self.assertEqual([v.name for v in service.visitors()], ["v"])
+        self.successResultOf(service.removeVisitor("v"))
+        self.assertEqual(service.visitors(), [])
+        self.failureResultOf(service.removeVisitor("v"), VisitorNotFound)
+        refuse(self.reactor)
+
     def test_unsupported_proxy_type_is_not_sent(self) -> None:
         service = self.makeService(proxies=XTCP_PROXY)
-        self.assertEqual(service.proxyStatus("u").state, "start error")
+        self.assertEqual(service.proxyStatus("u").status, "start error")
         conn = self.login()
         self.assertEqual(conn.frps.messages(), [])
 
@@ -143,7 +178,7 @@ class ServiceTests(ServiceTestMixin, SynchronousTestCase):
         first.frps.messages()
         first.protocol.dataReceived(first.frps.encrypted(NewProxyResp(proxy_name="t1", remote_addr=":6000")))
         first.lose()
-        self.assertEqual(service.proxyStatus("t1").state, "new")
+        self.assertEqual(service.proxyStatus("t1").status, "new")
         self.reactor.advance(0.19)
         self.assertEqual(self.reactor.tcpClients, [])
         self.reactor.advance(0.11)  # quick retry: 0.2 s + up to 50 % jitter
@@ -293,4 +328,4 @@ class UnsupportedSettingsTests(SynchronousTestCase):
         plugin = TCP_PROXY + '[proxies.plugin]\ntype = "http_proxy"\n'
         service = FrpClientService(config(PLAIN, plugin), MemoryReactorClock())
         status = service.proxyStatus("t1")
-        self.assertEqual((status.state, status.error), ("start error", "client plugin 'http_proxy' is not supported by this frpc"))
+        self.assertEqual((status.status, status.err), ("start error", "client plugin 'http_proxy' is not supported by this frpc"))

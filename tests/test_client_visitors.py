@@ -9,10 +9,10 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from frptw.client._visitors import RESPONSE_TIMEOUT, SUDP_IDLE_TIMEOUT, STCPVisitor, SUDPVisitor, VisitorManager
-from frptw.config import parse_client_config
+from frptw.config import STCPVisitorConfig, parse_client_config
 from frptw.errors import ConnectionClosed
 from frptw.wire.crypto import AESCFBCodec, derive_key
 from frptw.wire.messages import NewVisitorConnResp, Ping, UDPAddr, UDPPacket, encode_message
@@ -226,3 +226,19 @@ class VisitorManagerTests(VisitorTestMixin, SynchronousTestCase):
         lines = [formatEvent(e) for e in events]
         self.assertIn("[vis] start visitor error: bind port -1: sudp visitors need a UDP port to listen on", lines)
         self.successResultOf(manager.stop())
+
+
+class VisitorStatusTests(TestCase):
+    def test_bind_port_zero_reports_the_port_the_system_chose(self) -> None:
+        from twisted.internet import reactor
+
+        manager = VisitorManager(clientConfig(""), reactor, lambda proto: None, lambda: "")
+        self.addCleanup(manager.stop)
+        visitor = STCPVisitorConfig(name="vis", server_name="s", secret_key="sk", bind_port=0)  # API only: files need a port
+        self.assertEqual(manager.add(visitor).status, "new")
+        manager.start()
+        [status] = manager.statuses()
+        self.assertEqual(status.status, "running")
+        self.assertIsInstance(status.bind_port, int)
+        self.assertGreater(status.bind_port, 0)
+        self.assertEqual(manager.visitors["vis"].port.getHost().port, status.bind_port)

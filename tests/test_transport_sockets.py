@@ -152,10 +152,10 @@ class EveryProxiedSocketTests(TestCase):
         await client.whenLoggedIn()
 
         for _ in range(500):
-            if client.proxyStatus("echo").state == "running":
+            if client.proxyStatus("echo").status == "running":
                 break
             await deferLater(reactor, 0.01, lambda: None)
-        self.assertEqual(client.proxyStatus("echo").state, "running", "proxy not running within 5 s")
+        self.assertEqual(client.proxyStatus("echo").status, "running", "proxy not running within 5 s")
         user = await TCP4ClientEndpoint(reactor, "127.0.0.1", remote).connect(Factory.forProtocol(_Collector))
         self.addCleanup(user.transport.loseConnection)
         user.transport.write(b"ping")

@@ -66,11 +66,10 @@ async def main(reactor) -> bytes:
             status = await client.addProxy(proxy)  # fires once frps accepted it
         except ProxyError as e:  # frps's own text, e.g. "port not allowed"
             raise SystemExit(f"frps refused the proxy: {e}")
-        remote_port = int(status.remote_addr.rsplit(":", 1)[1])
-        print(f"proxy {status.name!r} is {status.state}, reachable at 127.0.0.1:{remote_port}")
+        print(f"proxy {status.name!r} is {status.status}, reachable at {status.remote_addr}")
 
         reader = Read()
-        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", remote_port), reader)
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", status.remote_port), reader)
         greeting = await reader.done
         print("the user received:", greeting.decode().strip())
 

@@ -1,12 +1,17 @@
 """frpc on Twisted: :class:`FrpClientService` keeps a logged-in session with frps and serves the
-configured proxies; embed it in any Twisted application or run it with ``twistd frpc``.
+configured proxies and visitors; embed it in any Twisted application or run it with
+``twistd frpc``.
 
-Public API: ``FrpClientService(config, reactor=None)`` with ``whenLoggedIn()``,
-``addProxy(proxyConfig)``, ``removeProxy(name)`` and ``proxyStatus(name)`` (a
-:class:`ProxyStatus`).  Failures are the typed exceptions of :mod:`frptw.errors`.
+Public API (see docs/embedding.md): ``FrpClientService(config, reactor=None, onFatal=None)``
+with ``whenLoggedIn()``, ``addProxy(proxyConfig)``, ``removeProxy(name)``,
+``whenProxyRunning(name)``, ``proxyStatus(name)`` and ``proxies()`` (frozen
+:class:`ProxyStatus` snapshots), ``addVisitor(visitorConfig)``, ``removeVisitor(name)`` and
+``visitors()`` (:class:`VisitorStatus` snapshots).  Failures are the typed exceptions of
+:mod:`frptw.errors`.
 """
 
 from frptw.client._proxies import ProxyStatus
 from frptw.client._service import FrpClientService
+from frptw.client._visitors import VisitorStatus
 
-__all__ = ["FrpClientService", "ProxyStatus"]
+__all__ = ["FrpClientService", "ProxyStatus", "VisitorStatus"]

@@ -15,10 +15,10 @@ A proxy this client cannot serve yet (its type, or a client plugin) stays in ``s
 and is never sent.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from frptw.config.proxies import ProxyConfig, local_name, wire_name
 from frptw.errors import ConnectionClosed, ProxyError, ProxyNotFound
@@ -37,27 +37,47 @@ SUPPORTED_TYPES = frozenset({"tcp", "http", "https", "tcpmux", "stcp", "udp", "s
 
 @dataclass(frozen=True)
 class ProxyStatus:
-    """A snapshot of one proxy, as ``FrpClientService.proxyStatus`` returns it."""
+    """A snapshot of one proxy, shaped like an entry of frpc's admin ``GET /api/status``
+    (config-reference.md §6.2), plus the remote port as an int.
+
+    ``name`` is the configured name (no ``user.`` prefix, as frp 0.70 shows it); ``status`` is
+    one of ``new``, ``wait start``, ``running``, ``start error``, ``closed``; ``err`` is frps's
+    text or why this client cannot serve the proxy; ``local_addr`` is ``localIP:localPort``
+    (empty without a local port); ``plugin`` the client plugin's type or empty;
+    ``remote_addr`` what frps answered, prefixed with ``serverAddr`` for tcp and udp as frpc
+    does, and empty unless running; ``remote_port`` the port frps listens on for a running tcp
+    or udp proxy, else None.
+    """
 
     name: str
     type: str
-    state: str
-    error: str = ""
+    status: str
+    err: str = ""
+    local_addr: str = ""
+    plugin: str = ""
     remote_addr: str = ""
+    remote_port: Optional[int] = None
+
+
+#: Proxy types whose remote address is a port on frps (frpc shows it after ``serverAddr``).
+PORT_TYPES = frozenset({"tcp", "udp"})
 
 
 class ProxyEntry:
     """One proxy: its configuration, current status and the Deferreds waiting for frps's answer."""
 
-    def __init__(self, config: ProxyConfig) -> None:
+    def __init__(self, config: ProxyConfig, serverAddr: str) -> None:
         self.config = config
+        self._serverAddr = serverAddr
         self.unsupported = ""
         if config.type not in SUPPORTED_TYPES:
             self.unsupported = f"proxy type {config.type!r} is not supported by this frpc"
         elif config.plugin is not None:
             self.unsupported = f"client plugin {config.plugin.type!r} is not supported by this frpc"
-        state = START_ERROR if self.unsupported else NEW
-        self.status = ProxyStatus(config.name, config.type, state, self.unsupported)
+        self.state = START_ERROR if self.unsupported else NEW
+        self.error = self.unsupported
+        #: What frps answered (``:6000`` for tcp), kept as sent.
+        self.remoteAddr = ""
         self.waiters: List[Deferred] = []
 
     @property
@@ -65,24 +85,49 @@ class ProxyEntry:
         """Whether a session should send NewProxy for this proxy."""
         return not self.unsupported
 
+    @property
+    def status(self) -> ProxyStatus:
+        config = self.config
+        local = ""
+        if config.local_port:
+            host = f"[{config.local_ip}]" if ":" in config.local_ip else config.local_ip
+            local = f"{host}:{config.local_port}"
+        remote, port = "", None
+        if self.state == RUNNING:
+            remote = self.remoteAddr
+            if config.type in PORT_TYPES:
+                remote = self._serverAddr + remote
+                port = int(self.remoteAddr.rpartition(":")[2] or 0) or None
+        return ProxyStatus(
+            name=config.name,
+            type=config.type,
+            status=self.state,
+            err=self.error,
+            local_addr=local,
+            plugin=config.plugin.type if config.plugin is not None else "",
+            remote_addr=remote,
+            remote_port=port,
+        )
+
     def update(self, state: str, error: str = "", remote_addr: str = "") -> None:
-        self.status = replace(self.status, state=state, error=error, remote_addr=remote_addr)
+        self.state, self.error, self.remoteAddr = state, error, remote_addr
 
     def settle(self) -> None:
         """Fire the waiters once frps has answered (or the proxy cannot be sent at all)."""
         waiters, self.waiters = self.waiters, []
         for d in waiters:
-            if self.status.state == RUNNING:
+            if self.state == RUNNING:
                 d.callback(self.status)
             else:
-                d.errback(ProxyError(self.status.error))
+                d.errback(ProxyError(self.error))
 
 
 class ProxyTable:
     """Proxies by their configured name; wire names carry the ``user.`` prefix (§5.8)."""
 
-    def __init__(self, user: str) -> None:
+    def __init__(self, user: str, serverAddr: str = "") -> None:
         self._user = user
+        self._serverAddr = serverAddr
         self._entries: Dict[str, ProxyEntry] = {}
 
     def localName(self, wireName: str) -> str:
@@ -99,7 +144,7 @@ class ProxyTable:
     def add(self, config: ProxyConfig) -> ProxyEntry:
         if config.name in self._entries:
             raise ProxyError(f"proxy [{config.name}] already exists")
-        entry = self._entries[config.name] = ProxyEntry(config)
+        entry = self._entries[config.name] = ProxyEntry(config, self._serverAddr)
         return entry
 
     def remove(self, name: str) -> ProxyEntry:
@@ -122,6 +167,17 @@ class ProxyTable:
 
     def __iter__(self) -> Iterator[ProxyEntry]:
         return iter(list(self._entries.values()))
+
+    def whenRunning(self, name: str) -> Deferred:
+        """Fires with the ProxyStatus at once if the proxy runs, else like :meth:`waitStarted`."""
+        entry = self.get(name)
+        if entry.state == RUNNING:
+            return succeed(entry.status)
+        return self.waitStarted(name)
+
+    def statuses(self) -> List[ProxyStatus]:
+        """Snapshots of every proxy, sorted by name."""
+        return [self._entries[name].status for name in sorted(self._entries)]
 
     def waitStarted(self, name: str) -> Deferred:
         """Fires with the ProxyStatus once frps accepted the proxy; fails with ProxyError."""

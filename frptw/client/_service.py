@@ -30,6 +30,7 @@ from typing import Callable, List, Optional, Set, Tuple
 from twisted.application.internet import ClientService
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults, succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
@@ -39,10 +40,10 @@ from frptw.client._proxies import RUNNING, ProxyStatus, ProxyTable
 from frptw.client._reconnect import ReconnectPolicy
 from frptw.client._control_machine import ControlState
 from frptw.client._control_protocol import ControlProtocol
-from frptw.client._visitors import VisitorManager
+from frptw.client._visitors import VisitorManager, VisitorStatus
 from frptw.client._work import WorkConnection, quietFactory
-from frptw.config import ClientConfig, ProxyConfig
-from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound
+from frptw.config import ClientConfig, ProxyConfig, VisitorConfig
+from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound, VisitorNotFound
 from frptw.logs import FrpLogger
 from frptw.transport.sockets import setKeepalive, tcpEndpoint
 from frptw.transport.splice import widenWriteBuffer
@@ -277,7 +278,7 @@ class FrpClientService(Service):
         #: Why the service stopped itself (login_fail_exit), for later whenLoggedIn() calls.
         self._fatalFailure: Optional[Failure] = None
         self._dialer = _Dialer(config, reactor)
-        self._proxies = ProxyTable(config.user)
+        self._proxies = ProxyTable(config.user, config.server_addr)
         for proxy in config.proxies:
             self._proxies.add(proxy)
         self._policy = ReconnectPolicy(reactor)
@@ -301,7 +302,7 @@ class FrpClientService(Service):
         self._fatalFailure = None
         for entry in self._proxies:
             if not entry.sendable:
-                _log.warn("[{name}] {error}", name=entry.config.name, error=entry.status.error)
+                _log.warn("[{name}] {error}", name=entry.config.name, error=entry.error)
         self._visitors.start()
         if self.config.transport.proxy_url:
             _log.warn(
@@ -363,8 +364,41 @@ class FrpClientService(Service):
         return succeed(None)
 
     def proxyStatus(self, name: str) -> ProxyStatus:
-        """The current status of a proxy; raises ProxyNotFound."""
+        """A snapshot of one proxy; raises ProxyNotFound."""
         return self._proxies.get(name).status
+
+    def proxies(self) -> List[ProxyStatus]:
+        """Snapshots of every proxy, sorted by name (what frpc's ``/api/status`` lists)."""
+        return self._proxies.statuses()
+
+    def whenProxyRunning(self, name: str) -> Deferred:
+        """Fires with the proxy's ProxyStatus once it runs (at once if it does); fails with
+        ProxyError (frps's text) if frps refuses it, ProxyNotFound for an unknown name, and
+        ConnectionClosed if the service stops first."""
+        try:
+            return self._proxies.whenRunning(name)
+        except ProxyNotFound:
+            return fail()
+
+    def addVisitor(self, visitorConfig: VisitorConfig) -> Deferred:
+        """Add an stcp or sudp visitor; fires with its VisitorStatus once it listens (at once
+        if the service runs, else it listens when the service starts).  Fails with ConfigError
+        (name taken, unsupported visitor) or the listening error, and then nothing is added."""
+        try:
+            return succeed(self._visitors.add(visitorConfig))
+        except (ConfigError, CannotListenError):
+            return fail()
+
+    def removeVisitor(self, name: str) -> Deferred:
+        """Close a visitor's listener and forget it; fails with VisitorNotFound."""
+        try:
+            return self._visitors.remove(name)
+        except VisitorNotFound:
+            return fail()
+
+    def visitors(self) -> List[VisitorStatus]:
+        """Snapshots of every visitor, sorted by name."""
+        return self._visitors.statuses()
 
     # -- sessions -------------------------------------------------------------------------
     def _sessionUp(self, session: _Session) -> None:
@@ -417,7 +451,7 @@ class FrpClientService(Service):
     # -- work connections -----------------------------------------------------------------
     def _runningProxy(self, wireName: str) -> Optional[ProxyConfig]:
         entry = self._proxies.find(self._proxies.localName(wireName))
-        if entry is None or entry.status.state != RUNNING:
+        if entry is None or entry.state != RUNNING:
             return None
         return entry.config
 

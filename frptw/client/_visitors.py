@@ -20,6 +20,7 @@ AES-128-CFB keyed by ``derive_key(sk)`` and/or snappy, per the visitor's own set
   pings every 30 s) and is opened again on the next datagram.
 """
 
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -29,7 +30,7 @@ from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.python.failure import Failure
 
 from frptw.config import ClientConfig, VisitorConfig
-from frptw.errors import ConfigError, ConnectionClosed, ProxyError
+from frptw.errors import ConfigError, ConnectionClosed, ProxyError, VisitorNotFound
 from frptw.logs import FrpLogger
 from frptw.transport.datagrams import Address, DatagramChannel
 from frptw.transport.dataplane import DataPlane, stackDataPlane
@@ -43,6 +44,11 @@ from frptw.wire.codec import FRPTW_COMPRESSIONS
 from frptw.wire.crypto import derive_key
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import NewVisitorConn, NewVisitorConnResp
+
+NEW = "new"
+RUNNING = "running"
+START_ERROR = "start error"
+CLOSED = "closed"
 
 #: How long a visitor waits for NewVisitorConnResp.
 RESPONSE_TIMEOUT = 10.0
@@ -128,6 +134,14 @@ class _Visitor:
         self._connect = connect
         self._runId = runId
         self.port: Optional[IListeningPort] = None
+        self.state = NEW
+        #: Why the visitor does not listen (``start error``).
+        self.error = ""
+
+    @property
+    def status(self) -> "VisitorStatus":
+        port = self.port.getHost().port if self.port is not None else None
+        return _record(self.config, self.state, self.error, port)
 
     def hello(self) -> NewVisitorConn:
         """The NewVisitorConn for a new connection, signed now."""
@@ -159,6 +173,7 @@ class _Visitor:
         return failure
 
     def stop(self) -> Deferred:
+        self.state = CLOSED
         port, self.port = self.port, None
         if port is None:
             return succeed(None)
@@ -278,39 +293,109 @@ class SUDPVisitor(_Visitor, DatagramProtocol):
         return super().stop()
 
 
+@dataclass(frozen=True)
+class VisitorStatus:
+    """A snapshot of one visitor, as ``FrpClientService.visitors()`` lists it.
+
+    ``status`` is ``new`` (the service has not started), ``running`` (listening, or not meant
+    to listen: ``bindPort < 0``), ``start error`` (``err`` says why) or ``closed`` (removed);
+    ``bind_port`` is the port it listens on -- the one the system chose when ``bindPort = 0``
+    -- or None when it does not listen.
+    """
+
+    name: str
+    type: str
+    server_name: str
+    status: str
+    err: str = ""
+    bind_addr: str = ""
+    bind_port: Optional[int] = None
+
+
 class VisitorManager:
-    """The visitors of one frpc: started with the service, stopped with it.
+    """The visitors of one frpc: started with the service, stopped with it, added and removed
+    at run time through the service.
 
     :param connect: opens a logical connection to frps (fails when not logged in).
     :param runId: the current session's run id.
     """
 
     def __init__(self, config: ClientConfig, reactor, connect: Connector, runId: Callable[[], str]) -> None:
+        self._user = config.user
+        self._reactor = reactor
+        self._connect = connect
+        self._runId = runId
+        self._packetSize = config.udp_packet_size
+        self._started = False
         self.visitors: Dict[str, _Visitor] = {}
-        #: (name, reason) of visitors this client cannot run; logged by :meth:`start`.
-        self.unsupported: List[Tuple[str, str]] = []
+        #: Configured visitors this client cannot run, with the reason; logged by :meth:`start`.
+        self.unsupported: Dict[str, Tuple[VisitorConfig, str]] = {}
         for cfg in config.visitors:
-            if cfg.plugin is not None:
-                self.unsupported.append((cfg.name, f"visitor plugin {cfg.plugin.type!r} is not supported by this frpc"))
-            elif cfg.type == "stcp":
-                self.visitors[cfg.name] = STCPVisitor(cfg, config.user, reactor, connect, runId)
-            elif cfg.type == "sudp":
-                self.visitors[cfg.name] = SUDPVisitor(
-                    cfg, config.user, reactor, connect, runId, packetSize=config.udp_packet_size
-                )
-            else:
-                self.unsupported.append((cfg.name, f"{cfg.type} visitors are not supported by this frpc"))
+            try:
+                self.visitors[cfg.name] = self._build(cfg)
+            except ConfigError as e:
+                self.unsupported[cfg.name] = (cfg, str(e))
+
+    def _build(self, cfg: VisitorConfig) -> "_Visitor":
+        """The visitor for ``cfg``; ConfigError if this client cannot run it."""
+        args = (cfg, self._user, self._reactor, self._connect, self._runId)
+        if cfg.plugin is not None:
+            raise ConfigError(f"visitor plugin {cfg.plugin.type!r} is not supported by this frpc")
+        if cfg.type == "stcp":
+            return STCPVisitor(*args)
+        if cfg.type == "sudp":
+            return SUDPVisitor(*args, packetSize=self._packetSize)
+        raise ConfigError(f"{cfg.type} visitors are not supported by this frpc")
+
+    def _listen(self, visitor: "_Visitor") -> Optional[Exception]:
+        """Make ``visitor`` listen; the error (logged, and kept in its status) if it cannot."""
+        try:
+            visitor.listen()
+        except (CannotListenError, ConfigError) as e:  # ConfigError: an sudp visitor without a port
+            visitor.state, visitor.error = START_ERROR, str(e)
+            _log.error("[{name}] start visitor error: {error}", name=visitor.config.name, error=e)
+            return e
+        visitor.state, visitor.error = RUNNING, ""
+        _log.info("[{name}] start visitor success", name=visitor.config.name)
+        return None
 
     def start(self) -> None:
-        for name, reason in self.unsupported:
+        self._started = True
+        for name, (_, reason) in self.unsupported.items():
             _log.warn("[{name}] {reason}", name=name, reason=reason)
         for visitor in self.visitors.values():
-            try:
-                visitor.listen()
-            except (CannotListenError, ConfigError) as e:
-                _log.error("[{name}] start visitor error: {error}", name=visitor.config.name, error=e)
-            else:
-                _log.info("[{name}] start visitor success", name=visitor.config.name)
+            self._listen(visitor)
+
+    def add(self, cfg: VisitorConfig) -> VisitorStatus:
+        """Add a visitor and, once started, make it listen.  Raises ConfigError (duplicate name,
+        unsupported visitor) or the listening error; the visitor is then not added."""
+        if cfg.name in self.visitors or cfg.name in self.unsupported:
+            raise ConfigError(f"visitor [{cfg.name}] already exists")
+        visitor = self._build(cfg)
+        error = self._listen(visitor) if self._started else None
+        if error is not None:
+            raise error
+        self.visitors[cfg.name] = visitor
+        return visitor.status
+
+    def remove(self, name: str) -> Deferred:
+        """Stop and forget a visitor; fires once its listener is closed."""
+        if self.unsupported.pop(name, None) is not None:
+            return succeed(None)
+        visitor = self.visitors.pop(name, None)
+        if visitor is None:
+            raise VisitorNotFound(name)
+        return visitor.stop()
+
+    def statuses(self) -> List[VisitorStatus]:
+        """Snapshots of every visitor, sorted by name."""
+        records = [v.status for v in self.visitors.values()]
+        records += [_record(cfg, START_ERROR, reason) for cfg, reason in self.unsupported.values()]
+        return sorted(records, key=lambda r: r.name)
 
     def stop(self) -> Deferred:
         return gatherResults([v.stop() for v in self.visitors.values()]).addCallback(lambda _: None)
+
+
+def _record(cfg: VisitorConfig, state: str, error: str = "", port: Optional[int] = None) -> VisitorStatus:
+    return VisitorStatus(cfg.name, cfg.type, cfg.server_name, state, error, cfg.bind_addr, port)
