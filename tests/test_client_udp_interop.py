@@ -33,7 +33,7 @@ class UDPProxyTests(GoAndOursMixin, TestCase):
         remote = free_port()
         service = yield self.ours("u1", udpProxy(echo.port, remote, proxyExtra), clientExtra)
         yield wait_for_echo(reactor, remote)
-        self.assertEqual(service.proxyStatus("dns").state, "running")
+        self.assertEqual(service.proxyStatus("dns").status, "running")
         echoed, lost, corrupt = yield udp_exchange(reactor, remote, 1000)
         self.assertEqual((echoed, lost, corrupt), (1000, 0, 0))
 

@@ -202,7 +202,7 @@ class DataPlaneInterop(TestCase):
         self.addCleanup(frpc.stopService)
         yield frpc.whenLoggedIn()
         for _ in range(200):
-            if all(frpc.proxyStatus(cell.name).state == "running" for cell in CELLS):
+            if all(frpc.proxyStatus(cell.name).status == "running" for cell in CELLS):
                 break
             yield deferLater(reactor, 0.05, lambda: None)
         else:

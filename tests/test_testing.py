@@ -44,7 +44,7 @@ class FrpPairTests(SynchronousTestCase):
         self.pair.network.listenTCP(8080, Factory.forProtocol(Echo))
         added = self.pair.client.addProxy(TCPProxyConfig(name="web", local_port=8080, remote_port=6000))
         self.pair.flush()
-        self.assertEqual(self.successResultOf(added).state, "running")
+        self.assertEqual(self.successResultOf(added).status, "running")
         self.assertIn("web", self.pair.server.proxies())
         users = [self.pair.network.connect(6000, User()) for _ in range(3)]
         for i, user in enumerate(users):

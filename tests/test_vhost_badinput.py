@@ -147,7 +147,7 @@ class _VhostSession:
         self.client.startService()
         self.addCleanup(self.client.stopService)
         await self.client.whenLoggedIn()
-        await until(lambda: self.client.proxyStatus("web").state == "running", "the http proxy to run")
+        await until(lambda: self.client.proxyStatus("web").status == "running", "the http proxy to run")
         self.keeper = KeepAliveClient()
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.vhostPort), self.keeper)
         self.addCleanup(lambda: self.keeper.transport.connected and self.keeper.transport.abortConnection())
