@@ -21,10 +21,9 @@ from typing import Dict, NamedTuple
 
 import h11
 from twisted.internet import reactor
-from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.defer import DeferredList, ensureDeferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
@@ -33,7 +32,7 @@ from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
 from tests.h11server import serverEvents
-from tests.support import free_port
+from tests.support import free_port, proxiesRunning
 from tests.traffic import EchoServer, exchange
 from tests.udptraffic import UDPEcho, udp_exchange, wait_for_echo
 
@@ -201,10 +200,5 @@ class DataPlaneInterop(TestCase):
         frpc.startService()
         self.addCleanup(frpc.stopService)
         yield frpc.whenLoggedIn()
-        for _ in range(200):
-            if all(frpc.proxyStatus(cell.name).status == "running" for cell in CELLS):
-                break
-            yield deferLater(reactor, 0.05, lambda: None)
-        else:
-            self.fail(f"not every proxy running: {[frpc.proxyStatus(c.name) for c in CELLS]}")
+        yield ensureDeferred(proxiesRunning(frpc, *(cell.name for cell in CELLS)))
         yield self.runCells()

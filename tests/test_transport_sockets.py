@@ -15,7 +15,6 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IHostnameResolver, IReactorPluggableNameResolver
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
@@ -25,7 +24,7 @@ from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.transport import sockets
 from frptw.transport.sockets import listenTCP, systemBacklog, tcpEndpoint
-from tests.support import free_port
+from tests.support import free_port, proxiesRunning, until
 from tests.traffic import EchoServer
 
 
@@ -114,11 +113,7 @@ class RealSocketTests(TestCase):
         self.addCleanup(port.stopListening)
         client = await tcpEndpoint(reactor, "127.0.0.1", port.getHost().port, 5.0).connect(Factory.forProtocol(Protocol))
         self.addCleanup(client.transport.loseConnection)
-        for _ in range(200):
-            if accepted:
-                break
-            await deferLater(reactor, 0.01, lambda: None)
-        self.assertTrue(accepted, "the connection was not accepted within 2 s")
+        await until(lambda: accepted, "the connection to be accepted")
         self.assertEqual(_noDelay(client.transport.getHandle()), 1)
         self.assertEqual(_noDelay(accepted[0].transport.getHandle()), 1)
         accepted[0].transport.loseConnection()
@@ -151,19 +146,11 @@ class EveryProxiedSocketTests(TestCase):
         self.addCleanup(client.stopService)
         await client.whenLoggedIn()
 
-        for _ in range(500):
-            if client.proxyStatus("echo").status == "running":
-                break
-            await deferLater(reactor, 0.01, lambda: None)
-        self.assertEqual(client.proxyStatus("echo").status, "running", "proxy not running within 5 s")
+        await proxiesRunning(client, "echo")
         user = await TCP4ClientEndpoint(reactor, "127.0.0.1", remote).connect(Factory.forProtocol(_Collector))
         self.addCleanup(user.transport.loseConnection)
         user.transport.write(b"ping")
-        for _ in range(500):
-            if user.received == b"ping":
-                break
-            await deferLater(reactor, 0.01, lambda: None)
-        self.assertEqual(user.received, b"ping", "no echo through the proxy within 5 s")
+        await until(lambda: user.received == b"ping", lambda: f"the echo through the proxy; got {user.received!r}")
         userSocket = user.transport.getHandle()
 
         ownPorts = {echo.port}
