@@ -5,60 +5,20 @@ as a subprocess with a tcp proxy in front of an echo server, and moves more than
 over 52 concurrent connections, checking sha256 of every echoed stream.
 """
 
-import datetime
-import os
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from frptw.config import parse_server_config
 from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
+from tests.pki import CLIENT_AUTH, SERVER_AUTH, TestCA
 from tests.support import free_port, tempDir, toml
 from tests.traffic import EchoServer, exchange
 
 TOKEN = "interop-token"
 CONNECTIONS = 52
 PER_CONNECTION = 160 * 1024  # 52 x 160 KiB > 8 MiB each way
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def makePKI(directory: str) -> dict:
-    """A CA and two certificates it signed (server "frps.test", client "frpc"), as PEM files."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    caKey = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("test CA")).issuer_name(_name("test CA"))
-          .public_key(caKey.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(caKey, hashes.SHA256()))
-    paths = {"ca": os.path.join(directory, "ca.pem")}
-    with open(paths["ca"], "wb") as f:
-        f.write(ca.public_bytes(serialization.Encoding.PEM))
-    for role, usage in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = "frps.test" if role == "server" else "frpc"
-        cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-                .sign(caKey, hashes.SHA256()))
-        paths[f"{role}_cert"] = os.path.join(directory, f"{role}.crt")
-        paths[f"{role}_key"] = os.path.join(directory, f"{role}.key")
-        with open(paths[f"{role}_cert"], "wb") as f:
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
-        with open(paths[f"{role}_key"], "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-    return paths
 
 
 class GoFrpcToOurFrps(TestCase):
@@ -162,15 +122,17 @@ class GoFrpcToOurFrps(TestCase):
     async def test_mutual_tls(self):
         """frps with a trusted CA: a client certificate is required (and TLS forced); the
         client verifies the server's certificate too."""
-        pki = makePKI(tempDir(self))
+        authority = TestCA(tempDir(self))
+        serverCert, serverKey = authority.issueFiles("frps.test", dnsNames=["frps.test"], usage=SERVER_AUTH)
+        clientCert, clientKey = authority.issueFiles("frpc", dnsNames=["frpc"], usage=CLIENT_AUTH)
         echo = await self.echo()
         _, port = await self.startServer(extra=(
-            f'transport.tls.certFile = "{pki["server_cert"]}"\ntransport.tls.keyFile = "{pki["server_key"]}"\n'
-            f'transport.tls.trustedCaFile = "{pki["ca"]}"\n'))
+            f'transport.tls.certFile = "{serverCert}"\ntransport.tls.keyFile = "{serverKey}"\n'
+            f'transport.tls.trustedCaFile = "{authority.ca}"\n'))
         remote = free_port()
         frpc = await self.startClient(port, echo.port, remote, extra=(
-            f'transport.tls.certFile = "{pki["client_cert"]}"\ntransport.tls.keyFile = "{pki["client_key"]}"\n'
-            f'transport.tls.trustedCaFile = "{pki["ca"]}"\ntransport.tls.serverName = "frps.test"\n'))
+            f'transport.tls.certFile = "{clientCert}"\ntransport.tls.keyFile = "{clientKey}"\n'
+            f'transport.tls.trustedCaFile = "{authority.ca}"\ntransport.tls.serverName = "frps.test"\n'))
         await frpc.waitFor("start proxy success")
         self.assertEqual(await exchange(reactor, remote, 64 * 1024, connections=4), 4 * 64 * 1024)
         # Without a client certificate, or without TLS, the same server refuses the login.

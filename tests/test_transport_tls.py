@@ -5,22 +5,15 @@ Logins here are built by hand (type ``o``, int64 length, JSON) so that the test 
 the transport layer.
 """
 
-import atexit
 import datetime
 import hashlib
-import ipaddress
 import json
-import os
-import shutil
 import struct
-import tempfile
 import time
 from typing import Optional
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet import reactor
@@ -42,7 +35,8 @@ from frptw.transport.tls import (
     startServerTLS,
 )
 from tests.gofrp import GoFrp
-from tests.support import Notifying, Peer, closeOnCleanup, free_port, stalled, tcpPair
+from tests.pki import CLIENT_AUTH, SERVER_AUTH, TestCA
+from tests.support import Notifying, Peer, closeOnCleanup, free_port, stalled, tcpPair, tempDir
 
 TOKEN = "tls-test-token"
 SERVER_NAME = "frps.example"
@@ -87,75 +81,14 @@ class FirstMessage(Protocol):
 
 class Pki:
     """A throw-away CA with a server certificate (``frps.example``, 127.0.0.1) and a client
-    certificate, as PEM files in a temporary directory."""
+    certificate, as PEM files in the test's temporary directory."""
 
-    def __init__(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="frptw-pki-")
-        atexit.register(shutil.rmtree, self.directory, True)  # one per test process (RSA keys are slow)
-        caKey = ec.generate_private_key(ec.SECP256R1())
-        caName = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "frptw test CA")])
-        ca = (
-            self._builder(caName, caName, caKey.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .sign(caKey, hashes.SHA256())
-        )
-        self.ca = self._write("ca.pem", ca.public_bytes(serialization.Encoding.PEM))
-        self.serverCert, self.serverKey = self._leaf(
-            "server",
-            ca,
-            caKey,
-            ExtendedKeyUsageOID.SERVER_AUTH,
-            [x509.DNSName(SERVER_NAME), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
-        )
-        self.clientCert, self.clientKey = self._leaf("client", ca, caKey, ExtendedKeyUsageOID.CLIENT_AUTH, [])
-
-    @staticmethod
-    def _builder(subject, issuer, publicKey) -> x509.CertificateBuilder:
-        now = datetime.datetime.now(datetime.timezone.utc)
-        return (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .public_key(publicKey)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-        )
-
-    def _leaf(self, name, ca, caKey, usage, sans):
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = self._builder(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), ca.subject, key.public_key()
-        ).add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(caKey, hashes.SHA256())
-        keyPem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        return (
-            self._write(f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM)),
-            self._write(f"{name}.key", keyPem),
-        )
-
-    def _write(self, name: str, data: bytes) -> str:
-        path = os.path.join(self.directory, name)
-        with open(path, "wb") as f:
-            f.write(data)
-        return path
-
-
-_pki: Optional[Pki] = None
-
-
-def pki() -> Pki:
-    global _pki
-    if _pki is None:
-        _pki = Pki()
-    return _pki
+    def __init__(self, testCase: SynchronousTestCase) -> None:
+        self.authority = TestCA(tempDir(testCase))
+        self.ca = self.authority.ca
+        self.serverCert, self.serverKey = self.authority.issueFiles(
+            "server", dnsNames=[SERVER_NAME], ipAddresses=["127.0.0.1"], usage=SERVER_AUTH)
+        self.clientCert, self.clientKey = self.authority.issueFiles("client", usage=CLIENT_AUTH)
 
 
 class Sniffer(SwitchableProtocol):
@@ -292,7 +225,7 @@ class OurClientGoServerTests(TestCase):
         await self.login(clientContextFactory(SERVER_NAME), customFirstByte=True)
 
     async def test_login_verifying_server_and_presenting_client_cert(self) -> None:
-        p = pki()
+        p = Pki(self)
         await self.login(
             clientContextFactory(SERVER_NAME, trustedCaFile=p.ca, certFile=p.clientCert, keyFile=p.clientKey),
             customFirstByte=True,
@@ -306,7 +239,7 @@ class OurClientGoServerTests(TestCase):
         port = free_port()
         frps = await GoFrp.start(reactor, "frps", frpsConfig(port))
         self.addCleanup(frps.stop)
-        reader = await connectTLS(self, port, clientContextFactory(SERVER_NAME, trustedCaFile=pki().ca), False)
+        reader = await connectTLS(self, port, clientContextFactory(SERVER_NAME, trustedCaFile=Pki(self).ca), False)
         reader.transport.write(loginFrame())
         with self.assertRaises(SSL.Error) as caught:
             await reader.message
@@ -345,7 +278,7 @@ class GoClientOurServerTests(TestCase):
         self.assertEqual(sniffer.serverName, SERVER_NAME.encode())
 
     async def test_frpc_verifies_our_cert_and_presents_its_own(self) -> None:
-        p = pki()
+        p = Pki(self)
         await self.firstLogin(
             serverContextFactory(p.serverCert, p.serverKey, trustedCaFile=p.ca),
             f'transport.tls.serverName = "{SERVER_NAME}"\ntransport.tls.trustedCaFile = "{p.ca}"\n'
@@ -379,14 +312,14 @@ class OurClientOurServerTests(TestCase):
         self.assertEqual(sniffer.serverName, SERVER_NAME.encode())
 
     async def test_ca_verified_with_client_cert(self) -> None:
-        p = pki()
+        p = Pki(self)
         await self.exchange(
             serverContextFactory(p.serverCert, p.serverKey, trustedCaFile=p.ca),
             clientContextFactory("127.0.0.1", trustedCaFile=p.ca, certFile=p.clientCert, keyFile=p.clientKey),
         )
 
     async def test_server_requires_client_cert(self) -> None:
-        p = pki()
+        p = Pki(self)
         server = TLSServer(self, serverContextFactory(p.serverCert, p.serverKey, trustedCaFile=p.ca))
         port = await server.listen()
         reader = await connectTLS(self, port, clientContextFactory(SERVER_NAME), False)
@@ -396,7 +329,7 @@ class OurClientOurServerTests(TestCase):
             await sniffer.above.message
 
     async def test_wrong_server_name_fails_verification(self) -> None:
-        p = pki()
+        p = Pki(self)
         server = TLSServer(self, serverContextFactory(p.serverCert, p.serverKey))
         port = await server.listen()
         reader = await connectTLS(self, port, clientContextFactory("other.example", trustedCaFile=p.ca), False)
@@ -455,14 +388,14 @@ class ContextFactoryTests(SynchronousTestCase):
         self.assertIn("/nonexistent/ca.pem", str(caught.exception))
 
     def test_not_pem(self) -> None:
-        path = pki()._write("garbage.pem", b"not a certificate")
+        path = Pki(self).authority.write("garbage.pem", b"not a certificate")
         with self.assertRaises(ConfigError) as caught:
-            serverContextFactory(path, pki().serverKey)
+            serverContextFactory(path, Pki(self).serverKey)
         self.assertIn("garbage.pem", str(caught.exception))
 
     def test_certificate_without_key(self) -> None:
         with self.assertRaises(ConfigError):
-            serverContextFactory(certFile=pki().serverCert)
+            serverContextFactory(certFile=Pki(self).serverCert)
 
     def test_self_signed_certificate_is_fresh_and_shaped_like_frps(self) -> None:
         """Like frps's (fresh serial, no names or extensions, 10 years), on a P-256 key."""

@@ -11,17 +11,11 @@ side is blocking sockets run in threads (Python's ssl module), so the exchanged 
 checked byte for byte (sha256) and raw refusals (TLS alerts, 404, 200+407) are compared exactly.
 """
 
-import datetime
 import hashlib
-import os
 import random
 import socket
 import ssl
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import reactor
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.internet.ssl import PrivateCertificate
@@ -33,6 +27,7 @@ from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.server.vhost.tcpmux import NOT_FOUND
 from tests.gofrp import GoFrp
+from tests.pki import TestCA
 from tests.support import free_port, tempDir
 from tests.traffic import EchoServer
 
@@ -40,34 +35,6 @@ TOKEN = "vhost-token"
 NBYTES = 96 * 1024
 ECHO_PIECE = 16 * 1024
 IO_TIMEOUT = 10.0
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def makeCertificates(directory: str, names) -> dict:
-    """A test CA (``ca`` path) and, per name, a PEM certificate+key it signed (bytes)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    caKey = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("vhost CA")).issuer_name(_name("vhost CA"))
-          .public_key(caKey.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(caKey, hashes.SHA256()))
-    out = {"ca": os.path.join(directory, "ca.pem")}
-    with open(out["ca"], "wb") as f:
-        f.write(ca.public_bytes(serialization.Encoding.PEM))
-    for name in names:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-                .sign(caKey, hashes.SHA256()))
-        out[name] = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return out
 
 
 # -- the user side: blocking, run in threads ------------------------------------------------------
@@ -162,12 +129,13 @@ class VhostInterop(TestCase):
 
     async def backends(self):
         """Two TLS echo servers (a.test, b.test) and a plain echo server; their ports."""
-        pki = makeCertificates(tempDir(self), ["a.test", "b.test"])
-        self.caFile = pki["ca"]
+        authority = TestCA(tempDir(self), "vhost CA")
+        self.caFile = authority.ca
         ports = {}
         for name in ("a.test", "b.test"):
             factory = EchoServer()
-            options = PrivateCertificate.loadPEM(pki[name].decode()).options()
+            certificate, key = authority.issue(name, dnsNames=[name])
+            options = PrivateCertificate.loadPEM((certificate + key).decode()).options()
             port = await SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1").listen(factory)
             self.addCleanup(self._stopEcho, factory, port)
             ports[name] = port.getHost().port
