@@ -1,7 +1,7 @@
 """Fakes of frptw's collaborators, shared by the unit tests (no sockets, no real time).
 
-* frpc side: :class:`FakeFrps` (frps's end of a control connection on a StringTransport) and
-  the config snippets its tests use;
+* frpc side: :class:`FakeFrps` (frps's end of a control connection on a StringTransport),
+  :func:`refuse` (a MemoryReactor's pending connection refused) and the config snippets;
 * :class:`FakeControl` (a frps proxy's owner) and :func:`backendBytes`;
 * :class:`UDPReactor` (a MemoryReactorClock whose UDP ports are :class:`FakeUDPPort`);
 * :class:`FakeProxy` (what a vhost hands user connections to) and :func:`connectVhost`;
@@ -15,9 +15,11 @@ from typing import List, Optional
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 
 from frptw.config import parse_client_config
 from frptw.server.vhost.tcpmux import TCPMuxProxy
@@ -44,6 +46,18 @@ type = "tcp"
 localPort = 22
 remotePort = 6000
 """
+
+
+#: An frpc that speaks plain frp to a scripted frps: no yamux, no TLS, no heartbeats.
+PLAIN = "transport.tcpMux = false\ntransport.tls.enable = false\ntransport.heartbeatInterval = -1\n"
+
+
+def refuse(reactor: MemoryReactorClock) -> None:
+    """Refuse the pending connection; HostnameEndpoint reports it on its next 0.3 s tick."""
+    reactor.advance(0)
+    _, _, factory, _, _ = reactor.tcpClients.pop(0)
+    factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
+    reactor.advance(0.3)
 
 
 class FakeFrps:

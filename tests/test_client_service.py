@@ -17,9 +17,7 @@ from frptw.client import FrpClientService, ProxyStatus, VisitorStatus
 from frptw.config import STCPVisitorConfig, XTCPVisitorConfig
 from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound, VisitorNotFound
 from frptw.wire.messages import CloseProxy, LoginResp, NewProxy, NewProxyResp, NewWorkConn, ReqWorkConn, encode_message
-from tests.fakes import BAD_TOKEN, CAPTURE_TIME, TCP_PROXY, FakeFrps, config
-
-PLAIN = "transport.tcpMux = false\ntransport.tls.enable = false\ntransport.heartbeatInterval = -1\n"
+from tests.fakes import BAD_TOKEN, CAPTURE_TIME, PLAIN, TCP_PROXY, FakeFrps, config, refuse
 
 XTCP_PROXY = """
 [[proxies]]
@@ -48,14 +46,6 @@ class FakeConnection:
         if not self.lost:
             self.lost = True
             self.protocol.connectionLost(Failure(ConnectionLost("frps went away")))
-
-
-def refuse(reactor: MemoryReactorClock) -> None:
-    """Refuse the pending connection; HostnameEndpoint reports it on its next 0.3 s tick."""
-    reactor.advance(0)
-    _, _, factory, _, _ = reactor.tcpClients.pop(0)
-    factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
-    reactor.advance(0.3)
 
 
 class ServiceTestMixin:

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.logs import set_level
 from frptw.tap import ClientOptions, makeService
-from tests.test_client_service import CAPTURE_TIME, PLAIN, refuse
+from tests.fakes import CAPTURE_TIME, PLAIN, refuse
 
 
 class FrpcTapTests(SynchronousTestCase):
