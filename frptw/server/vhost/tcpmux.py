@@ -17,8 +17,6 @@ Known difference from frps: h11 refuses an HTTP/1.1 request without a ``Host`` h
 accepts; such a connection is closed without a reply.
 """
 
-import base64
-import binascii
 from typing import List, Tuple
 
 import h11
@@ -28,6 +26,7 @@ from frptw import FRP_VERSION
 from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
+from frptw.server.vhost.http_rewrite import parse_basic_auth
 from frptw.server.vhost.prerouting import PreambleConnection, VhostListener, remote_addr
 from frptw.server.vhost.routes import NOT_FOUND_PAGE, proxy_domains
 from frptw.wire.messages import NewProxy
@@ -51,20 +50,12 @@ AUTH_REQUIRED = (
 
 
 def proxy_credentials(headers: List[Tuple[bytes, bytes]]) -> Tuple[str, str]:
-    """User and password of the first ``Proxy-Authorization: Basic`` header (``("", "")`` when
-    absent or malformed, as Go's parser)."""
+    """User and password of the first ``Proxy-Authorization`` header, read as the http vhost
+    reads ``Authorization`` (:func:`~frptw.server.vhost.http_rewrite.parse_basic_auth`, Go's
+    ``BasicAuth``); ``("", "")`` when absent or malformed."""
     for name, value in headers:
-        if name != b"proxy-authorization":
-            continue
-        scheme, _, token = value.partition(b" ")
-        if scheme.lower() != b"basic":
-            return "", ""
-        try:
-            decoded = base64.b64decode(token, validate=True).decode("utf-8", "surrogateescape")
-        except (binascii.Error, ValueError):
-            return "", ""
-        user, colon, password = decoded.partition(":")
-        return (user, password) if colon else ("", "")
+        if name == b"proxy-authorization":
+            return parse_basic_auth(value) or ("", "")
     return "", ""
 
 
