@@ -3,7 +3,9 @@
 :func:`udp_exchange` sends ``count`` numbered datagrams of varying sizes to a port (usually an
 frp udp proxy or sudp visitor in front of a :class:`UDPEcho`) with at most ``window`` of them
 unanswered at a time, so loopback sockets never overflow; a datagram whose echo does not come
-back within ``lossTimeout`` seconds counts as lost.  It fires with ``(echoed, lost)``.
+back within ``lossTimeout`` seconds counts as lost.  It fires with ``(echoed, lost, corrupt)``.
+Each exchange tags its datagrams with a random session number: a late echo of an earlier
+exchange whose socket had the same port (the OS reuses them) is ignored, not miscounted.
 """
 
 import random
@@ -71,6 +73,7 @@ class _Sender(DatagramProtocol):
         self.lossTimeout = lossTimeout
         self.prefix = prefix
         self.random = random.Random(count)
+        self.session = random.getrandbits(32)
         self.next = 0
         self.outstanding: Dict[int, Tuple[bytes, object]] = {}
         self.echoed = 0
@@ -83,7 +86,7 @@ class _Sender(DatagramProtocol):
 
     def _payload(self, seq: int) -> bytes:
         size = self.maxSize if seq % 10 == 0 else self.random.randint(8, self.maxSize)
-        return struct.pack(">I", seq) + self.random.randbytes(size - 4)
+        return struct.pack(">II", self.session, seq) + self.random.randbytes(size - 8)
 
     def _fill(self) -> None:
         while len(self.outstanding) < self.window and self.next < self.count:
@@ -102,11 +105,13 @@ class _Sender(DatagramProtocol):
         self._fill()
 
     def datagramReceived(self, data: bytes, addr) -> None:
-        if not data.startswith(self.prefix) or len(data) < len(self.prefix) + 4:
+        if not data.startswith(self.prefix) or len(data) < len(self.prefix) + 8:
             self.corrupt += 1
             return
         body = data[len(self.prefix):]
-        (seq,) = struct.unpack(">I", body[:4])
+        session, seq = struct.unpack(">II", body[:8])
+        if session != self.session:
+            return  # an earlier exchange's echo, to a port that socket had
         entry = self.outstanding.pop(seq, None)
         if entry is None:
             return
