@@ -26,6 +26,7 @@ from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.server.vhost.tcpmux import NOT_FOUND
+from tests.fakes import client_hello
 from tests.gofrp import GoFrp
 from tests.pki import TestCA
 from tests.support import free_port, tempDir
@@ -78,19 +79,6 @@ def tlsEcho(port: int, name: str, caFile: str) -> tuple:
         with context.wrap_socket(raw, server_hostname=name) as tls:
             subject = dict(item[0] for item in tls.getpeercert()["subject"])["commonName"]
             return subject, _echoed(tls, NBYTES, seed=len(name))
-
-
-def clientHello(name) -> bytes:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    outgoing = ssl.MemoryBIO()
-    tls = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname=name)
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
 
 
 def rawReply(port: int, data: bytes) -> bytes:
@@ -206,8 +194,8 @@ class VhostInterop(TestCase):
         results = {}
         for name in ("a.test", "B.test"):
             results[f"tls {name}"] = await deferToThread(tlsEcho, httpsPort, name, self.caFile)
-        results["unknown sni"] = await deferToThread(rawReply, httpsPort, clientHello("c.test"))
-        results["no sni"] = await deferToThread(rawReply, httpsPort, clientHello(None))
+        results["unknown sni"] = await deferToThread(rawReply, httpsPort, client_hello("c.test"))
+        results["no sni"] = await deferToThread(rawReply, httpsPort, client_hello(None))
         results["not tls"] = await deferToThread(rawReply, httpsPort, b"GET / HTTP/1.1\r\n\r\n")
         results["m1"] = await deferToThread(connectTunnel, muxPort, connect("M1.test"), CONNECTED)
         results["m2 auth"] = await deferToThread(connectTunnel, muxPort, connect("m2.test", "dTpw"), CONNECTED)
@@ -267,9 +255,9 @@ class VhostInterop(TestCase):
         self.addCleanup(frpc.stop)
         await frpc.waitFor("[sa] start proxy success")
         reference = [await deferToThread(tlsEcho, bindPort, "a.test", self.caFile),
-                     await deferToThread(rawReply, bindPort, clientHello("c.test"))]
+                     await deferToThread(rawReply, bindPort, client_hello("c.test"))]
         httpsPort, _, _ = await self.ours(ports, shared=True)
         ours = [await deferToThread(tlsEcho, httpsPort, "a.test", self.caFile),
-                await deferToThread(rawReply, httpsPort, clientHello("c.test"))]
+                await deferToThread(rawReply, httpsPort, client_hello("c.test"))]
         self.assertEqual(reference, [("a.test", True), b"\x15\x03\x03\x00\x02\x02\x70<EOF>"])
         self.assertEqual(ours, reference)
