@@ -53,6 +53,7 @@ skipped), and every process started is killed on exit, Ctrl-C or SIGTERM (and, t
 """
 
 import argparse
+import compileall
 import ctypes
 import json
 import os
@@ -377,10 +378,25 @@ def frp_argv(impl: str, kind: str, config_path: str, profile_path: Optional[str]
 
 def frp_env(impl: str) -> dict:
     """Environment of one frp side: the Go binaries get a bare one (no FRP_* or proxy variables
-    from the caller's shell), frptw ours plus the checkout on PYTHONPATH."""
+    from the caller's shell), frptw ours plus the checkout on PYTHONPATH.
+
+    frptw runs from the checkout, so its bytecode is compiled here first: an installed frptw
+    has its ``.pyc`` files from pip, and with ``PYTHONDONTWRITEBYTECODE`` set (as on this
+    project's machines) every start would otherwise compile all of frptw again, which is not
+    what a user's start costs."""
     if impl == "go":
         return {"PATH": os.environ.get("PATH", "")}
+    _compile_checkout()
     return dict(os.environ, PYTHONPATH=ROOT)
+
+
+_compiled: List[bool] = []
+
+
+def _compile_checkout() -> None:
+    if not _compiled:
+        compileall.compile_dir(os.path.join(ROOT, "frptw"), quiet=1)
+        _compiled.append(True)
 
 
 def profile_top(path: str, top: int) -> List[dict]:
