@@ -5,7 +5,6 @@ blocking loopback sockets (no reactor, so nothing here can leave the reactor dir
 import os
 import socket
 import subprocess
-import tempfile
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -16,7 +15,7 @@ from frptw.wire.codec import ChainCodec
 from frptw.wire.crypto import AESCFBCodec, derive_key
 from frptw.wire.snappy import SnappyFramingCodec
 from tests.frpbin import frp_binary
-from tests.support import free_port
+from tests.support import free_port, tempDir
 
 TOKEN = "abc"
 TIMEOUT = 10.0
@@ -68,7 +67,7 @@ class GoFrpsInteropTests(SynchronousTestCase):
     def setUp(self):
         binary = frp_binary("frps")
         self.port = free_port()
-        directory = tempfile.mkdtemp(prefix="frptw-wire-interop-")
+        directory = tempDir(self)
         config = os.path.join(directory, "frps.toml")
         with open(config, "w") as f:
             f.write(f'bindAddr = "127.0.0.1"\nbindPort = {self.port}\nproxyBindAddr = "127.0.0.1"\n'
