@@ -373,22 +373,23 @@ class Exchange:
     # -- what happens by itself (reported with exchangeMoved) ------------------------------------
     def responseEvent(self, event: object) -> None:
         """A response event parsed from the work connection (see :class:`Backend`)."""
+        kind = type(event)  # h11's event classes are final: one lookup per event
         try:
-            if isinstance(event, h11.Data):
+            if kind is h11.Data:
                 self._user.writeResponse(event)
-            elif isinstance(event, h11.Response):
+            elif kind is h11.Response:
                 self._step(Step.RESPONSE_HEAD)
                 self._backend.responseTimer.stop()
                 self._user.writeResponse(h11.Response(
                     status_code=event.status_code, reason=reason(event.status_code, event.reason),
                     headers=rewrite_response(event.headers.raw_items(), self._responseHeaders, False)))
-            elif isinstance(event, h11.EndOfMessage):
+            elif kind is h11.EndOfMessage:
                 self._user.writeResponse(h11.EndOfMessage())
                 self._step(Step.RESPONSE_END)
                 if self.state is ExchangeState.COMPLETE:
                     self._detach()
                     self._moved()
-            elif isinstance(event, h11.InformationalResponse):
+            elif kind is h11.InformationalResponse:
                 if event.status_code == 101 and self._upgrade:
                     self._user.writeResponse(h11.InformationalResponse(
                         status_code=101, reason=reason(101),
@@ -399,7 +400,7 @@ class Exchange:
                     self._user.writeResponse(h11.InformationalResponse(
                         status_code=event.status_code, reason=reason(event.status_code, event.reason),
                         headers=rewrite_response(event.headers.raw_items(), {}, False)))
-            elif isinstance(event, h11.ConnectionClosed):
+            elif kind is h11.ConnectionClosed:
                 self.backendFailed("work connection closed")
         except h11.LocalProtocolError as e:
             self.backendFailed(f"cannot relay response: {e}")
