@@ -4,7 +4,8 @@ No sockets and no reactor: a user connection and one reused work connection on
 StringTransports, driven like ``bench_http``'s load (a GET with wrk's head, a 1 KiB response
 with Content-Length), so the figure is the CPU frps spends per request in the vhost itself
 (parsing, routing, rewriting, the exchange, the pool), without the carrier (yamux, TLS) or
-the kernel.  ``--profile`` prints the top of a cProfile run and h11's share of it.
+the kernel.  ``--profile`` prints the top of a cProfile run, the Python calls per request (a figure the
+machine's load does not change) and h11's share.
 
     python bench/bench_vhost_exchange.py                   # µs per request, best of 5
     python bench/bench_vhost_exchange.py --profile         # where it goes
@@ -98,7 +99,11 @@ def main() -> int:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
         print(out.getvalue())
-        print(f"h11: {h11 / total:.0%} of {total / args.requests * 1e6:.1f} us per request (under cProfile)")
+        calls = sum(nc for (_, nc, _, _, _) in stats.stats.values())
+        h11calls = sum(nc for (path, _, _), (_, nc, _, _, _) in stats.stats.items() if f"{os.sep}h11{os.sep}" in path)
+        # Call counts do not depend on the machine's load, unlike times: they show a change.
+        print(f"{calls / args.requests:.0f} Python calls per request, {h11calls / args.requests:.0f} of them in h11; "
+              f"h11 {h11 / total:.0%} of {total / args.requests * 1e6:.1f} us per request (under cProfile)")
         return 0
     best = min(run(args.requests) for _ in range(5))
     print(f"{best / args.requests * 1e6:.1f} us per request ({args.requests} keep-alive requests, best of 5)")
