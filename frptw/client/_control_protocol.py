@@ -39,6 +39,7 @@ from frptw.client._proxies import RUNNING, START_ERROR, ProxyTable
 from frptw.config import ClientConfig
 from frptw.errors import ConnectionClosed, LoginError
 from frptw.logs import FrpLogger
+from frptw.transport.timers import cancelCall
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import NewWorkConn
 
@@ -183,14 +184,13 @@ class ControlProtocol(Protocol):
         """Keep the one timer on the machine's deadline."""
         when = self.machine.deadline()
         timer = self._timer
-        if timer is not None and timer.active():
-            if when is None:
-                timer.cancel()
-            elif timer.getTime() != when:
-                timer.reset(max(0.0, when - self.clock.seconds()))
+        if timer is not None and timer.active() and timer.getTime() == when:
             return
+        cancelCall(timer)
+        self._timer = None
         if when is not None:
             self._timer = self.clock.callLater(max(0.0, when - self.clock.seconds()), self._tick)
 
     def _tick(self) -> None:
+        self._timer = None
         self._perform(self.machine.tick(self.clock.seconds()))
