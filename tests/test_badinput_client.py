@@ -119,7 +119,9 @@ class ClientBadInputTests(TestCase):
     async def loginRefused(self, answer, *fragments: str) -> None:
         await self.startClient(answer)
         since = 0
-        await until(lambda: self.frps.connections[0].lost, "frpc to drop the connection")
+        await until(lambda: self.frps.connections[0].lost, "the connection to close")
+        # The fake frps may close first (a refused login): frpc's own line is the event to await.
+        await until(lambda: self.logs.reported(since, ("frptw.client", "frptw.transport")), "frpc's line about it")
         self.assertOneLine(since, *fragments)
         await self.assertRetriesWithBackoff()
 
