@@ -11,6 +11,7 @@
 """
 
 import hashlib
+import itertools
 import os
 import random
 import shutil
@@ -209,15 +210,16 @@ def tempDir(testcase: SynchronousTestCase) -> str:
 
 #: Ports handed out by :func:`free_port`: below Linux's ephemeral range (32768-60999), so no
 #: outgoing connection of a concurrently running test can take one as its source port
-#: between the check here and the moment frps binds it.
-_PORTS = range(20000, 32768)
+#: between the check here and the moment frps binds it.  They come in a shuffled cycle, so a
+#: test asking for several ports before binding any never gets the same one twice.
+_PORTS = itertools.cycle(random.sample(range(20000, 32768), 32768 - 20000))
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port on 127.0.0.1 that is free right now (for configs handed to the Go binaries, or
     remote ports that must be known in advance)."""
     for _ in range(200):
-        port = random.choice(_PORTS)
+        port = next(_PORTS)
         with socket.socket(socket.AF_INET, kind) as s:
             try:
                 s.bind(("127.0.0.1", port))
