@@ -25,7 +25,7 @@ from frptw.client._control_protocol import ControlProtocol  # noqa: E402
 from frptw.client._proxies import RUNNING, ProxyTable  # noqa: E402
 from frptw.config import parse_client_config  # noqa: E402
 from frptw.wire.messages import LoginResp, NewProxyResp, encode_message  # noqa: E402
-from tests.test_client_control_protocol import FakeFrps  # noqa: E402
+from tests.fakes import FakeFrps  # noqa: E402
 
 
 def register(count: int):
