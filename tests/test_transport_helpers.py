@@ -7,7 +7,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.transport.addresses import describePeer, hostPort
-from frptw.transport.timers import cancelCall
+from frptw.transport.timers import cancelCall, resetCall
 
 
 class AddressTests(SynchronousTestCase):
@@ -35,3 +35,26 @@ class CancelCallTests(SynchronousTestCase):
         clock.advance(10)
         self.assertEqual(ran, [1])
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class ResetCallTests(SynchronousTestCase):
+    def test_pending_call_moves(self) -> None:
+        clock = Clock()
+        ran = []
+        call = clock.callLater(2, ran.append, "idle")
+        clock.advance(1.5)
+        resetCall(call, 2)
+        clock.advance(1.9)
+        self.assertEqual(ran, [])
+        clock.advance(0.1)
+        self.assertEqual(ran, ["idle"])
+
+    def test_finished_or_missing_calls_are_left_alone(self) -> None:
+        clock = Clock()
+        done, cancelled = clock.callLater(1, lambda: None), clock.callLater(1, lambda: None)
+        cancelled.cancel()
+        clock.advance(1)
+        for call in (None, done, cancelled):
+            resetCall(call, 5)
+        self.assertEqual(clock.getDelayedCalls(), [])
+

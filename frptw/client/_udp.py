@@ -32,7 +32,7 @@ from frptw.client.proxyprotocol import proxy_protocol_header
 from frptw.config import ProxyConfig
 from frptw.logs import FrpLogger
 from frptw.transport.datagrams import Address, DatagramChannel
-from frptw.transport.timers import cancelCall
+from frptw.transport.timers import cancelCall, resetCall
 
 #: frpc's keep-alive on a udp/sudp work connection (frps's read deadline is 60 s).
 PING_INTERVAL = 30.0
@@ -65,8 +65,7 @@ class _LocalSocket(DatagramProtocol):
         self._idle = self.forwarder.clock.callLater(LOCAL_IDLE_TIMEOUT, self._expired)
 
     def touch(self) -> None:
-        if self._idle is not None and self._idle.active():
-            self._idle.reset(LOCAL_IDLE_TIMEOUT)
+        resetCall(self._idle, LOCAL_IDLE_TIMEOUT)
 
     def send(self, payload: bytes) -> None:
         self.touch()

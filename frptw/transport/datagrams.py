@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frptw.logs import FrpLogger
-from frptw.transport.timers import cancelCall
+from frptw.transport.timers import cancelCall, resetCall
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import (
     Message,
@@ -197,8 +197,7 @@ class DatagramChannel(Protocol):
             self._close(abort=True)
 
     def _received(self, msg: Message) -> None:
-        if self._idle is not None and self._idle.active():
-            self._idle.reset(self._idleTimeout)
+        resetCall(self._idle, self._idleTimeout)
         if isinstance(msg, UDPPacket):
             if msg.r is None or not msg.r.ip:
                 self._log.warn("{who}: dropping a UDPPacket without a user address", who=self.description)
