@@ -1,7 +1,7 @@
 """The control session of one logged-in frpc, as a state machine without I/O.
 
 Theory of operation.  A control connection starts with a ``Login`` that frps has already
-authenticated (:mod:`frptw.server.service` does that, because a Login may also replace another
+authenticated (:mod:`frptw.server.dispatch` does that, because a Login may also replace another
 client's control).  From then on :class:`ControlMachine` decides what every control message
 means and answers with *actions* — send this message, start this proxy, stop that proxy,
 disconnect — which the Twisted side (:mod:`frptw.server.control_protocol`) carries out.  The
