@@ -28,6 +28,12 @@ _FLG_VERSION_01 = 0x40
 _BD_BLOCK_SIZE_SHIFT = 4
 _BD_BLOCK_SIZE_64KB = 4  # block maximum size id 4 = 64 KiB; 5..7 = 256 KiB..4 MiB
 _OUTPUT_STEP = 64 * 1024  # output buffer per call into python-lz4: one maximal block
+#: LZ4's "fast acceleration" (a negative frame compression level): at -4, measured here with
+#: 64 KiB writes (bench/bench_compression.py), lz4 is faster than frp's snappy on every payload
+#: (logs 1.4x, text 1.2x, random 1.05x, encode + decode) and compresses as well or better
+#: (0.118 vs 0.138 of the input on logs, 0.845 vs 0.853 on text).  The default level 0 compresses
+#: text further (0.65) but at 0.7x snappy's speed.
+_FAST_ACCELERATION = -4
 
 
 class LZ4FrameCodec:
@@ -48,7 +54,8 @@ class LZ4FrameCodec:
             return b""
         if self._compressor is None:
             self._compressor = lz4.frame.LZ4FrameCompressor(
-                block_size=lz4.frame.BLOCKSIZE_MAX64KB, block_linked=False, auto_flush=True)
+                block_size=lz4.frame.BLOCKSIZE_MAX64KB, block_linked=False, auto_flush=True,
+                compression_level=_FAST_ACCELERATION)
             return self._compressor.begin() + self._compressor.compress(data)
         return self._compressor.compress(data)
 
