@@ -50,6 +50,7 @@ from frptw.wire import yamux as wire  # noqa: E402
 from frptw.wire.crypto import AESCFBCodec, derive_key  # noqa: E402
 from frptw.wire.lz4 import LZ4FrameCodec  # noqa: E402
 from frptw.wire.snappy import SnappyFramingCodec  # noqa: E402
+from tests.support import Notifying  # noqa: E402
 
 CHUNK = 64 * 1024
 #: A memory transport pauses its producer above this many queued bytes, as Twisted's TCP does.
@@ -218,16 +219,6 @@ def runInMemory(tunnel, chunks: List[bytes]) -> int:
 # -- over loopback TCP ----------------------------------------------------------------------------
 
 
-class Connected(SwitchableProtocol):
-    def __init__(self) -> None:
-        super().__init__()
-        self.made: Deferred = Deferred()
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self.made.callback(self)
-
-
 @implementer(IPushProducer)
 class Feeder(Protocol):
     """Writes the chunks as fast as its transport takes them."""
@@ -289,8 +280,8 @@ async def tcpPair(reactor, client: Protocol, server: Protocol):
 async def runOverTCP(reactor, tunnel, chunks: List[bytes]) -> tuple:
     """``feeder ─tcp─ src ═splice═ tunnel over TCP ═splice═ dst ─tcp─ sink``; returns (bytes
     the sink got, CPU seconds from the first write to the last read)."""
-    feeder, src = Feeder(chunks), Connected()
-    end1, end2 = SwitchableProtocol(), Connected()
+    feeder, src = Feeder(chunks), Notifying()
+    end1, end2 = SwitchableProtocol(), Notifying()
     dst, sink = SwitchableProtocol(), Sink(len(chunks) * CHUNK)
     ports = [await tcpPair(reactor, feeder, src), await tcpPair(reactor, end1, end2), await tcpPair(reactor, dst, sink)]
     # The link stands for the connection between frpc and frps, which both widen (a work
