@@ -188,7 +188,7 @@ class BaseProxy:
         self._closing = True
         log.info("[{run_id}] [{name}] proxy closing", run_id=self.runId, name=self.name)
         waits = [maybeDeferred(port.stopListening) for port in self.listeners]
-        self.released()
+        waits.append(maybeDeferred(self.released))
         for user in list(self._users):
             waits.append(user.closed.wait())
             user.transport.abortConnection()
@@ -196,5 +196,6 @@ class BaseProxy:
         d.addCallback(lambda _: None)
         return d
 
-    def released(self) -> None:
-        """The listeners are closing: give back what the proxy holds (ports, routes)."""
+    def released(self) -> "Optional[Deferred[None]]":
+        """The listeners are closing: give back what the proxy holds (ports, routes); a
+        Deferred, if any, fires once what was given back is closed (a group's last listener)."""

@@ -22,6 +22,7 @@ from frptw.server.ports import PortAllocator
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.server.stcp import SecretProxy
 from frptw.server.tcp import TCPProxy
+from frptw.server.tcpgroup import TCPGroups
 from frptw.server.udp import UDPProxy
 from frptw.wire.messages import NewProxy
 
@@ -49,6 +50,7 @@ class ProxyRegistry:
         self.bindAddr = config.proxy_bind_addr or config.bind_addr
         self.tcpPorts = PortAllocator(config.allow_ports, clock)
         self.udpPorts = PortAllocator(config.allow_ports, clock)
+        self.tcpGroups = TCPGroups(self.tcpPorts)
         self._proxies: Dict[str, BaseProxy] = {}
         self._runningWaiters: Dict[str, List[Deferred]] = {}
         self.builders: Dict[str, Builder] = {
@@ -152,7 +154,8 @@ class ProxyRegistry:
 
 
 def _buildTCP(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:
-    return TCPProxy(owner, request, registry.key, registry.reactor, registry.tcpPorts, registry.bindAddr)
+    return TCPProxy(owner, request, registry.key, registry.reactor, registry.tcpPorts, registry.bindAddr,
+                    registry.tcpGroups)
 
 
 def _buildUDP(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:

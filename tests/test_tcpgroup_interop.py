@@ -1,0 +1,108 @@
+"""tcp load-balancing groups with real Go frp 0.65 (config-reference.md §5.2).
+
+Our frps with two Go frpc members, and with one Go and one frptw member; our frpc joining a
+group on Go frps next to a Go frpc.  Each time 40 sequential user connections must reach both
+members (each at least 25 %), a member that leaves gets no more, and a wrong ``groupKey`` or a
+different ``remotePort`` is refused with the same text by both servers (Go frpc logs it as
+``[NAME] start error: TEXT``).
+"""
+
+from typing import Awaitable, Callable
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from frptw.config import parse_server_config
+from frptw.errors import ProxyError
+from frptw.server import FrpServerService
+from tests.gofrp import GoFrp
+from tests.grouptraffic import Banner, groupProxy, spread
+from tests.interop import GoAndOursMixin
+from tests.support import free_port, proxiesRunning, until
+
+
+class GroupMixin(GoAndOursMixin):
+    timeout = 60
+
+    async def goMember(self, name: str, label: bytes, **kw) -> GoFrp:
+        return await self.go(name, groupProxy(name, Banner.listen(self, reactor, label), self.remote, **kw),
+                             ready="start proxy success")
+
+    async def ourMember(self, name: str, label: bytes, **kw):
+        client = await self.ours(name, groupProxy(name, Banner.listen(self, reactor, label), self.remote, **kw))
+        await proxiesRunning(client, name)
+        return client
+
+    async def spreadThenLeave(self, leave: Callable[[], Awaitable[object]]) -> None:
+        """40 connections reach members A and B (each >= 25 %); after ``leave`` (B goes), only A."""
+        counts = await spread(reactor, self.remote, 40)
+        self.assertEqual(counts[b"A"] + counts[b"B"], 40, counts)
+        self.assertGreaterEqual(min(counts[b"A"], counts[b"B"]), 10, counts)
+        await leave()
+        self.assertEqual(await spread(reactor, self.remote, 10), {b"A": 10})
+
+    async def refusals(self):
+        """Go frpcs with a wrong key and with a different port: frps's texts, as Go frpc logs them."""
+        texts = []
+        for name, key, remote in [("wrongkey", "wrong", self.remote), ("otherport", "gk", free_port())]:
+            frpc = await self.go(name, groupProxy(name, 1, remote, key=key))
+            await frpc.waitFor(f"[{name}.{name}] start error: ")
+            line = next(line for line in frpc.output.splitlines() if "start error: " in line)
+            texts.append(line.split("start error: ", 1)[1].strip())
+        return texts
+
+
+class OurFrpsTests(GroupMixin, TestCase):
+    async def setUp(self) -> None:
+        config = parse_server_config('bindAddr = "127.0.0.1"\nauth.token = "abc"\n', "toml")
+        config.bind_port = 0
+        self.server = FrpServerService(config, reactor=reactor)
+        self.server.startService()
+        self.addCleanup(self.server.stopService)
+        self.bindPort = (await self.server.whenListening()).getHost().port
+        self.remote = free_port()
+
+    async def leaves(self, stop: Callable[[], Awaitable[object]]) -> None:
+        await stop()
+        await until(lambda: "b" not in self.server.proxies(), "b to leave the group")
+
+    async def test_two_go_members(self):
+        await self.goMember("a", b"A")
+        b = await self.goMember("b", b"B")
+        await self.spreadThenLeave(lambda: self.leaves(b.stop))
+
+    async def test_go_and_frptw_members(self):
+        await self.goMember("a", b"A")
+        b = await self.ourMember("b", b"B")
+        await self.spreadThenLeave(lambda: self.leaves(b.stopService))
+
+    async def test_refusal_texts(self):
+        await self.goMember("a", b"A")
+        self.assertEqual(await self.refusals(), ["group auth failed", "group should have same remote port"])
+
+
+class GoFrpsTests(GroupMixin, TestCase):
+    async def setUp(self) -> None:
+        await self.startFrps()
+        self.remote = free_port()
+
+    async def test_frptw_frpc_joins_a_go_frpc_group(self):
+        await self.goMember("a", b"A")
+        b = await self.ourMember("b", b"B")
+
+        async def leave():
+            await b.stopService()
+            await self.frps.waitFor("[b.b] proxy closing")
+
+        await self.spreadThenLeave(leave)
+
+    async def test_refusal_texts(self):
+        await self.goMember("a", b"A")
+        self.assertEqual(await self.refusals(), ["group auth failed", "group should have same remote port"])
+
+    async def test_frptw_frpc_wrong_key(self):
+        await self.goMember("a", b"A")
+        client = await self.ours("b", groupProxy("b", 1, self.remote, key="wrong"))
+        with self.assertRaises(ProxyError) as e:
+            await client.whenProxyRunning("b")
+        self.assertIn("group auth failed", str(e.exception))
