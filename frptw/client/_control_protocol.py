@@ -48,7 +48,7 @@ class ControlProtocol(Protocol):
     """The control connection's protocol.
 
     :param config: the ClientConfig.
-    :param proxies: the service's proxy table (outlives the session); its sendable proxies are
+    :param proxies: the service's proxy table (outlives the session); its registrable proxies are
         registered at login, and :meth:`registerProxy` adds later ones.
     :param clock: time source for the Login timestamp, timeouts and heartbeats.
     :param runId: the run id of the previous session ("" the first time).
@@ -90,7 +90,7 @@ class ControlProtocol(Protocol):
     def connectionMade(self) -> None:
         now = self.clock.seconds()
         for entry in self.proxies:
-            if entry.sendable:
+            if entry.registrable:
                 self.machine.addProxy(entry.config.name, self.proxies.newProxy(entry.config.name), now)
         self._perform(self.machine.start(now))
 
@@ -126,12 +126,13 @@ class ControlProtocol(Protocol):
 
     # -- the service's requests -----------------------------------------------------------------
     def registerProxy(self, name: str) -> None:
-        """Register a proxy just added to the table (at once when logged in, else at login)."""
-        if self.proxies.get(name).sendable:
+        """Register a proxy just added to the table or just found healthy (at once when logged
+        in, else at login)."""
+        if self.proxies.get(name).registrable:
             self._perform(self.machine.addProxy(name, self.proxies.newProxy(name), self.clock.seconds()))
 
     def unregisterProxy(self, name: str) -> None:
-        """Tell frps a proxy removed from the table is gone (if frps knows it)."""
+        """Tell frps a proxy removed from the table (or found unhealthy) is gone (if frps knows it)."""
         self._perform(self.machine.removeProxy(name))
 
     def close(self) -> None:

@@ -10,6 +10,11 @@ Phases of a proxy (frp's names, shown by ``proxyStatus``)::
                                └──NewProxyResp error──> start error ──30 s──> wait start
     session lost: wait start / running / start error ──> new  (registered again after login)
     removed: any ──> closed  (the record leaves the table)
+    health check failed: wait start / running ──CloseProxy──> check failed
+    health check success: check failed ──> new ──> wait start ...
+
+A health-checked proxy (frptw.client._health) starts unhealthy: it stays ``new`` and is not
+sent before its first successful check, nor while unhealthy.
 
 A proxy this client cannot serve yet (its type, or a client plugin) stays in ``start error``
 and is never sent.
@@ -20,6 +25,7 @@ from typing import Dict, Iterator, List, Optional
 
 from twisted.internet.defer import Deferred, succeed
 
+from frptw.client._health_machine import isChecked
 from frptw.config.proxies import ProxyConfig, local_name, wire_name
 from frptw.errors import ConnectionClosed, ProxyError, ProxyNotFound
 from frptw.wire.codec import FRPTW_COMPRESSIONS
@@ -29,6 +35,7 @@ NEW = "new"
 WAIT_START = "wait start"
 RUNNING = "running"
 START_ERROR = "start error"
+CHECK_FAILED = "check failed"
 CLOSED = "closed"
 
 #: Proxy types this client serves: byte pipes, and datagrams (udp, sudp) over work connections.
@@ -41,7 +48,8 @@ class ProxyStatus:
     (config-reference.md §6.2), plus the remote port as an int.
 
     ``name`` is the configured name (no ``user.`` prefix, as frp 0.70 shows it); ``status`` is
-    one of ``new``, ``wait start``, ``running``, ``start error``, ``closed``; ``err`` is frps's
+    one of ``new``, ``wait start``, ``running``, ``start error``, ``check failed`` (withdrawn
+    from frps because its health check failed), ``closed``; ``err`` is frps's
     text or why this client cannot serve the proxy; ``local_addr`` is ``localIP:localPort``
     (empty without a local port); ``plugin`` the client plugin's type or empty;
     ``remote_addr`` what frps answered, prefixed with ``serverAddr`` for tcp and udp as frpc
@@ -79,11 +87,19 @@ class ProxyEntry:
         #: What frps answered (``:6000`` for tcp), kept as sent.
         self.remoteAddr = ""
         self.waiters: List[Deferred] = []
+        #: False while a health check says the local service is down (and before its first
+        #: success); always True without a health check.
+        self.healthy = not isChecked(config)
 
     @property
     def sendable(self) -> bool:
-        """Whether a session should send NewProxy for this proxy."""
+        """Whether this client can serve the proxy at all."""
         return not self.unsupported
+
+    @property
+    def registrable(self) -> bool:
+        """Whether a session should send NewProxy for this proxy now."""
+        return self.sendable and self.healthy
 
     @property
     def status(self) -> ProxyStatus:

@@ -21,11 +21,15 @@ itself, fails :meth:`FrpClientService.whenLoggedIn` with the reason (a
 is the program's decision, which ``twistd frpc`` (:mod:`frptw.tap`) makes by passing an
 ``onFatal`` that exits with status 1.
 
+Health checks (:mod:`frptw.client._health`) run for the service's lifetime, across sessions:
+a proxy found unhealthy is withdrawn from frps (CloseProxy) and registered again (NewProxy)
+once healthy; while unhealthy, a new session does not register it.
+
 Work connections are new yamux streams of the session's connection, or (tcp_mux off) new
 TCP(+TLS) connections; see :mod:`frptw.client._work`.
 """
 
-from typing import Callable, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from twisted.application.internet import ClientService
 from twisted.application.service import Service
@@ -36,7 +40,9 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from frptw.client._proxies import RUNNING, ProxyStatus, ProxyTable
+from frptw.client._health import HealthChecker, probeFor
+from frptw.client._health_machine import isChecked
+from frptw.client._proxies import CHECK_FAILED, NEW, RUNNING, WAIT_START, ProxyEntry, ProxyStatus, ProxyTable
 from frptw.client._reconnect import ReconnectPolicy
 from frptw.client._control_machine import ControlState
 from frptw.client._control_protocol import ControlProtocol
@@ -290,6 +296,8 @@ class FrpClientService(Service):
         self._everLoggedIn = False
         self._loginWaiters: List[Deferred] = []
         self._workRoots: Set[_RootProtocol] = set()
+        #: The running health checkers, by proxy name.
+        self._checkers: Dict[str, HealthChecker] = {}
         self._visitors = VisitorManager(config, reactor, self._openVisitorConnection, lambda: self.runId)
         #: The run id frps gave us; sent again on every reconnect.
         self.runId = ""
@@ -303,6 +311,7 @@ class FrpClientService(Service):
         for entry in self._proxies:
             if not entry.sendable:
                 _log.warn("[{name}] {error}", name=entry.config.name, error=entry.error)
+            self._startChecking(entry)
         self._visitors.start()
         if self.config.transport.proxy_url:
             _log.warn(
@@ -324,6 +333,8 @@ class FrpClientService(Service):
             return succeed(None)
         self._failLoginWaiters(Failure(ConnectionClosed("frpc service stopped")))
         self._proxies.abandon("frpc service stopped")
+        for name in list(self._checkers):
+            self._stopChecking(name)
         for root in list(self._workRoots):
             root.transport.abortConnection()
         return gatherResults([self._visitors.stop(), clientService.stopService()]).addCallback(lambda _: None)
@@ -349,6 +360,8 @@ class FrpClientService(Service):
         except ProxyError:
             return fail()
         d = self._proxies.waitStarted(proxyConfig.name)
+        if self._clientService is not None:
+            self._startChecking(self._proxies.get(proxyConfig.name))
         if self._control is not None:
             self._control.registerProxy(proxyConfig.name)
         return d
@@ -359,6 +372,7 @@ class FrpClientService(Service):
             self._proxies.remove(name)
         except ProxyNotFound:
             return fail()
+        self._stopChecking(name)
         if self._control is not None:
             self._control.unregisterProxy(name)
         return succeed(None)
@@ -399,6 +413,43 @@ class FrpClientService(Service):
     def visitors(self) -> List[VisitorStatus]:
         """Snapshots of every visitor, sorted by name."""
         return self._visitors.statuses()
+
+    # -- health checks --------------------------------------------------------------------
+    def _startChecking(self, entry: ProxyEntry) -> None:
+        name = entry.config.name
+        if not entry.sendable or not isChecked(entry.config) or name in self._checkers:
+            return
+        checker = HealthChecker(
+            name,
+            entry.config,
+            self._reactor,
+            probeFor(self._reactor, entry.config),
+            lambda healthy: self._healthChanged(name, healthy),
+        )
+        self._checkers[name] = checker
+        checker.start()
+
+    def _stopChecking(self, name: str) -> None:
+        checker = self._checkers.pop(name, None)
+        if checker is not None:
+            checker.stop()
+
+    def _healthChanged(self, name: str, healthy: bool) -> None:
+        """frp's proxy wrapper: withdraw an unhealthy proxy from frps, register it once healthy."""
+        entry = self._proxies.get(name)
+        entry.healthy = healthy
+        if healthy:
+            _log.info("[{name}] health check success", name=name)
+            if entry.state == CHECK_FAILED:
+                entry.update(NEW)
+            if self._control is not None:
+                self._control.registerProxy(name)
+            return
+        _log.info("[{name}] health check failed", name=name)
+        if entry.state in (WAIT_START, RUNNING):
+            entry.update(CHECK_FAILED)
+        if self._control is not None:
+            self._control.unregisterProxy(name)
 
     # -- sessions -------------------------------------------------------------------------
     def _sessionUp(self, session: _Session) -> None:
