@@ -42,10 +42,10 @@ class EchoServer(protocol.Factory):
         self._listening = None
 
     @classmethod
-    def listen(cls, reactor, interface: str = "127.0.0.1") -> defer.Deferred:
-        """Start listening on an ephemeral port; fire with the EchoServer."""
+    def listen(cls, reactor, interface: str = "127.0.0.1", port: int = 0) -> defer.Deferred:
+        """Start listening on ``port`` (0: an ephemeral one); fire with the EchoServer."""
         self = cls()
-        d = TCP4ServerEndpoint(reactor, 0, interface=interface).listen(self)
+        d = TCP4ServerEndpoint(reactor, port, interface=interface).listen(self)
 
         def listening(port):
             self._listening = port
