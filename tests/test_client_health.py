@@ -13,6 +13,7 @@ from frptw.client._health import HealthChecker
 from frptw.client._health_machine import HealthMachine, isChecked
 from frptw.config import parse_client_config
 from frptw.wire.messages import CloseProxy, NewProxy, NewProxyResp
+from tests.fakes import CAPTURE_TIME
 from tests.support import LogCapture
 from tests.test_client_service import ServiceTestMixin
 
@@ -218,6 +219,19 @@ class ServiceHealthTests(ServiceTestMixin, SynchronousTestCase):
         self.reactor.advance(2)
         self.probe.answer(True)
         self.assertEqual([m.proxy_name for m in second.frps.messages()], ["t1"])
+
+    def test_a_restarted_service_checks_before_registering(self) -> None:
+        self.makeChecked()
+        self.login()
+        self.probe.answer(True)
+        self.stop()
+        self.assertEqual(self.probe.started, [CAPTURE_TIME])  # its timer went with the service
+        self.service.startService()
+        self.assertFalse(self.service._proxies.get("t1").registrable)
+        conn = self.login()
+        self.assertEqual(conn.frps.messages(), [])
+        self.probes[1].answer(True)
+        self.assertEqual([m.proxy_name for m in conn.frps.messages()], ["t1"])
 
     def test_removing_the_proxy_stops_its_checks(self) -> None:
         self.makeChecked()

@@ -419,6 +419,7 @@ class FrpClientService(Service):
         name = entry.config.name
         if not entry.sendable or not isChecked(entry.config) or name in self._checkers:
             return
+        entry.healthy = False  # as frp: unregistered until the first check of this run succeeds
         checker = HealthChecker(
             name,
             entry.config,
