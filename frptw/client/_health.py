@@ -24,6 +24,7 @@ from zope.interface import implementer
 
 from frptw.client._health_machine import HealthMachine
 from frptw.config.proxies import ProxyConfig
+from frptw.errors import FrpError
 from frptw.logs import FrpLogger
 from frptw.transport.sockets import tcpEndpoint
 from frptw.transport.timers import cancelCall
@@ -34,7 +35,7 @@ Probe = Callable[[], Deferred]
 _log = FrpLogger(namespace="frptw.client.health")
 
 
-class UnhealthyResponse(Exception):
+class UnhealthyResponse(FrpError):
     """The http check got an answer, but not a 2xx one."""
 
 
