@@ -18,7 +18,7 @@ from frptw.client._health import UnhealthyResponse, probeFor
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
-from tests.support import LogCapture, free_port, proxiesRunning, sleep, until
+from tests.support import LogCapture, free_port, proxiesRunning, sleep
 from tests.traffic import EchoServer, exchange
 
 INTERVAL = 1
