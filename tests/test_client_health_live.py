@@ -1,6 +1,7 @@
-"""frpc health checks on real sockets: the tcp and http probes against local services, and a
-proxy withdrawn from frps while its local service is down and registered again when it is back
--- through our frps in-process and through the real Go frps 0.65."""
+"""frpc health checks on real sockets: the tcp and http probes against local services, a proxy
+withdrawn from frps while its local service is down and registered again when it is back --
+through our frps in-process and through the real Go frps 0.65 -- and failover in a tcp
+load-balancing group (a Go frpc member and a health-checked frptw member)."""
 
 import time
 from typing import List
@@ -17,8 +18,11 @@ from frptw.client import FrpClientService
 from frptw.client._health import UnhealthyResponse, probeFor
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
+from frptw.transport.sockets import listenTCP
 from tests.gofrp import GoFrp
-from tests.support import LogCapture, free_port, proxiesRunning, sleep
+from tests.grouptraffic import Banner, groupProxy, spread
+from tests.test_tcpgroup_interop import GroupMixin
+from tests.support import LogCapture, free_port, proxiesRunning, sleep, until
 from tests.traffic import EchoServer, exchange
 
 INTERVAL = 1
@@ -98,18 +102,20 @@ async def acceptsUntil(port: int, wanted: bool, timeout: float) -> float:
     return time.monotonic() - start
 
 
+async def ourFrps(testCase: TestCase) -> int:
+    """Start our frps on a free port for the test's duration; its bind port."""
+    config = parse_server_config('bindAddr = "127.0.0.1"\nauth.token = "abc"\n', "toml")
+    config.bind_port = 0
+    server = FrpServerService(config)
+    server.startService()
+    testCase.addCleanup(server.stopService)
+    return (await server.whenListening()).getHost().port
+
+
 class WithdrawTests(TestCase):
     """Our frpc, a tcp proxy health-checked every second; its echo service stops and restarts."""
 
     timeout = 60
-
-    async def ourFrps(self) -> int:
-        config = parse_server_config('bindAddr = "127.0.0.1"\nauth.token = "abc"\n', "toml")
-        config.bind_port = 0
-        server = FrpServerService(config)
-        server.startService()
-        self.addCleanup(server.stopService)
-        return (await server.whenListening()).getHost().port
 
     async def goFrps(self) -> GoFrp:
         self.bindPort = free_port()
@@ -148,10 +154,42 @@ class WithdrawTests(TestCase):
         self.assertLess(took, WITHDRAW_WITHIN)
 
     async def test_our_frps(self) -> None:
-        await self.withdrawAndRecover(await self.ourFrps())
+        await self.withdrawAndRecover(await ourFrps(self))
 
     async def test_go_frps(self) -> None:
         frps = await self.goFrps()
         await self.withdrawAndRecover(self.bindPort)
         await frps.waitFor("close proxy [echo] success")
         await frps.waitFor("new proxy [echo] type [tcp] success", count=2)
+
+
+class GroupFailoverTests(GroupMixin, TestCase):
+    """Our frps; member A a Go frpc, member B our frpc with a tcp health check: while B's service
+    is down B leaves the group and A takes every connection; B rejoins when it is back."""
+
+    async def setUp(self) -> None:
+        self.bindPort = await ourFrps(self)
+        self.remote = free_port()
+
+    async def test_unhealthy_member_leaves_and_rejoins(self) -> None:
+        await self.goMember("a", b"A")
+        banner = listenTCP(reactor, 0, Banner(b"B"), interface="127.0.0.1")
+        localPort = banner.getHost().port
+        check = (f'healthCheck = {{ type = "tcp", intervalSeconds = {INTERVAL}, timeoutSeconds = 1, '
+                 f'maxFailed = {MAX_FAILED} }}\n')
+        b = await self.ours("b", groupProxy("b", localPort, self.remote) + check)
+        await proxiesRunning(b, "b")
+        counts = await spread(reactor, self.remote, 40)
+        self.assertGreaterEqual(min(counts[b"A"], counts[b"B"]), 10, counts)
+
+        start = time.monotonic()
+        await banner.stopListening()
+        await until(lambda: b.proxyStatus("b").status == "check failed", "b withdrawn", WITHDRAW_WITHIN)
+        self.assertLess(time.monotonic() - start, WITHDRAW_WITHIN)
+        self.assertEqual(await spread(reactor, self.remote, 10), {b"A": 10})
+
+        banner = listenTCP(reactor, localPort, Banner(b"B"), interface="127.0.0.1")
+        self.addCleanup(banner.stopListening)
+        await proxiesRunning(b, "b", timeout=INTERVAL + 2)
+        counts = await spread(reactor, self.remote, 40)
+        self.assertGreaterEqual(min(counts[b"A"], counts[b"B"]), 10, counts)
