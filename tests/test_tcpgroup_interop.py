@@ -21,6 +21,10 @@ from tests.interop import GoAndOursMixin
 from tests.support import free_port, proxiesRunning, until
 
 
+#: What Go frps 0.65 answers (and so ours must) to a wrong key, a different port, another group.
+REFUSALS = ["group auth failed", "group should have same remote port", "port already used"]
+
+
 class GroupMixin(GoAndOursMixin):
     timeout = 60
 
@@ -42,10 +46,13 @@ class GroupMixin(GoAndOursMixin):
         self.assertEqual(await spread(reactor, self.remote, 10), {b"A": 10})
 
     async def refusals(self):
-        """Go frpcs with a wrong key and with a different port: frps's texts, as Go frpc logs them."""
+        """Go frpcs with a wrong key, a different port, and another group on the group's port:
+        frps's texts, as Go frpc logs them."""
         texts = []
-        for name, key, remote in [("wrongkey", "wrong", self.remote), ("otherport", "gk", free_port())]:
-            frpc = await self.go(name, groupProxy(name, 1, remote, key=key))
+        for name, key, remote, group in [("wrongkey", "wrong", self.remote, "web"),
+                                         ("otherport", "gk", free_port(), "web"),
+                                         ("othergroup", "gk", self.remote, "other")]:
+            frpc = await self.go(name, groupProxy(name, 1, remote, key=key, group=group))
             await frpc.waitFor(f"[{name}.{name}] start error: ")
             line = next(line for line in frpc.output.splitlines() if "start error: " in line)
             texts.append(line.split("start error: ", 1)[1].strip())
@@ -78,7 +85,7 @@ class OurFrpsTests(GroupMixin, TestCase):
 
     async def test_refusal_texts(self):
         await self.goMember("a", b"A")
-        self.assertEqual(await self.refusals(), ["group auth failed", "group should have same remote port"])
+        self.assertEqual(await self.refusals(), REFUSALS)
 
 
 class GoFrpsTests(GroupMixin, TestCase):
@@ -98,7 +105,7 @@ class GoFrpsTests(GroupMixin, TestCase):
 
     async def test_refusal_texts(self):
         await self.goMember("a", b"A")
-        self.assertEqual(await self.refusals(), ["group auth failed", "group should have same remote port"])
+        self.assertEqual(await self.refusals(), REFUSALS)
 
     async def test_frptw_frpc_wrong_key(self):
         await self.goMember("a", b"A")
