@@ -3,16 +3,23 @@
 Each member of a load-balancing group forwards to its own :class:`Banner` server, which writes
 its label and closes; :func:`spread` opens user connections to the group's port one after the
 other and counts which label each one got (tests/test_server_tcpgroup.py and the interop
-tests of groups); :func:`groupProxy` is a member's frpc TOML.
+tests of groups); :func:`groupProxy` is a member's frpc TOML.  For http groups,
+:func:`labelSite` is the backend and :func:`httpSpread` counts the bodies of requests.
 """
 
 from collections import Counter
 
-from twisted.internet import protocol
+from twisted.internet import protocol, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from twisted.web.static import Data
 
+from frptw.client import FrpClientService
+from frptw.config import parse_client_config, parse_server_config
+from frptw.server import FrpServerService
 from frptw.transport.sockets import listenTCP
 
 
@@ -51,11 +58,40 @@ class _Reader(protocol.Protocol):
         self.done.callback(self.data)
 
 
-async def answer(reactor, port: int) -> bytes:
-    """What one user connection to ``port`` receives before it is closed."""
+async def answer(reactor, port: int, send: bytes = b"") -> bytes:
+    """What one user connection to ``port`` receives (after sending ``send``) before it is closed."""
     reader = _Reader()
     await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(protocol.Factory.forProtocol(lambda: reader))
+    reader.transport.write(send)
     return await reader.done
+
+
+def labelSite(testCase: TestCase, reactor, label: bytes) -> int:
+    """An HTTP backend answering every path with ``label``; its port."""
+    root = Resource()
+    root.putChild(b"", Data(label, "text/plain"))
+    site = Site(root)
+    site.noisy = False
+    port = listenTCP(reactor, 0, site, interface="127.0.0.1")
+    testCase.addCleanup(port.stopListening)
+    return port.getHost().port
+
+
+async def httpGet(reactor, port: int, host: str) -> bytes:
+    """The status line and body of one ``GET /`` for ``host`` (``Connection: close``)."""
+    data = await answer(reactor, port, f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].split(b" ", 2)[1]
+    return body if status == b"200" else status
+
+
+async def httpSpread(reactor, port: int, host: str, requests: int = 40) -> Counter:
+    """How many of ``requests`` sequential requests each label answered (other statuses count
+    under the status code)."""
+    counts: Counter = Counter()
+    for _ in range(requests):
+        counts[await httpGet(reactor, port, host)] += 1
+    return counts
 
 
 async def spread(reactor, port: int, connections: int = 40) -> Counter:
@@ -72,3 +108,37 @@ def groupProxy(name: str, localPort: int, remotePort: int, key: str = "gk", grou
         f'[[proxies]]\nname = "{name}"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = {localPort}\n'
         f'remotePort = {remotePort}\nloadBalancer.group = "{group}"\nloadBalancer.groupKey = "{key}"\n'
     )
+
+
+def httpGroupProxy(name: str, localPort: int, key: str = "gk", group: str = "web", domain: str = "web.test",
+                   extra: str = "") -> str:
+    """An http proxy in a load-balancing group (frpc TOML)."""
+    return (
+        f'[[proxies]]\nname = "{name}"\ntype = "http"\nlocalIP = "127.0.0.1"\nlocalPort = {localPort}\n'
+        f'customDomains = ["{domain}"]\nloadBalancer.group = "{group}"\nloadBalancer.groupKey = "{key}"\n{extra}\n'
+    )
+
+
+class OurFrpsMixin:
+    """For a TestCase: our frps on a free port, and our frpcs logging in to it."""
+
+    async def startOurFrps(self, extra: str = "") -> FrpServerService:
+        config = parse_server_config(f'bindAddr = "127.0.0.1"\nauth.token = "abc"\n{extra}\n', "toml")
+        config.bind_port = 0
+        self.server = FrpServerService(config, reactor=reactor)
+        self.server.startService()
+        self.addCleanup(self.server.stopService)
+        self.bindPort = (await self.server.whenListening()).getHost().port
+        return self.server
+
+    def frpc(self, body: str) -> FrpClientService:
+        """Our frpc (no user) with ``body`` (proxies TOML), started."""
+        config = parse_client_config(
+            f'serverAddr = "127.0.0.1"\nserverPort = {self.bindPort}\nauth.token = "abc"\n'
+            f"loginFailExit = false\n{body}",
+            "toml",
+        )
+        client = FrpClientService(config, reactor, onFatal=self.fail)
+        client.startService()
+        self.addCleanup(client.stopService)
+        return client

@@ -10,13 +10,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from frptw.client import FrpClientService
-from frptw.config import parse_client_config, parse_server_config
 from frptw.errors import ProxyError
-from frptw.server import FrpServerService
 from frptw.server.ports import PORT_ALREADY_USED, PortAllocator
 from frptw.server.tcpgroup import GROUP_AUTH_FAILED, GROUP_DIFFERENT_PORT, TCPGroups
-from tests.grouptraffic import Banner, answer, groupProxy, spread
+from tests.grouptraffic import OurFrpsMixin, Banner, answer, groupProxy, spread
 from tests.support import free_port, proxiesRunning, until
 
 
@@ -117,30 +114,14 @@ class GroupBookkeepingTests(SynchronousTestCase):
         self.assertEqual(self.join("c", group="g2", port=20002).port, 20002)
 
 
-class OurFrpsOurFrpcsTests(TestCase):
+class OurFrpsOurFrpcsTests(OurFrpsMixin, TestCase):
     timeout = 60
 
     async def setUp(self) -> None:
-        config = parse_server_config('bindAddr = "127.0.0.1"\nauth.token = "abc"\n', "toml")
-        config.bind_port = 0
-        self.server = FrpServerService(config)
-        self.server.startService()
-        self.addCleanup(self.server.stopService)
-        self.serverPort = (await self.server.whenListening()).getHost().port
+        await self.startOurFrps()
         self.remote = free_port()
 
-    def frpc(self, body: str) -> FrpClientService:
-        config = parse_client_config(
-            f'serverAddr = "127.0.0.1"\nserverPort = {self.serverPort}\nauth.token = "abc"\n'
-            f"loginFailExit = false\n{body}",
-            "toml",
-        )
-        client = FrpClientService(config, reactor, onFatal=self.fail)
-        client.startService()
-        self.addCleanup(client.stopService)
-        return client
-
-    async def member(self, name: str, label: bytes, **kw) -> FrpClientService:
+    async def member(self, name: str, label: bytes, **kw):
         client = self.frpc(groupProxy(name, Banner.listen(self, reactor, label), self.remote, **kw))
         await proxiesRunning(client, name)
         return client

@@ -12,11 +12,9 @@ from typing import Awaitable, Callable
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from frptw.config import parse_server_config
 from frptw.errors import ProxyError
-from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
-from tests.grouptraffic import Banner, groupProxy, spread
+from tests.grouptraffic import OurFrpsMixin, Banner, groupProxy, spread
 from tests.interop import GoAndOursMixin
 from tests.support import free_port, proxiesRunning, until
 
@@ -59,19 +57,14 @@ class GroupMixin(GoAndOursMixin):
         return texts
 
 
-class OurFrpsTests(GroupMixin, TestCase):
+class OurFrpsTests(OurFrpsMixin, GroupMixin, TestCase):
     async def setUp(self) -> None:
-        config = parse_server_config('bindAddr = "127.0.0.1"\nauth.token = "abc"\n', "toml")
-        config.bind_port = 0
-        self.server = FrpServerService(config, reactor=reactor)
-        self.server.startService()
-        self.addCleanup(self.server.stopService)
-        self.bindPort = (await self.server.whenListening()).getHost().port
+        await self.startOurFrps()
         self.remote = free_port()
 
     async def leaves(self, stop: Callable[[], Awaitable[object]]) -> None:
         await stop()
-        await until(lambda: "b" not in self.server.proxies(), "b to leave the group")
+        await until(lambda: "b.b" not in self.server.proxies(), "b to leave the group")
 
     async def test_two_go_members(self):
         await self.goMember("a", b"A")

@@ -15,13 +15,14 @@ last one leaves the listener closes and the port is released.
 ``bind`` function that opens the listener for the port, as with a proxy of its own.
 """
 
-from typing import Callable, Dict, Generic, List, Optional, TypeVar
+from typing import Callable, Dict, Generic, Optional, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IListeningPort
 
 from frptw.errors import ProxyError
 from frptw.server.ports import PortAllocator
+from frptw.server.rotation import Rotation
 
 GROUP_AUTH_FAILED = "group auth failed"
 GROUP_DIFFERENT_PORT = "group should have same remote port"
@@ -45,8 +46,7 @@ class TCPGroup(Generic[Member]):
         #: The port actually bound.
         self.port = 0
         self.listener: Optional[IListeningPort] = None
-        self.members: List[Member] = []
-        self._next = 0
+        self.members: Rotation[Member] = Rotation()
 
     def admit(self, key: str, requestedPort: int) -> None:
         """Raise ProxyError with frp's text unless a member asking this may join."""
@@ -57,20 +57,7 @@ class TCPGroup(Generic[Member]):
 
     def nextMember(self) -> Member:
         """The member that serves the next user connection (round robin)."""
-        if not self.members:
-            raise LookupError(f"group [{self.name}] has no members")
-        member = self.members[self._next % len(self.members)]
-        self._next = (self._next + 1) % len(self.members)
-        return member
-
-    def remove(self, member: Member) -> None:
-        """``member`` takes no more connections; the rotation goes on with the next one."""
-        index = self.members.index(member)
-        del self.members[index]
-        if index < self._next:
-            self._next -= 1
-        if self._next >= len(self.members):
-            self._next = 0
+        return self.members.next()
 
 
 class TCPGroups:
@@ -96,12 +83,12 @@ class TCPGroups:
             self._groups[name] = group
         else:
             group.admit(key, requestedPort)
-        group.members.append(member)
+        group.members.add(member)
         return group
 
     def leave(self, member: Member, group: "TCPGroup[Member]") -> "Deferred[None]":
         """``member`` leaves ``group``; fires once the port is closed if it was the last one."""
-        group.remove(member)
+        group.members.remove(member)
         if group.members:
             return succeed(None)
         del self._groups[group.name]

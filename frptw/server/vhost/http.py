@@ -33,7 +33,7 @@ unless either side asked to close.
 """
 
 import enum
-from typing import List, Optional, Set, Tuple
+from typing import List, Optional, Set, Tuple, Union
 
 import h11
 from twisted.internet.defer import Deferred, DeferredList
@@ -45,6 +45,7 @@ from frptw.server._event import Event
 from frptw.server.vhost.http_exchange import Exchange, ExchangeState, Valve, reason
 from frptw.server.vhost.http_proxy import HTTPProxy
 from frptw.server.vhost.http_rewrite import first_header, is_upgrade, rewrite_request, route_key
+from frptw.server.vhost.httpgroup import HTTPGroup, HTTPGroups
 from frptw.server.vhost.lazytimer import LazyTimer
 from frptw.server.vhost.routes import NOT_FOUND_PAGE, RouteTable, canonical_addr, canonical_host
 from frptw.transport.addresses import describePeer
@@ -90,7 +91,9 @@ class HTTPVhost(Factory):
         self.subdomainHost = subdomainHost
         self.responseTimeout = responseTimeout
         self.custom404Page = custom404Page
-        self.routes: RouteTable[HTTPProxy] = RouteTable()
+        self.routes: RouteTable[Union[HTTPProxy, HTTPGroup]] = RouteTable()
+        #: http load-balancing groups; a group is the target of its route.
+        self.groups = HTTPGroups(self.routes)
         self._connections: Set["HTTPUserConnection"] = set()
 
     def buildProtocol(self, addr) -> "HTTPUserConnection":
@@ -275,7 +278,8 @@ class HTTPUserConnection(SwitchableProtocol):
             # frp's transport forwards a proxy-style request in proxy form, to the Host it sends.
             target = b"http://" + (proxy.request.host_header_rewrite or key.host).encode("latin-1") + target
         self.state = ConnectionState.EXCHANGE
-        self.exchange = Exchange(self, proxy.pool, proxy.name,
+        member = proxy.choose()  # a group's route: its next member
+        self.exchange = Exchange(self, member.pool, member.name,
                                  h11.Request(method=request.method, target=target, headers=forwarded),
                                  is_upgrade(headers), proxy.request.response_headers, self.vhost.responseTimeout)
         self.exchange.start(peer)

@@ -14,10 +14,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.python.failure import Failure
 
-from frptw.errors import NoWorkConnection
+from frptw.errors import NoWorkConnection, ProxyError
 from frptw.logs import FrpLogger
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.server.vhost.http_exchange import Backend
+from frptw.server.vhost.httpgroup import HTTPGroup, check_auth
 from frptw.server.vhost.lazytimer import LazyTimer
 from frptw.server.vhost.routes import proxy_domains
 from frptw.transport.switch import SwitchableProtocol
@@ -181,27 +182,38 @@ class HTTPProxy(BaseProxy):
         super().__init__(owner, request, key)
         self.vhost = vhost
         self.domains = proxy_domains(request, vhost.subdomainHost)
-        vhost.routes.add(self.domains, list(request.locations), request.route_by_http_user, self)
-        self.remote_addr = ",".join(
-            vhost.canonicalAddr(domain) for domain in self.domains for _ in (request.locations or [""])
-        )
         self.pool = WorkConnectionPool(owner.clock, self._dial)
+        locations = list(request.locations) or [""]
+        self._groups: List[HTTPGroup] = []
+        if request.group:
+            # frp joins the group once per (domain, location): a second pair is refused.
+            try:
+                for domain in self.domains:
+                    for location in locations:
+                        route = (domain.lower(), location, request.route_by_http_user)
+                        self._groups.append(vhost.groups.join(self, request, route))
+            except ProxyError:
+                self.released()
+                raise
+        else:
+            vhost.routes.add(self.domains, locations, request.route_by_http_user, self)
+        self.remote_addr = ",".join(vhost.canonicalAddr(domain) for domain in self.domains for _ in locations)
         for domain in self.domains:
-            for location in request.locations or [""]:
+            for location in locations:
                 log.info("[{run_id}] [{name}] http proxy listen for host [{domain}] location [{location}] "
-                         "group [] routeByHTTPUser [{user}]", run_id=self.runId, name=self.name, domain=domain,
-                         location=location, user=request.route_by_http_user)
+                         "group [{group}] routeByHTTPUser [{user}]", run_id=self.runId, name=self.name,
+                         domain=domain, location=location, group=request.group, user=request.route_by_http_user)
+
+    def choose(self) -> "HTTPProxy":
+        """The proxy that serves a request routed here (a group's target chooses a member)."""
+        return self
 
     @property
     def requestHeaders(self) -> Dict[str, str]:
         return self.request.headers
 
     def checkAuth(self, credentials: Optional[Tuple[str, str]]) -> bool:
-        """frp's check: a proxy with ``http_user`` or ``http_pwd`` needs both to match."""
-        want = (self.request.http_user, self.request.http_pwd)
-        if want == ("", ""):
-            return True
-        return credentials == want
+        return check_auth(self.request, credentials)
 
     def _dial(self, src: Optional[IAddress]) -> "Deferred[Backend]":
         """A new work connection (StartWorkConn with the HTTP client's address as src),
@@ -214,5 +226,7 @@ class HTTPProxy(BaseProxy):
         return backend
 
     def released(self) -> None:
+        for group in self._groups:
+            self.vhost.groups.leave(self, group)
         self.vhost.routes.remove(self)
         self.pool.close()
