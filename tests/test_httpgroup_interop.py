@@ -4,7 +4,8 @@ On our frps and on Go frps alike: a Go frpc and a frptw frpc in one group share 
 (each at least 25 %), and take turns even on one keep-alive connection; a member that leaves
 gets no more; the last one leaving leaves a 404;
 a wrong key, another location and a second location of one member are refused with the same
-texts by both servers (Go frpc logs ``[NAME] start error: TEXT``).
+texts by both servers (Go frpc logs ``[NAME] start error: TEXT``); the route keeps the first
+member's Basic credentials for every member.
 """
 
 from twisted.internet import reactor
@@ -50,6 +51,11 @@ class HTTPGroupMixin(GoAndOursMixin):
         data = await answer(reactor, self.httpPort, (request + b"\r\n") * 3 + request + b"Connection: close\r\n\r\n")
         bodies = [response[-1:] for response in data.split(b"HTTP/1.1 200 OK")[1:]]
         self.assertEqual(sorted(bodies), [b"A", b"A", b"B", b"B"], data)
+
+    async def test_route_keeps_the_first_members_credentials(self):
+        await self.goMember("a", b"A", extra='httpUser = "u"\nhttpPassword = "p"')
+        await self.ourMember("b", b"B")
+        self.assertEqual(await httpSpread(reactor, self.httpPort, "web.test", 4), {b"401": 4})
 
     async def test_refusal_texts(self):
         await self.goMember("a", b"A")
