@@ -186,7 +186,7 @@ class UDPReactor(MemoryReactorClock):
 class FakeProxy:
     """Records the user connections a vhost hands over."""
 
-    authorized = TCPMuxProxy.authorized
+    choose = TCPMuxProxy.choose  # a route to one proxy serves that proxy
 
     def __init__(self, http_user: str = "", http_pwd: str = "") -> None:
         self.name = "p"

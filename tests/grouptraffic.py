@@ -21,6 +21,7 @@ from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.transport.sockets import listenTCP
+from tests.support import until
 
 
 class _Announce(protocol.Protocol):
@@ -131,6 +132,10 @@ class OurFrpsMixin:
         self.bindPort = (await self.server.whenListening()).getHost().port
         return self.server
 
+    async def closed(self, user: str) -> None:
+        """Wait until frps has closed the proxy of frpc ``user`` named like it."""
+        await until(lambda: f"{user}.{user}" not in self.server.proxies(), f"{user} to leave the group")
+
     def frpc(self, body: str) -> FrpClientService:
         """Our frpc (no user) with ``body`` (proxies TOML), started."""
         config = parse_client_config(
@@ -142,3 +147,40 @@ class OurFrpsMixin:
         client.startService()
         self.addCleanup(client.stopService)
         return client
+
+
+async def startError(frpc, name: str) -> str:
+    """The text Go frpc (a :class:`tests.gofrp.GoFrp` with no user prefix but its own) logs
+    when frps refuses proxy ``name``: ``[USER.NAME] start error: TEXT`` with USER = NAME."""
+    await frpc.waitFor(f"[{name}.{name}] start error: ")
+    line = next(line for line in frpc.output.splitlines() if "start error: " in line)
+    return line.split("start error: ", 1)[1].strip()
+
+
+def tcpmuxGroupProxy(name: str, localPort: int, key: str = "gk", group: str = "web", domain: str = "web.test",
+                     extra: str = "") -> str:
+    """A tcpmux (httpconnect) proxy in a load-balancing group (frpc TOML)."""
+    return (
+        f'[[proxies]]\nname = "{name}"\ntype = "tcpmux"\nmultiplexer = "httpconnect"\nlocalIP = "127.0.0.1"\n'
+        f'localPort = {localPort}\ncustomDomains = ["{domain}"]\nloadBalancer.group = "{group}"\n'
+        f'loadBalancer.groupKey = "{key}"\n{extra}\n'
+    )
+
+
+async def connectSpread(reactor, port: int, host: str, connections: int = 40) -> Counter:
+    """How many of ``connections`` sequential HTTP CONNECT tunnels to ``host`` each label
+    answered through the tcpmux port (a refused tunnel counts under its status code)."""
+    counts: Counter = Counter()
+    for _ in range(connections):
+        data = await answer(reactor, port, f"CONNECT {host}:80 HTTP/1.1\r\nHost: {host}:80\r\n\r\n".encode())
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0].split(b" ", 2)[1]
+        counts[body if status == b"200" else status] += 1
+    return counts
+
+
+class GoFrpsClosedMixin:
+    """For a GoAndOursMixin TestCase on Go frps: :meth:`closed` as :class:`OurFrpsMixin`'s."""
+
+    async def closed(self, user: str) -> None:
+        await self.frps.waitFor(f"[{user}.{user}] proxy closing")

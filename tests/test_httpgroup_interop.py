@@ -11,9 +11,9 @@ member's Basic credentials for every member.
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.grouptraffic import OurFrpsMixin, answer, httpGroupProxy, httpSpread, labelSite
+from tests.grouptraffic import GoFrpsClosedMixin, OurFrpsMixin, startError, answer, httpGroupProxy, httpSpread, labelSite
 from tests.interop import GoAndOursMixin
-from tests.support import free_port, proxiesRunning, until
+from tests.support import free_port, proxiesRunning
 
 #: What Go frps 0.65 answers to a wrong key, another location, and a member with two locations.
 REFUSALS = ["group auth failed", "group params invalid", "group params invalid"]
@@ -63,9 +63,7 @@ class HTTPGroupMixin(GoAndOursMixin):
         for name, kw in [("wrongkey", {"key": "wrong"}), ("otherloc", {"extra": 'locations = ["/api"]'}),
                          ("twolocs", {"group": "solo", "extra": 'locations = ["/x", "/y"]'})]:
             frpc = await self.go(name, httpGroupProxy(name, 1, **kw))
-            await frpc.waitFor(f"[{name}.{name}] start error: ")
-            line = next(line for line in frpc.output.splitlines() if "start error: " in line)
-            texts.append(line.split("start error: ", 1)[1].strip())
+            texts.append(await startError(frpc, name))
         self.assertEqual(texts, REFUSALS)
 
 
@@ -74,14 +72,8 @@ class OurFrpsTests(OurFrpsMixin, HTTPGroupMixin, TestCase):
         self.httpPort = free_port()
         await self.startOurFrps(f"vhostHTTPPort = {self.httpPort}")
 
-    async def closed(self, user: str) -> None:
-        await until(lambda: f"{user}.{user}" not in self.server.proxies(), f"{user} to leave the group")
 
-
-class GoFrpsTests(HTTPGroupMixin, TestCase):
+class GoFrpsTests(GoFrpsClosedMixin, HTTPGroupMixin, TestCase):
     async def setUp(self) -> None:
         self.httpPort = free_port()
         await self.startFrps(f"vhostHTTPPort = {self.httpPort}")
-
-    async def closed(self, user: str) -> None:
-        await self.frps.waitFor(f"[{user}.{user}] proxy closing")

@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from frptw.errors import ProxyError
 from tests.gofrp import GoFrp
-from tests.grouptraffic import OurFrpsMixin, Banner, groupProxy, spread
+from tests.grouptraffic import OurFrpsMixin, startError, Banner, groupProxy, spread
 from tests.interop import GoAndOursMixin
 from tests.support import free_port, proxiesRunning, until
 
@@ -51,9 +51,7 @@ class GroupMixin(GoAndOursMixin):
                                          ("otherport", "gk", free_port(), "web"),
                                          ("othergroup", "gk", self.remote, "other")]:
             frpc = await self.go(name, groupProxy(name, 1, remote, key=key, group=group))
-            await frpc.waitFor(f"[{name}.{name}] start error: ")
-            line = next(line for line in frpc.output.splitlines() if "start error: " in line)
-            texts.append(line.split("start error: ", 1)[1].strip())
+            texts.append(await startError(frpc, name))
         return texts
 
 

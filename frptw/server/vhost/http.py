@@ -43,10 +43,10 @@ from twisted.python.failure import Failure
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
 from frptw.server.vhost.http_exchange import Exchange, ExchangeState, Valve, reason
-from frptw.server.vhost.http_proxy import HTTPProxy
+from frptw.server.vhost.http_proxy import HTTPProxy, check_auth
 from frptw.server.vhost.http_rewrite import first_header, is_upgrade, rewrite_request, route_key
-from frptw.server.vhost.httpgroup import HTTPGroup, HTTPGroups
 from frptw.server.vhost.lazytimer import LazyTimer
+from frptw.server.vhost.routegroup import RouteGroup, RouteGroups
 from frptw.server.vhost.routes import NOT_FOUND_PAGE, RouteTable, canonical_addr, canonical_host
 from frptw.transport.addresses import describePeer
 from frptw.transport.splice import splice
@@ -91,9 +91,9 @@ class HTTPVhost(Factory):
         self.subdomainHost = subdomainHost
         self.responseTimeout = responseTimeout
         self.custom404Page = custom404Page
-        self.routes: RouteTable[Union[HTTPProxy, HTTPGroup]] = RouteTable()
+        self.routes: RouteTable[Union[HTTPProxy, RouteGroup]] = RouteTable()
         #: http load-balancing groups; a group is the target of its route.
-        self.groups = HTTPGroups(self.routes)
+        self.groups = RouteGroups(self.routes)
         self._connections: Set["HTTPUserConnection"] = set()
 
     def buildProtocol(self, addr) -> "HTTPUserConnection":
@@ -265,14 +265,14 @@ class HTTPUserConnection(SwitchableProtocol):
             log.debug("http request for [{host}{path}]: no route", host=key.host, path=key.path)
             self._notFound()
             return
-        if not proxy.checkAuth(key.credentials):
+        if not check_auth(proxy.request, key.credentials):
             self._answer(401, _TEXT + [(b"X-Content-Type-Options", b"nosniff"),
                                        (b"WWW-Authenticate", b'Basic realm="Restricted"')], b"Unauthorized\n")
             return
         peer = self.transport.getPeer()
         chunked = (transferEncoding or b"").lower().endswith(b"chunked")
         forwarded = rewrite_request(headers, key, getattr(peer, "host", ""), proxy.request.host_header_rewrite,
-                                    proxy.requestHeaders, chunked)
+                                    proxy.request.headers, chunked)
         target = key.target
         if key.absolute:
             # frp's transport forwards a proxy-style request in proxy form, to the Host it sends.

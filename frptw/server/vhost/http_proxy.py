@@ -8,17 +8,17 @@ through a :class:`WorkConnectionPool`, so that one work connection may carry man
 """
 
 from collections import deque
-from typing import Callable, Deque, Dict, List, Optional, Set, Tuple
+from typing import Callable, Deque, List, Optional, Set, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.python.failure import Failure
 
-from frptw.errors import NoWorkConnection, ProxyError
+from frptw.errors import NoWorkConnection
 from frptw.logs import FrpLogger
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.server.vhost.http_exchange import Backend
-from frptw.server.vhost.httpgroup import HTTPGroup, check_auth
+from frptw.server.vhost.routegroup import RouteGroup
 from frptw.server.vhost.lazytimer import LazyTimer
 from frptw.server.vhost.routes import proxy_domains
 from frptw.transport.switch import SwitchableProtocol
@@ -173,6 +173,15 @@ class WorkConnectionPool:
             self._expiry.start(self._idle[0][0] + self._idleTimeout - now)
 
 
+def check_auth(request: NewProxy, credentials: Optional[Tuple[str, str]]) -> bool:
+    """frp's check of the route's proxy (or group's first member): one with ``http_user`` or
+    ``http_pwd`` needs both to match."""
+    want = (request.http_user, request.http_pwd)
+    if want == ("", ""):
+        return True
+    return credentials == want
+
+
 class HTTPProxy(BaseProxy):
     """An ``http`` proxy: routes in the vhost, work connections lent per request."""
 
@@ -184,17 +193,11 @@ class HTTPProxy(BaseProxy):
         self.domains = proxy_domains(request, vhost.subdomainHost)
         self.pool = WorkConnectionPool(owner.clock, self._dial)
         locations = list(request.locations) or [""]
-        self._groups: List[HTTPGroup] = []
+        self._groups: List[RouteGroup] = []
         if request.group:
-            # frp joins the group once per (domain, location): a second pair is refused.
-            try:
-                for domain in self.domains:
-                    for location in locations:
-                        route = (domain.lower(), location, request.route_by_http_user)
-                        self._groups.append(vhost.groups.join(self, request, route))
-            except ProxyError:
-                self.released()
-                raise
+            routes = [(domain.lower(), location, request.route_by_http_user)
+                      for domain in self.domains for location in locations]
+            self._groups = vhost.groups.joinEach(self, request, routes)
         else:
             vhost.routes.add(self.domains, locations, request.route_by_http_user, self)
         self.remote_addr = ",".join(vhost.canonicalAddr(domain) for domain in self.domains for _ in locations)
@@ -207,13 +210,6 @@ class HTTPProxy(BaseProxy):
     def choose(self) -> "HTTPProxy":
         """The proxy that serves a request routed here (a group's target chooses a member)."""
         return self
-
-    @property
-    def requestHeaders(self) -> Dict[str, str]:
-        return self.request.headers
-
-    def checkAuth(self, credentials: Optional[Tuple[str, str]]) -> bool:
-        return check_auth(self.request, credentials)
 
     def _dial(self, src: Optional[IAddress]) -> "Deferred[Backend]":
         """A new work connection (StartWorkConn with the HTTP client's address as src),

@@ -28,6 +28,7 @@ from frptw.logs import FrpLogger
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.server.vhost.http_rewrite import parse_basic_auth
 from frptw.server.vhost.prerouting import PreambleConnection, VhostListener, remote_addr
+from frptw.server.vhost.routegroup import RouteGroup, RouteGroups
 from frptw.server.vhost.routes import NOT_FOUND_PAGE, proxy_domains
 from frptw.wire.messages import NewProxy
 
@@ -109,10 +110,10 @@ class _ConnectConnection(PreambleConnection):
             return
         if not vhost.passthrough:
             self.transport.write(CONNECTED)
-        if not proxy.authorized(user, password):
+        if not authorized(proxy.request, user, password):
             self.refuse(AUTH_REQUIRED, f"[{proxy.name}] wrong credentials for user [{user}]")
             return
-        self.handOver(proxy, b"".join(self._raw) if vhost.passthrough else following)
+        self.handOver(proxy.choose(), b"".join(self._raw) if vhost.passthrough else following)
 
 
 class TCPMuxVhost(VhostListener):
@@ -122,6 +123,8 @@ class TCPMuxVhost(VhostListener):
         super().__init__(clock)
         self.port = port
         self.passthrough = passthrough
+        #: tcpmux load-balancing groups; a group is the target of its route.
+        self.groups = RouteGroups(self.routes)
 
     def buildProtocol(self, addr) -> _ConnectConnection:
         return _ConnectConnection(self)
@@ -140,18 +143,32 @@ class TCPMuxProxy(BaseProxy):
             raise ProxyError(f"unknown multiplexer [{request.multiplexer}]")
         self._vhost = vhost
         domains = proxy_domains(request, subdomainHost)
-        vhost.routes.add(domains, [""], request.route_by_http_user, self)
+        self._groups: List[RouteGroup] = []
+        if request.group:
+            routes = [(domain.lower(), "", request.route_by_http_user) for domain in domains]
+            # frp's tcpmux groups also compare the credentials, which http groups do not.
+            self._groups = vhost.groups.joinEach(self, request, routes, (request.http_user, request.http_pwd))
+        else:
+            vhost.routes.add(domains, [""], request.route_by_http_user, self)
         self.remote_addr = remote_addr(domains, vhost.port)
         for domain in domains:
             log.info("[{run_id}] [{name}] tcpmux httpconnect multiplexer listens for host [{domain}], group [{group}] "
                      "routeByHTTPUser [{user}]", run_id=self.runId, name=self.name, domain=domain, group=request.group,
                      user=request.route_by_http_user)
 
-    def authorized(self, user: str, password: str) -> bool:
-        """Whether credentials pass this proxy's check (only an ``http_user`` enables it)."""
-        if not self.request.http_user:
-            return True
-        return user == self.request.http_user and password == self.request.http_pwd
+    def choose(self) -> "TCPMuxProxy":
+        """The proxy that serves a connection routed here (a group's target chooses a member)."""
+        return self
 
     def released(self) -> None:
+        for group in self._groups:
+            self._vhost.groups.leave(self, group)
         self._vhost.routes.remove(self)
+
+
+def authorized(request: NewProxy, user: str, password: str) -> bool:
+    """Whether credentials pass the route's proxy (or group's first member): only an
+    ``http_user`` enables the check."""
+    if not request.http_user:
+        return True
+    return user == request.http_user and password == request.http_pwd

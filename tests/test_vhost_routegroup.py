@@ -1,5 +1,5 @@
-"""http load-balancing groups (config-reference.md §5.2): the bookkeeping without a reactor,
-then our frps with two of our frpcs in one group.  Against real Go frp:
+"""http and tcpmux load-balancing groups (config-reference.md §5.2): the bookkeeping without a
+reactor, then our frps with two of our frpcs in one http group.  Against real Go frp:
 tests/test_httpgroup_interop.py.
 """
 
@@ -7,7 +7,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from frptw.errors import ProxyError
-from frptw.server.vhost.httpgroup import HTTPGroups
+from frptw.server.vhost.routegroup import RouteGroups
 from frptw.server.vhost.routes import RouteTable
 from frptw.wire.messages import NewProxy
 from tests.grouptraffic import OurFrpsMixin, httpGroupProxy, httpSpread, labelSite
@@ -26,7 +26,7 @@ def _request(name: str, key: str = "k", user: str = "") -> NewProxy:
 class HTTPGroupBookkeepingTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.routes: RouteTable = RouteTable()
-        self.groups = HTTPGroups(self.routes)
+        self.groups = RouteGroups(self.routes)
 
     def join(self, member, key: str = "k", route=("web.test", "", ""), user: str = ""):
         return self.groups.join(member, _request(member.name, key, user), route)
@@ -53,6 +53,22 @@ class HTTPGroupBookkeepingTests(SynchronousTestCase):
         self.assertEqual(self.refused(b, route=("other.test", "", ""), key="x"), "group params invalid")
         self.assertEqual(self.refused(b, key="x"), "group auth failed")
         self.assertEqual(self.refused(a), "group proxy repeated")
+
+    def test_further_settings_must_match_too(self):
+        # tcpmux groups pass the credentials; another pair is 'group params invalid'.
+        self.groups.join(_Member("a"), _request("a"), ("mux.test", "", ""), ("u", "p"))
+        with self.assertRaises(ProxyError) as e:
+            self.groups.join(_Member("b"), _request("b"), ("mux.test", "", ""), ("", ""))
+        self.assertEqual(str(e.exception), "group params invalid")
+        self.groups.join(_Member("c"), _request("c"), ("mux.test", "", ""), ("u", "p"))
+
+    def test_join_each_is_all_or_nothing(self):
+        a = _Member("a")
+        with self.assertRaises(ProxyError) as e:
+            self.groups.joinEach(a, _request("a"), [("web.test", "/x", ""), ("web.test", "/y", "")])
+        self.assertEqual(str(e.exception), "group params invalid")
+        self.assertIsNone(self.groups.get("g"))
+        self.assertIsNone(self.routes.lookup("web.test", "/x", ""))
 
     def test_first_member_conflicting_with_a_plain_route(self):
         self.routes.add(["web.test"], [""], "", object())
