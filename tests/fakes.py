@@ -15,18 +15,19 @@ from typing import List, Optional
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
+from frptw.client import FrpClientService
 from frptw.config import parse_client_config
 from frptw.server.vhost.tcpmux import TCPMuxProxy
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.crypto import AESCFBCodec, derive_key
 from frptw.wire.errors import ProtocolError
-from frptw.wire.messages import MessageReader, NewProxy, StartWorkConn, encode_message
+from frptw.wire.messages import LoginResp, MessageReader, NewProxy, StartWorkConn, encode_message
 
 # -- frpc side --------------------------------------------------------------------------------------
 
@@ -270,3 +271,49 @@ def client_hello(server_name: Optional[str], maximum: Optional[ssl.TLSVersion] =
     except ssl.SSLWantReadError:
         pass
     return outgoing.read()
+
+
+class FakeConnection:
+    """The oldest pending connection frpc asked the MemoryReactor for, now established."""
+
+    def __init__(self, reactor: MemoryReactorClock) -> None:
+        reactor.advance(0)
+        host, port, factory, self.timeout, self.bindAddress = reactor.tcpClients.pop(0)
+        self.address = (host, port)
+        self.protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
+        self.protocol.makeConnection(self.transport)
+        self.frps = FakeFrps(self.transport)
+        self.lost = False
+        reactor.advance(0)
+
+    def lose(self) -> None:
+        if not self.lost:
+            self.lost = True
+            self.protocol.connectionLost(Failure(ConnectionLost("frps went away")))
+
+
+class ServiceTestMixin:
+    def makeService(self, extra: str = "", proxies: str = TCP_PROXY) -> FrpClientService:
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(CAPTURE_TIME)
+        self.fatal = []
+        self.service = FrpClientService(config(PLAIN + extra, proxies), self.reactor, onFatal=self.fatal.append)
+        self.service.startService()
+        self.addCleanup(self.stop)
+        return self.service
+
+    def stop(self) -> None:
+        d = self.service.stopService()
+        for conn in getattr(self, "connections", []):
+            if conn.transport.disconnecting:
+                conn.lose()
+        self.reactor.advance(10)
+        self.successResultOf(d)
+
+    def login(self, runId: str = "r1") -> FakeConnection:
+        conn = FakeConnection(self.reactor)
+        self.connections = getattr(self, "connections", []) + [conn]
+        conn.loginMsg = conn.frps.login()
+        conn.protocol.dataReceived(encode_message(LoginResp(version="0.65.0", run_id=runId)))
+        return conn

@@ -8,6 +8,7 @@ tests of groups); :func:`groupProxy` is a member's frpc TOML.  For http groups,
 """
 
 from collections import Counter
+from typing import Awaitable, Callable
 
 from twisted.internet import protocol, reactor
 from twisted.internet.defer import Deferred
@@ -21,7 +22,9 @@ from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.transport.sockets import listenTCP
-from tests.support import until
+from tests.gofrp import GoFrp
+from tests.interop import GoAndOursMixin
+from tests.support import free_port, proxiesRunning, until
 
 
 class _Announce(protocol.Protocol):
@@ -184,3 +187,35 @@ class GoFrpsClosedMixin:
 
     async def closed(self, user: str) -> None:
         await self.frps.waitFor(f"[{user}.{user}] proxy closing")
+
+
+class GroupMixin(GoAndOursMixin):
+    timeout = 60
+
+    async def goMember(self, name: str, label: bytes, **kw) -> GoFrp:
+        return await self.go(name, groupProxy(name, Banner.listen(self, reactor, label), self.remote, **kw),
+                             ready="start proxy success")
+
+    async def ourMember(self, name: str, label: bytes, **kw):
+        client = await self.ours(name, groupProxy(name, Banner.listen(self, reactor, label), self.remote, **kw))
+        await proxiesRunning(client, name)
+        return client
+
+    async def spreadThenLeave(self, leave: Callable[[], Awaitable[object]]) -> None:
+        """40 connections reach members A and B (each >= 25 %); after ``leave`` (B goes), only A."""
+        counts = await spread(reactor, self.remote, 40)
+        self.assertEqual(counts[b"A"] + counts[b"B"], 40, counts)
+        self.assertGreaterEqual(min(counts[b"A"], counts[b"B"]), 10, counts)
+        await leave()
+        self.assertEqual(await spread(reactor, self.remote, 10), {b"A": 10})
+
+    async def refusals(self):
+        """Go frpcs with a wrong key, a different port, and another group on the group's port:
+        frps's texts, as Go frpc logs them."""
+        texts = []
+        for name, key, remote, group in [("wrongkey", "wrong", self.remote, "web"),
+                                         ("otherport", "gk", free_port(), "web"),
+                                         ("othergroup", "gk", self.remote, "other")]:
+            frpc = await self.go(name, groupProxy(name, 1, remote, key=key, group=group))
+            texts.append(await startError(frpc, name))
+        return texts

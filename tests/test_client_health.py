@@ -13,9 +13,8 @@ from frptw.client._health import HealthChecker
 from frptw.client._health_machine import HealthMachine, isChecked
 from frptw.config import parse_client_config
 from frptw.wire.messages import CloseProxy, NewProxy, NewProxyResp
-from tests.fakes import CAPTURE_TIME
+from tests.fakes import CAPTURE_TIME, ServiceTestMixin
 from tests.support import LogCapture
-from tests.test_client_service import ServiceTestMixin
 
 CHECKED_PROXY = """
 [[proxies]]

@@ -20,8 +20,7 @@ from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.transport.sockets import listenTCP
 from tests.gofrp import GoFrp
-from tests.grouptraffic import Banner, groupProxy, spread
-from tests.test_tcpgroup_interop import GroupMixin
+from tests.grouptraffic import Banner, GroupMixin, groupProxy, spread
 from tests.support import LogCapture, free_port, proxiesRunning, sleep, until
 from tests.traffic import EchoServer, exchange
 

@@ -7,17 +7,23 @@ stacks are exercised against the real frps in tests/test_client_interop.py.
 import atexit
 from dataclasses import FrozenInstanceError
 
-from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionLost, ConnectionRefusedError
-from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.python.failure import Failure
+from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.client import FrpClientService, ProxyStatus, VisitorStatus
 from frptw.config import STCPVisitorConfig, XTCPVisitorConfig
 from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound, VisitorNotFound
 from frptw.wire.messages import CloseProxy, LoginResp, NewProxy, NewProxyResp, NewWorkConn, ReqWorkConn, encode_message
-from tests.fakes import BAD_TOKEN, CAPTURE_TIME, PLAIN, TCP_PROXY, FakeFrps, config, refuse
+from tests.fakes import (
+    BAD_TOKEN,
+    PLAIN,
+    TCP_PROXY,
+    FakeConnection,
+    ServiceTestMixin,
+    config,
+    refuse,
+)
 
 XTCP_PROXY = """
 [[proxies]]
@@ -26,52 +32,6 @@ type = "xtcp"
 secretKey = "sk"
 localPort = 53
 """
-
-
-class FakeConnection:
-    """The oldest pending connection frpc asked the MemoryReactor for, now established."""
-
-    def __init__(self, reactor: MemoryReactorClock) -> None:
-        reactor.advance(0)
-        host, port, factory, self.timeout, self.bindAddress = reactor.tcpClients.pop(0)
-        self.address = (host, port)
-        self.protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, port))
-        self.protocol.makeConnection(self.transport)
-        self.frps = FakeFrps(self.transport)
-        self.lost = False
-        reactor.advance(0)
-
-    def lose(self) -> None:
-        if not self.lost:
-            self.lost = True
-            self.protocol.connectionLost(Failure(ConnectionLost("frps went away")))
-
-
-class ServiceTestMixin:
-    def makeService(self, extra: str = "", proxies: str = TCP_PROXY) -> FrpClientService:
-        self.reactor = MemoryReactorClock()
-        self.reactor.advance(CAPTURE_TIME)
-        self.fatal = []
-        self.service = FrpClientService(config(PLAIN + extra, proxies), self.reactor, onFatal=self.fatal.append)
-        self.service.startService()
-        self.addCleanup(self.stop)
-        return self.service
-
-    def stop(self) -> None:
-        d = self.service.stopService()
-        for conn in getattr(self, "connections", []):
-            if conn.transport.disconnecting:
-                conn.lose()
-        self.reactor.advance(10)
-        self.successResultOf(d)
-
-    def login(self, runId: str = "r1") -> FakeConnection:
-        conn = FakeConnection(self.reactor)
-        self.connections = getattr(self, "connections", []) + [conn]
-        conn.loginMsg = conn.frps.login()
-        conn.protocol.dataReceived(encode_message(LoginResp(version="0.65.0", run_id=runId)))
-        return conn
 
 
 class ServiceTests(ServiceTestMixin, SynchronousTestCase):

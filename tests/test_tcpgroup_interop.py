@@ -9,50 +9,14 @@ different ``remotePort`` is refused with the same text by both servers (Go frpc 
 
 from typing import Awaitable, Callable
 
-from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from frptw.errors import ProxyError
-from tests.gofrp import GoFrp
-from tests.grouptraffic import OurFrpsMixin, startError, Banner, groupProxy, spread
-from tests.interop import GoAndOursMixin
-from tests.support import free_port, proxiesRunning, until
-
+from tests.grouptraffic import GroupMixin, OurFrpsMixin, groupProxy
+from tests.support import free_port, until
 
 #: What Go frps 0.65 answers (and so ours must) to a wrong key, a different port, another group.
 REFUSALS = ["group auth failed", "group should have same remote port", "port already used"]
-
-
-class GroupMixin(GoAndOursMixin):
-    timeout = 60
-
-    async def goMember(self, name: str, label: bytes, **kw) -> GoFrp:
-        return await self.go(name, groupProxy(name, Banner.listen(self, reactor, label), self.remote, **kw),
-                             ready="start proxy success")
-
-    async def ourMember(self, name: str, label: bytes, **kw):
-        client = await self.ours(name, groupProxy(name, Banner.listen(self, reactor, label), self.remote, **kw))
-        await proxiesRunning(client, name)
-        return client
-
-    async def spreadThenLeave(self, leave: Callable[[], Awaitable[object]]) -> None:
-        """40 connections reach members A and B (each >= 25 %); after ``leave`` (B goes), only A."""
-        counts = await spread(reactor, self.remote, 40)
-        self.assertEqual(counts[b"A"] + counts[b"B"], 40, counts)
-        self.assertGreaterEqual(min(counts[b"A"], counts[b"B"]), 10, counts)
-        await leave()
-        self.assertEqual(await spread(reactor, self.remote, 10), {b"A": 10})
-
-    async def refusals(self):
-        """Go frpcs with a wrong key, a different port, and another group on the group's port:
-        frps's texts, as Go frpc logs them."""
-        texts = []
-        for name, key, remote, group in [("wrongkey", "wrong", self.remote, "web"),
-                                         ("otherport", "gk", free_port(), "web"),
-                                         ("othergroup", "gk", self.remote, "other")]:
-            frpc = await self.go(name, groupProxy(name, 1, remote, key=key, group=group))
-            texts.append(await startError(frpc, name))
-        return texts
 
 
 class OurFrpsTests(OurFrpsMixin, GroupMixin, TestCase):
