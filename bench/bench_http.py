@@ -3,8 +3,8 @@
 Run on demand from the checkout root (not part of the tests or CI); needs ``wrk``
 (``apt-get install -y wrk``) and the Go frp binaries that ``tests.frpbin`` provides::
 
-    /tmp/venv/bin/python bench/bench_http.py                  # 10 s per row
-    /tmp/venv/bin/python bench/bench_http.py --seconds 5 --connections 20
+    python bench/bench_http.py                  # 10 s per row
+    python bench/bench_http.py --seconds 5 --connections 20
 
 Each row is ``wrk`` with N keep-alive connections (``Host: bench.test``) for a fixed time
 against the vhost HTTP port of one frps, whose ``http`` proxy leads through one frpc to the
