@@ -81,8 +81,13 @@ async def proxiesRunning(client, *names: str, timeout: float = 10.0) -> None:
     """Wait until our frpc service (:class:`frptw.client.FrpClientService`) reports every proxy
     of ``names`` as running."""
     await until(lambda: all(client.proxyStatus(name).status == "running" for name in names),
-                lambda: "proxies running: " + ", ".join(f"{name} {client.proxyStatus(name).status}" for name in names),
+                lambda: "proxies running: " + ", ".join(_proxyState(client, name) for name in names),
                 timeout)
+
+
+def _proxyState(client, name: str) -> str:
+    status = client.proxyStatus(name)
+    return f"{name} {status.status}" + (f" ({status.err})" if status.err else "")
 
 
 # -- logs and clocks -----------------------------------------------------------------------------
@@ -210,9 +215,22 @@ def tempDir(testcase: SynchronousTestCase) -> str:
 
 #: Ports handed out by :func:`free_port`: below Linux's ephemeral range (32768-60999), so no
 #: outgoing connection of a concurrently running test can take one as its source port
-#: between the check here and the moment frps binds it.  They come in a shuffled cycle, so a
-#: test asking for several ports before binding any never gets the same one twice.
-_PORTS = itertools.cycle(random.sample(range(20000, 32768), 32768 - 20000))
+#: between the check here and the moment frps binds it.  ``trial -jN`` runs worker ``i`` in
+#: ``_trial_temp/i``: each worker draws from its own slice of the range, so two workers never
+#: hand out the same port.  Within a slice they come in a shuffled cycle, so a test asking for
+#: several ports before binding any never gets the same one twice.
+_WORKER_SLICES = 8
+
+
+def _workerPorts() -> "itertools.cycle[int]":
+    name = os.path.basename(os.getcwd())
+    index = int(name) % _WORKER_SLICES if name.isdigit() else 0
+    width = (32768 - 20000) // _WORKER_SLICES
+    first = 20000 + index * width
+    return itertools.cycle(random.sample(range(first, first + width), width))
+
+
+_PORTS = _workerPorts()
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -226,7 +244,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port found in 20000-32767")
+    raise RuntimeError("no free port found in this worker's slice of 20000-32767")
 
 
 #: Twisted's TCP write buffer size: above it a transport pauses its producer.
