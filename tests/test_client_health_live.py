@@ -15,7 +15,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from frptw.client import FrpClientService
-from frptw.client._health import UnhealthyResponse, probeFor
+from frptw.client._health import probeFor
+from frptw.client._health_http import UnhealthyResponse
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.transport.sockets import listenTCP

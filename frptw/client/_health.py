@@ -7,8 +7,8 @@ unhealthy.  Its only timer runs on the injected clock.
 
 The probes are frp's: ``tcp`` succeeds when a TCP connection to ``local_ip:local_port`` opens
 (it is closed at once); ``http`` sends ``GET http://local_ip:local_port<path>`` with the
-configured headers (a ``Host`` header sets the request's host) and succeeds on a 2xx status;
-the body is not read.
+configured headers (a ``Host`` header sets the request's host) and succeeds on a 2xx status
+(:mod:`frptw.client._health_http`, imported only when a proxy has an http check).
 """
 
 from typing import Callable, Optional
@@ -17,14 +17,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory, IResponse
-from zope.interface import implementer
 
 from frptw.client._health_machine import HealthMachine
 from frptw.config.proxies import ProxyConfig
-from frptw.errors import FrpError
 from frptw.logs import FrpLogger
 from frptw.transport.sockets import tcpEndpoint
 from frptw.transport.timers import cancelCall
@@ -35,10 +30,6 @@ Probe = Callable[[], Deferred]
 _log = FrpLogger(namespace="frptw.client.health")
 
 
-class UnhealthyResponse(FrpError):
-    """The http check got an answer, but not a 2xx one."""
-
-
 class _Hangup(Protocol):
     """Closes its connection as soon as it opens: a tcp check only needs the connect."""
 
@@ -46,52 +37,17 @@ class _Hangup(Protocol):
         self.transport.loseConnection()
 
 
-class _DropBody(Protocol):
-    """Receives a checked response's body by aborting it: only the status counts."""
-
-    def connectionMade(self) -> None:
-        self.transport.stopProducing()
-
-
-@implementer(IAgentEndpointFactory)
-class _LocalEndpoints:
-    """The Agent's endpoints: :func:`tcpEndpoint`, so a literal local IP is not resolved."""
-
-    def __init__(self, reactor, timeout: float) -> None:
-        self._reactor = reactor
-        self._timeout = timeout
-
-    def endpointForURI(self, uri):
-        return tcpEndpoint(self._reactor, uri.host.decode("ascii"), uri.port, self._timeout)
-
-
 def tcpProbe(reactor, config: ProxyConfig) -> Probe:
     endpoint = tcpEndpoint(reactor, config.local_ip, config.local_port, config.health_check.timeout_seconds)
     return lambda: endpoint.connect(Factory.forProtocol(_Hangup))
 
 
-def httpProbe(reactor, config: ProxyConfig) -> Probe:
-    check = config.health_check
-    host = f"[{config.local_ip}]" if ":" in config.local_ip else config.local_ip
-    path = check.path if check.path.startswith("/") else "/" + check.path
-    url = f"http://{host}:{config.local_port}{path}".encode("utf-8")
-    headers = Headers()
-    for header in check.http_headers:
-        headers.setRawHeaders(header.name, [header.value])  # Go's Header.Set: the last one wins
-    pool = HTTPConnectionPool(reactor, persistent=False)
-    agent = Agent.usingEndpointFactory(reactor, _LocalEndpoints(reactor, check.timeout_seconds), pool)
-
-    def verdict(response: IResponse) -> None:
-        response.deliverBody(_DropBody())
-        if not 200 <= response.code < 300:
-            raise UnhealthyResponse(f"do http health check, StatusCode is [{response.code}] not 2xx")
-
-    return lambda: agent.request(b"GET", url, headers.copy()).addCallback(verdict)
-
-
 def probeFor(reactor, config: ProxyConfig) -> Probe:
     """The probe of ``config.health_check.type`` against the proxy's local service."""
     if config.health_check.type == "http":
+        # twisted.web.client is a large import: only processes with an http check pay for it.
+        from frptw.client._health_http import httpProbe
+
         return httpProbe(reactor, config)
     return tcpProbe(reactor, config)
 
