@@ -24,7 +24,7 @@ from twisted.trial.unittest import TestCase
 from frptw.client import FrpClientService
 from frptw.client.proxyprotocol import V2_SIGNATURE
 from frptw.server import FrpServerService
-from frptw.server.vhost.http import HEADER_TIMEOUT, MAX_HEAD
+from frptw.transport.http_front import HEADER_TIMEOUT, MAX_HEAD
 from tests.badinput import Probe, clientConfig, connectRaw, serverConfig
 from tests.h11server import serverEvents
 from tests.support import LogCapture, SplitClock, free_port, sleep, until
@@ -163,7 +163,7 @@ class _VhostSession:
         self.assertEqual(self.logs.failures(), [], "a traceback was logged")
 
     def assertOneLine(self, since: int, *fragments: str) -> None:
-        lines = self.logs.reported(since, ("frptw.server",))
+        lines = self.logs.reported(since, ("frptw.server", "frptw.transport.http_front"))
         self.assertEqual(len(lines), 1, f"expected one log line, got {lines}")
         for fragment in fragments:
             self.assertIn(fragment, lines[0])

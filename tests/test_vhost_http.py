@@ -11,10 +11,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.errors import ProxyError
-from frptw.server.vhost.http import HEADER_TIMEOUT, HTTPVhost
-from frptw.server.vhost.http_proxy import IDLE_TIMEOUT, MAX_IDLE, HTTPProxy
-from frptw.server.vhost.http_rewrite import canonical_key, parse_basic_auth, route_key
+from frptw.server.vhost.http import HTTPVhost
+from frptw.server.vhost.http_proxy import HTTPProxy
+from frptw.server.vhost.http_rewrite import route_key
 from frptw.server.vhost.routes import NOT_FOUND_PAGE
+from frptw.transport.http_front import HEADER_TIMEOUT
+from frptw.transport.http_headers import canonical_key, parse_basic_auth
+from frptw.transport.http_pool import IDLE_TIMEOUT, MAX_IDLE
 from frptw.wire.messages import MessageReader, NewProxy, StartWorkConn
 from tests.fakes import FakeControl, backendBytes
 

@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.errors import NoWorkConnection
-from frptw.server.vhost.http_exchange import (
+from frptw.transport.http_exchange import (
     FINAL,
     TRANSITIONS,
     Backend,
@@ -22,7 +22,7 @@ from frptw.server.vhost.http_exchange import (
     Valve,
     advance,
 )
-from frptw.server.vhost.http_proxy import WorkConnectionPool
+from frptw.transport.http_pool import BackendPool
 
 S = ExchangeState
 
@@ -220,7 +220,7 @@ class PoolTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.dials: List[Deferred] = []
-        self.pool = WorkConnectionPool(self.clock, self.dial, maxIdle=2, idleTimeout=10)
+        self.pool = BackendPool(self.clock, self.dial, maxIdle=2, idleTimeout=10)
 
     def dial(self, src) -> Deferred:
         d: Deferred = Deferred()

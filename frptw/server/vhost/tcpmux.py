@@ -26,10 +26,10 @@ from frptw import FRP_VERSION
 from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
-from frptw.server.vhost.http_rewrite import parse_basic_auth
 from frptw.server.vhost.prerouting import PreambleConnection, VhostListener, remote_addr
 from frptw.server.vhost.routegroup import RouteGroup, RouteGroups
 from frptw.server.vhost.routes import NOT_FOUND_PAGE, proxy_domains
+from frptw.transport.http_headers import parse_basic_auth
 from frptw.wire.messages import NewProxy
 
 log = FrpLogger()
@@ -52,7 +52,7 @@ AUTH_REQUIRED = (
 
 def proxy_credentials(headers: List[Tuple[bytes, bytes]]) -> Tuple[str, str]:
     """User and password of the first ``Proxy-Authorization`` header, read as the http vhost
-    reads ``Authorization`` (:func:`~frptw.server.vhost.http_rewrite.parse_basic_auth`, Go's
+    reads ``Authorization`` (:func:`~frptw.transport.http_headers.parse_basic_auth`, Go's
     ``BasicAuth``); ``("", "")`` when absent or malformed."""
     for name, value in headers:
         if name == b"proxy-authorization":

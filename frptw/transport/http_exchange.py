@@ -1,16 +1,20 @@
-"""One HTTP request/response exchange of frps's vhost over a work connection (wire-protocol.md §10.2).
+"""One HTTP request/response exchange of a reverse proxy over a backend connection (wire-protocol.md §10.2).
+
+Shared by frps's HTTP vhost (the backend is a work connection of an http proxy) and frpc's HTTP
+plugins (the backend is a connection to the plugin's ``localAddr``); below, "work connection"
+stands for either.
 
 Theory of operation.  Three objects share the work, each with one job:
 
-* the user connection (:class:`frptw.server.vhost.http.HTTPUserConnection`) parses requests
-  with h11, routes and authenticates each one, answers frps's own pages (404, 401, 504) and
-  starts one :class:`Exchange` per forwarded request;
+* the user connection (an :class:`frptw.transport.http_front.HTTPFrontConnection`: frps's
+  vhost connection, or a plugin's) parses requests with h11, decides about each one, answers
+  its own pages (frps: 404, 401, 504) and starts one :class:`Exchange` per forwarded request;
 * the :class:`Exchange` owns that request from routing to the end of its response: it borrows
-  a work connection from the proxy's pool, writes the rewritten head and the body to it,
+  a work connection from the pool, writes the rewritten head and the body to it,
   relays the response back, and returns the work connection to the pool (or splices the two
   connections after a protocol switch);
-* the pool (:class:`frptw.server.vhost.http_proxy.WorkConnectionPool`) keeps a proxy's idle
-  work connections and lends them out.
+* the pool (:class:`frptw.transport.http_pool.BackendPool`) keeps idle work connections and
+  lends them out.
 
 A work connection is wrapped in a :class:`Backend`, an h11 client connection that hands the
 parsed response to the exchange that currently holds it; only an exchange sets or clears
@@ -35,9 +39,9 @@ FAILED             -                    -                    work connection clo
 ================== ==================== ==================== ===============================
 
 :data:`TRANSITIONS` lists every move; :func:`advance` is the whole machine, tested on its own.
-A failure before the response started leaves :attr:`Exchange.answer` set to the status frps
-answers itself (404, or 504 for the timeout); after that the user connection is aborted, as Go
-does when a response breaks halfway.
+A failure before the response started leaves :attr:`Exchange.answer` set to the status the
+user connection answers itself (``failStatus``: 404 on frps, 502 in a plugin; 504 for the
+timeout); after that the user connection is aborted, as Go does when a response breaks halfway.
 
 Who calls whom.  The user connection calls :meth:`Exchange.start`, :meth:`~Exchange.requestData`,
 :meth:`~Exchange.requestEnd` and :meth:`~Exchange.abandon`, and looks at :attr:`Exchange.state`
@@ -63,8 +67,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frptw.logs import FrpLogger
-from frptw.server.vhost.http_rewrite import rewrite_response
-from frptw.server.vhost.lazytimer import LazyTimer
+from frptw.transport.http_headers import rewrite_response
+from frptw.transport.lazytimer import LazyTimer
 from frptw.transport.switch import SwitchableProtocol
 
 log = FrpLogger()
@@ -319,10 +323,12 @@ class Exchange:
     :param upgrade: the request asked for a protocol switch (a 101 then splices).
     :param responseHeaders: the proxy's ``response_headers`` to set on the response.
     :param responseTimeout: ``vhost_http_timeout``; 0 waits for the response head forever.
+    :param failStatus: the status answered when no backend could serve the request (frps's
+        vhost: 404; Go's ``httputil.ReverseProxy`` in frpc's plugins: 502).
     """
 
     def __init__(self, user: ExchangeUser, pool: Lender, name: str, request: h11.Request, upgrade: bool,
-                 responseHeaders: Dict[str, str], responseTimeout: float) -> None:
+                 responseHeaders: Dict[str, str], responseTimeout: float, failStatus: int = 404) -> None:
         self.state = ExchangeState.ACQUIRING
         #: After FAILED: the status frps answers itself, or None when the response had started.
         self.answer: Optional[int] = None
@@ -337,6 +343,7 @@ class Exchange:
         self._responseHeaders = responseHeaders
         self._responseTimeout = responseTimeout
         self._waiting: Optional[Deferred] = None
+        self._failStatus = failStatus
 
     # -- called by the user connection (never calls it back) ---------------------------------
     def start(self, src: Optional[IAddress]) -> None:
@@ -406,7 +413,7 @@ class Exchange:
     def backendFailed(self, reason: str) -> None:
         """The work connection broke or sent something unusable."""
         log.warn("do http proxy request [host: {name}] error: {reason}", name=self._name, reason=reason)
-        self._fail(404)
+        self._fail(self._failStatus)
         self._moved()
 
     def timedOut(self) -> None:
@@ -465,7 +472,7 @@ class Exchange:
         self._waiting = None
         log.warn("do http proxy request [host: {host}] error: {error}", host=self._name,
                  error=failure.getErrorMessage())
-        self._fail(404)
+        self._fail(self._failStatus)
 
     def _sendRequest(self, event: object) -> bool:
         try:
@@ -473,7 +480,7 @@ class Exchange:
         except h11.LocalProtocolError as e:
             log.warn("do http proxy request [host: {name}] error: {reason}", name=self._name,
                      reason=f"cannot write request: {e}")
-            self._fail(404)
+            self._fail(self._failStatus)
             return False
         return True
 
