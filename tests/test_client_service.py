@@ -273,9 +273,3 @@ class UnsupportedSettingsTests(SynchronousTestCase):
                       'auth.oidc.tokenEndpointURL = "http://127.0.0.1/token"'):
             error = self.assertRaises(ConfigError, FrpClientService, config(extra), MemoryReactorClock())
             self.assertIn("is supported by this frpc", str(error))
-
-    def test_plugin_proxies_are_not_sent(self) -> None:
-        plugin = TCP_PROXY + '[proxies.plugin]\ntype = "http_proxy"\n'
-        service = FrpClientService(config(PLAIN, plugin), MemoryReactorClock())
-        status = service.proxyStatus("t1")
-        self.assertEqual((status.status, status.err), ("start error", "client plugin 'http_proxy' is not supported by this frpc"))

@@ -10,7 +10,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.client._udp import LOCAL_IDLE_TIMEOUT, PING_INTERVAL, UDPForwarder
-from frptw.client._work import WorkConnection, WorkState
+from frptw.client._work import RunningProxy, WorkConnection, WorkState
 from frptw.client.proxyprotocol import V2_SIGNATURE, proxy_protocol_header
 from frptw.config import parse_client_config
 from frptw.transport.datagrams import BoundedQueue, DatagramChannel, encode_packet
@@ -244,7 +244,7 @@ class UDPForwarderTests(SynchronousTestCase):
 class WorkConnectionUDPTests(SynchronousTestCase):
     def start(self, config, leftover: bytes = b""):
         self.reactor = UDPReactor()
-        self.work = WorkConnection(NewWorkConn(run_id="r1"), lambda name: config, self.reactor, "abc", 900)
+        self.work = WorkConnection(NewWorkConn(run_id="r1"), lambda name: RunningProxy(config), self.reactor, "abc", 900)
         self.transport = StringTransport()
         self.work.makeConnection(self.transport)
         self.transport.clear()

@@ -6,7 +6,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.client._work import LOCAL_DIAL_TIMEOUT, WorkConnection, WorkState
+from frptw.client._work import LOCAL_DIAL_TIMEOUT, RunningProxy, WorkConnection, WorkState
 from frptw.config import parse_client_config
 from frptw.wire.codec import ChainCodec
 from frptw.wire.crypto import AESCFBCodec, derive_key
@@ -41,7 +41,7 @@ class WorkConnectionTests(SynchronousTestCase):
     def connect(self, config):
         def lookup(wireName):
             self.looked.append(wireName)
-            return config if wireName == "u1.web" else None
+            return RunningProxy(config) if wireName == "u1.web" else None
 
         self.work = WorkConnection(HELLO, lookup, self.reactor, "abc")
         self.workTransport = StringTransport()

@@ -16,8 +16,10 @@ Phases of a proxy (frp's names, shown by ``proxyStatus``)::
 A health-checked proxy (frptw.client._health) starts unhealthy: it stays ``new`` and is not
 sent before its first successful check, nor while unhealthy.
 
-A proxy this client cannot serve yet (its type, or a client plugin) stays in ``start error``
-and is never sent.
+A proxy this client cannot serve (its type, a client plugin type it does not know, or plugin
+options the plugin cannot use) stays in ``start error`` and is never sent.  A proxy's client
+plugin (:mod:`frptw.client.plugins`) is built while the service runs and closed when the proxy
+is removed or the service stops; udp and sudp proxies ignore their plugin, as frp 0.65 does.
 """
 
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from typing import Dict, Iterator, List, Optional
 from twisted.internet.defer import Deferred, succeed
 
 from frptw.client._health_machine import isChecked
+from frptw.client.plugins import IClientPlugin, isSupported
 from frptw.config.proxies import ProxyConfig, local_name, wire_name
 from frptw.errors import ConnectionClosed, ProxyError, ProxyNotFound
 from frptw.wire.codec import FRPTW_COMPRESSIONS
@@ -40,6 +43,8 @@ CLOSED = "closed"
 
 #: Proxy types this client serves: byte pipes, and datagrams (udp, sudp) over work connections.
 SUPPORTED_TYPES = frozenset({"tcp", "http", "https", "tcpmux", "stcp", "udp", "sudp"})
+#: Proxy types whose work connections carry datagrams: frp never hands them to a plugin.
+DATAGRAM_TYPES = frozenset({"udp", "sudp"})
 
 
 @dataclass(frozen=True)
@@ -80,16 +85,32 @@ class ProxyEntry:
         self.unsupported = ""
         if config.type not in SUPPORTED_TYPES:
             self.unsupported = f"proxy type {config.type!r} is not supported by this frpc"
-        elif config.plugin is not None:
-            self.unsupported = f"client plugin {config.plugin.type!r} is not supported by this frpc"
+        elif self.pluginOptions is not None and not isSupported(self.pluginOptions.type):
+            self.unsupported = f"client plugin {self.pluginOptions.type!r} is not supported by this frpc"
         self.state = START_ERROR if self.unsupported else NEW
         self.error = self.unsupported
+        #: The running client plugin, while the service runs (see :attr:`pluginOptions`).
+        self.plugin: Optional[IClientPlugin] = None
         #: What frps answered (``:6000`` for tcp), kept as sent.
         self.remoteAddr = ""
         self.waiters: List[Deferred] = []
         #: False while a health check says the local service is down (and before its first
         #: success); always True without a health check.
         self.healthy = not isChecked(config)
+
+    @property
+    def pluginOptions(self):
+        """The options of the plugin that serves this proxy's work connections, or None
+        (none configured, or a udp/sudp proxy, whose plugin frp ignores)."""
+        if self.config.type in DATAGRAM_TYPES:
+            return None
+        return self.config.plugin
+
+    def refuse(self, reason: str) -> None:
+        """This client cannot serve the proxy (its plugin cannot start): ``start error``."""
+        self.unsupported = reason
+        self.update(START_ERROR, reason)
+        self.settle()
 
     @property
     def sendable(self) -> bool:

@@ -40,18 +40,19 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from frptw.client._control_machine import ControlState
+from frptw.client._control_protocol import ControlProtocol
 from frptw.client._health import HealthChecker, probeFor
 from frptw.client._health_machine import isChecked
 from frptw.client._proxies import CHECK_FAILED, NEW, RUNNING, WAIT_START, ProxyEntry, ProxyStatus, ProxyTable
 from frptw.client._reconnect import ReconnectPolicy
-from frptw.client._control_machine import ControlState
-from frptw.client._control_protocol import ControlProtocol
 from frptw.client._visitors import VisitorManager, VisitorStatus
-from frptw.client._work import WorkConnection, quietFactory
+from frptw.client._work import RunningProxy, WorkConnection
+from frptw.client.plugins import PluginContext, buildPlugin
 from frptw.config import ClientConfig, ProxyConfig, VisitorConfig
 from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound, VisitorNotFound
 from frptw.logs import FrpLogger
-from frptw.transport.sockets import setKeepalive, tcpEndpoint
+from frptw.transport.sockets import quietFactory, setKeepalive, tcpEndpoint
 from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
@@ -309,6 +310,7 @@ class FrpClientService(Service):
         super().startService()
         self._fatalFailure = None
         for entry in self._proxies:
+            self._startPlugin(entry)
             if not entry.sendable:
                 _log.warn("[{name}] {error}", name=entry.config.name, error=entry.error)
             self._startChecking(entry)
@@ -335,6 +337,8 @@ class FrpClientService(Service):
         self._proxies.abandon("frpc service stopped")
         for name in list(self._checkers):
             self._stopChecking(name)
+        for entry in self._proxies:
+            self._stopPlugin(entry)
         for root in list(self._workRoots):
             root.transport.abortConnection()
         return gatherResults([self._visitors.stop(), clientService.stopService()]).addCallback(lambda _: None)
@@ -359,9 +363,12 @@ class FrpClientService(Service):
             self._proxies.add(proxyConfig)
         except ProxyError:
             return fail()
+        entry = self._proxies.get(proxyConfig.name)
+        if self._clientService is not None:
+            self._startPlugin(entry)
         d = self._proxies.waitStarted(proxyConfig.name)
         if self._clientService is not None:
-            self._startChecking(self._proxies.get(proxyConfig.name))
+            self._startChecking(entry)
         if self._control is not None:
             self._control.registerProxy(proxyConfig.name)
         return d
@@ -369,9 +376,10 @@ class FrpClientService(Service):
     def removeProxy(self, name: str) -> Deferred:
         """Unregister a proxy (CloseProxy to frps); fails with ProxyNotFound."""
         try:
-            self._proxies.remove(name)
+            entry = self._proxies.remove(name)
         except ProxyNotFound:
             return fail()
+        self._stopPlugin(entry)
         self._stopChecking(name)
         if self._control is not None:
             self._control.unregisterProxy(name)
@@ -413,6 +421,28 @@ class FrpClientService(Service):
     def visitors(self) -> List[VisitorStatus]:
         """Snapshots of every visitor, sorted by name."""
         return self._visitors.statuses()
+
+    # -- client plugins -------------------------------------------------------------------
+    def _startPlugin(self, entry: ProxyEntry) -> None:
+        """Build the proxy's client plugin (frp builds it when the proxy starts); options it
+        cannot use leave the proxy in ``start error`` with the reason."""
+        config = entry.config
+        if entry.pluginOptions is None:
+            if config.plugin is not None:
+                _log.warn("[{name}] plugin {type} ignored: {proxyType} proxies have no plugins", name=config.name,
+                          type=config.plugin.type, proxyType=config.type)
+            return
+        if entry.plugin is not None or not entry.sendable:
+            return
+        try:
+            entry.plugin = buildPlugin(entry.pluginOptions, PluginContext(config.name, self._reactor))
+        except ConfigError as e:
+            entry.refuse(f"plugin {entry.pluginOptions.type}: {e}")
+
+    def _stopPlugin(self, entry: ProxyEntry) -> None:
+        plugin, entry.plugin = entry.plugin, None
+        if plugin is not None:
+            plugin.close().addErrback(lambda f: _log.failure("[{name}] closing plugin", f, name=entry.config.name))
 
     # -- health checks --------------------------------------------------------------------
     def _startChecking(self, entry: ProxyEntry) -> None:
@@ -501,11 +531,11 @@ class FrpClientService(Service):
             d.errback(failure)
 
     # -- work connections -----------------------------------------------------------------
-    def _runningProxy(self, wireName: str) -> Optional[ProxyConfig]:
+    def _runningProxy(self, wireName: str) -> Optional[RunningProxy]:
         entry = self._proxies.find(self._proxies.localName(wireName))
         if entry is None or entry.state != RUNNING:
             return None
-        return entry.config
+        return RunningProxy(entry.config, entry.plugin)
 
     def _openWork(self, hello: NewWorkConn, mux: Optional[YamuxSession]) -> None:
         """Open a work connection: a stream of the session's yamux ``mux``, or (None) a new

@@ -3,6 +3,8 @@
 States of a :class:`WorkConnection`::
 
     WAITING ──StartWorkConn──> DIALING ──local service connected──> SPLICED
+       │   │                      │
+       │   └──StartWorkConn, proxy with a plugin──> PLUGIN
        │                          │
        └── error / unknown proxy / local dial failed / connection lost ──> CLOSED
 
@@ -14,25 +16,27 @@ States of a :class:`WorkConnection`::
 * ``SPLICED``: the PROXY protocol header (if configured) went to the local service first; the
   work side is stacked as the proxy asks (bandwidth limiter, then AES-CFB, then snappy,
   outermost first) and :func:`~frptw.transport.splice.splice` joins the two connections.
+* ``PLUGIN``: the proxy has a client plugin (:mod:`frptw.client.plugins`): instead of dialing,
+  the stacked work side goes to the plugin's ``handle`` with the ``StartWorkConn`` addresses
+  and the PROXY protocol header; the plugin owns the connection from then on.
 * ``FORWARDING`` (udp, sudp): instead of dialing, the layered work side carries datagrams
   (:mod:`frptw.client._udp`) once the local service's address is resolved.
 """
 
 import ipaddress
 from enum import Enum
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from twisted.internet.interfaces import IReactorTCP
-from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from frptw.client._udp import UDPForwarder
-from frptw.client.proxyprotocol import proxy_protocol_header
+from frptw.client.plugins import ConnectionInfo, IClientPlugin
 from frptw.config import ProxyConfig
 from frptw.logs import FrpLogger
 from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.preamble import PreambleProtocol
-from frptw.transport.sockets import tcpEndpoint
+from frptw.transport.sockets import quietFactory, tcpEndpoint
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import FRPTW_COMPRESSIONS
@@ -43,17 +47,19 @@ from frptw.wire.messages import NewWorkConn, StartWorkConn
 LOCAL_DIAL_TIMEOUT = 10.0
 
 
-def quietFactory(protocol) -> Factory:
-    """A factory for client connections, without Twisted's start/stop log line per connection."""
-    factory = Factory.forProtocol(protocol)
-    factory.noisy = False
-    return factory
+class RunningProxy(NamedTuple):
+    """What a work connection needs of a running proxy: its configuration and its client
+    plugin (None: dial ``local_ip:local_port``)."""
+
+    config: ProxyConfig
+    plugin: Optional[IClientPlugin] = None
 
 
 class WorkState(Enum):
     WAITING = "waiting for StartWorkConn"
     DIALING = "dialing the local service"
     SPLICED = "spliced"
+    PLUGIN = "handed to the client plugin"
     FORWARDING = "forwarding datagrams"
     CLOSED = "closed"
 
@@ -62,8 +68,7 @@ class WorkConnection(PreambleProtocol):
     """Protocol of a new work connection (a yamux stream or its own TCP(+TLS) connection).
 
     :param hello: the ``NewWorkConn`` to send first.
-    :param lookup: maps the proxy name in ``StartWorkConn`` to the config of a *running*
-        proxy, or None.
+    :param lookup: maps the proxy name in ``StartWorkConn`` to a *running* proxy, or None.
     :param token: ``auth.token``, the key material of ``use_encryption``.
     :param udpPacketSize: read buffer for the local sockets of udp/sudp proxies.
     """
@@ -73,7 +78,7 @@ class WorkConnection(PreambleProtocol):
     def __init__(
         self,
         hello: NewWorkConn,
-        lookup: Callable[[str], Optional[ProxyConfig]],
+        lookup: Callable[[str], Optional[RunningProxy]],
         reactor: IReactorTCP,
         token: str,
         udpPacketSize: int = 1500,
@@ -125,11 +130,12 @@ class WorkConnection(PreambleProtocol):
             self._log.warn("work connection refused by frps: {error}", error=msg.error)
             self._close()
             return
-        config = self._lookup(msg.proxy_name)
-        if config is None:
+        running = self._lookup(msg.proxy_name)
+        if running is None:
             self._log.warn("work connection for unknown or stopped proxy [{name}]", name=msg.proxy_name)
             self._close()
             return
+        config = running.config
         if msg.frptw_compression and msg.frptw_compression not in FRPTW_COMPRESSIONS:
             self._log.warn("[{name}] frps chose compression [{c}], which was not offered", name=config.name,
                            c=msg.frptw_compression)
@@ -138,6 +144,11 @@ class WorkConnection(PreambleProtocol):
         self._compression = msg.frptw_compression
         if config.type in ("udp", "sudp"):
             self._startDatagrams(config)
+            return
+        if running.plugin is not None:
+            self.state = WorkState.PLUGIN
+            info = ConnectionInfo.fromStartWorkConn(msg, config.transport.proxy_protocol_version)
+            running.plugin.handle(self._stack(config), info)
             return
         self.state = WorkState.DIALING
         endpoint = tcpEndpoint(self._reactor, config.local_ip, config.local_port, LOCAL_DIAL_TIMEOUT)
@@ -183,11 +194,9 @@ class WorkConnection(PreambleProtocol):
             local.transport.loseConnection()
             return
         self.state = WorkState.SPLICED
-        version = config.transport.proxy_protocol_version
-        if version:
-            header = proxy_protocol_header(version, msg.src_addr, msg.src_port, msg.dst_addr, msg.dst_port)
-            if header:
-                local.transport.write(header)
+        header = ConnectionInfo.fromStartWorkConn(msg, config.transport.proxy_protocol_version).proxy_protocol_header
+        if header:
+            local.transport.write(header)
         splice(self._stack(config), local)
 
     def _stack(self, config: ProxyConfig) -> SwitchableProtocol:

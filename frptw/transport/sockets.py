@@ -24,6 +24,7 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
 from frptw.logs import FrpLogger
@@ -84,6 +85,13 @@ class _NoDelayEndpoint:
 def _tuned(protocol):
     setNoDelay(protocol.transport)
     return protocol
+
+
+def quietFactory(protocol) -> Factory:
+    """A factory for client connections, without Twisted's start/stop log line per connection."""
+    factory = Factory.forProtocol(protocol)
+    factory.noisy = False
+    return factory
 
 
 def tcpEndpoint(
