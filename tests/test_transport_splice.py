@@ -50,6 +50,26 @@ class SpliceWiringTests(SynchronousTestCase):
         a.dataReceived(b"!")
         self.assertEqual(b.transport.value(), b"held by a!")
 
+    def test_a_meter_counts_each_direction_per_chunk_held_bytes_included(self) -> None:
+        class Meter:
+            def __init__(self) -> None:
+                self.chunks: List[tuple] = []
+
+            def addIn(self, n: int) -> None:
+                self.chunks.append(("in", n))
+
+            def addOut(self, n: int) -> None:
+                self.chunks.append(("out", n))
+
+        a, b = fakeConnected(), fakeConnected()
+        a.dataReceived(b"held")
+        meter = Meter()
+        splice(a, b, meter)
+        a.dataReceived(b"x" * 1000)
+        b.dataReceived(b"yy")
+        self.assertEqual(meter.chunks, [("in", 4), ("in", 1000), ("out", 2)])
+        self.assertEqual((b.transport.value(), a.transport.value()), (b"held" + b"x" * 1000, b"yy"))
+
     def test_end_of_either_side_closes_both_and_fires_once(self) -> None:
         a, b = fakeConnected(), fakeConnected()
         ta, tb = a.transport, b.transport

@@ -10,7 +10,8 @@ then (wire-protocol.md §7.1):
 2. stacks the proxy's data plane (:mod:`frptw.transport.dataplane`: AES-128-CFB with the token
    key, snappy, the server-mode bandwidth limit, as the NewProxy asked) on the work connection;
 3. splices the two connections (:func:`frptw.transport.splice.splice`), which also gives
-   backpressure and frp's close rule.
+   backpressure and frp's close rule, and counts the traffic and the open connection in the
+   proxy's :attr:`BaseProxy.stats` when frps keeps statistics (it has a dashboard).
 
 A user connection that gets no work connection within ``user_conn_timeout`` is closed.
 Closing the proxy closes its user connections, including those still waiting.
@@ -28,6 +29,7 @@ from frptw.config.bandwidth import BandwidthError
 from frptw.errors import NoWorkConnection
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
+from frptw.server.stats import ProxyStats
 from frptw.transport.addresses import hostPort
 from frptw.transport.bandwidth import TokenBucket
 from frptw.transport.dataplane import DataPlane, stackDataPlane
@@ -92,6 +94,9 @@ class BaseProxy:
     type = ""
     #: The port of a tcp or udp proxy (0 for types without one of their own).
     remote_port = 0
+    #: Where this proxy's traffic and connections are counted; set by the registry once the
+    #: proxy runs, and only when frps keeps statistics.
+    stats: Optional[ProxyStats] = None
 
     def __init__(self, owner: ProxyOwner, request: NewProxy, key: bytes) -> None:
         self.owner = owner
@@ -170,7 +175,11 @@ class BaseProxy:
 
     def _join(self, user: UserConnection, work: SwitchableProtocol) -> None:
         self._waiting.pop(user, None)
-        splice(user, self.stackWorkConn(work))
+        stats = self.stats
+        done = splice(user, self.stackWorkConn(work), stats)
+        if stats is not None:
+            stats.connectionOpened()
+            done.addCallback(lambda _: stats.connectionClosed())
 
     def _noWorkConn(self, user: UserConnection, failure: Failure) -> None:
         self._waiting.pop(user, None)

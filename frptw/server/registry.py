@@ -20,6 +20,7 @@ from frptw.logs import FrpLogger
 from frptw.server.control_machine import proxy_type
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
+from frptw.server.stats import ServerStats
 from frptw.server.stcp import SecretProxy
 from frptw.server.tcp import TCPProxy
 from frptw.server.tcpgroup import TCPGroups
@@ -42,9 +43,12 @@ Builder = Callable[["ProxyRegistry", ProxyOwner, NewProxy], BaseProxy]
 class ProxyRegistry:
     """All running proxies of one frps, by wire name."""
 
-    def __init__(self, config, reactor, key: bytes, clock: IReactorTime) -> None:
+    def __init__(self, config, reactor, key: bytes, clock: IReactorTime,
+                 stats: Optional[ServerStats] = None) -> None:
         self.config = config
         self.reactor = reactor
+        #: The statistics each proxy counts into, when frps keeps them (it has a dashboard).
+        self.stats = stats
         #: The token key of the data plane (use_encryption on work connections).
         self.key = key
         self.bindAddr = config.proxy_bind_addr or config.bind_addr
@@ -130,6 +134,8 @@ class ProxyRegistry:
             raise ProxyError(f"proxy [{request.proxy_name}] already exists")
         proxy = builder(self, owner, request)
         self._proxies[proxy.name] = proxy
+        if self.stats is not None:
+            proxy.stats = self.stats.proxyOpened(proxy.name, proxy.type)
         for d in self._runningWaiters.pop(proxy.name, []):
             d.callback(proxy)
         return proxy.remote_addr
@@ -143,6 +149,8 @@ class ProxyRegistry:
         proxy = self._proxies.pop(name, None)
         if proxy is None:
             return succeed(None)
+        if proxy.stats is not None:
+            self.stats.proxyClosed(proxy.stats)
         d = proxy.close()
         d.addCallback(lambda _: log.info("[{run_id}] close proxy [{name}] success", run_id=proxy.runId, name=name))
         return d

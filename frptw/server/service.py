@@ -25,8 +25,10 @@ from frptw.server.bindport import BindConnection
 from frptw.server.control_protocol import ControlProtocol
 from frptw.server.dispatch import Dispatcher
 from frptw.server.proxy_base import BaseProxy
+from frptw.server.proxy_conf import JSONObject, proxy_conf
 from frptw.server.records import ClientRecord, ProxyRecord, clientRecord, proxyRecord
 from frptw.server.registry import ProxyRegistry
+from frptw.server.stats import ServerStats
 from frptw.transport.sockets import listenTCP
 from frptw.wire import messages as m
 from frptw.wire.crypto import derive_key
@@ -60,7 +62,10 @@ class FrpServerService(Service):
         self._reactor = reactor
         clock = reactor if clock is None else clock
         key = derive_key(config.auth.token)
-        self._registry = ProxyRegistry(config, reactor, key, clock)
+        #: Traffic and connection statistics, kept (as frp keeps them) only when the dashboard
+        #: is configured: without one nothing is counted.
+        self.stats: Optional[ServerStats] = ServerStats(clock) if config.web_server.port > 0 else None
+        self._registry = ProxyRegistry(config, reactor, key, clock, self.stats)
         self._dispatcher = Dispatcher(config, clock, key, self._registry)
         self._listeningPort: Optional[IListeningPort] = None
         self._vhostPorts: List[IListeningPort] = []
@@ -86,6 +91,14 @@ class FrpServerService(Service):
         """A snapshot of the logged-in clients, by run id."""
         return MappingProxyType({runId: clientRecord(control)
                                  for runId, control in self._dispatcher.controls.items()})
+
+    def proxyConf(self, name: str) -> Optional[JSONObject]:
+        """The configuration of the running proxy ``name`` as frp's dashboard shows it (v1
+        keys, :mod:`frptw.server.proxy_conf`), or None if no such proxy runs."""
+        proxy = self._registry.view().get(name)
+        if proxy is None:
+            return None
+        return proxy_conf(proxy.request, proxy.type, proxy.remote_port)
 
     def whenProxyRunning(self, name: str) -> "Deferred[ProxyRecord]":
         """Fires with the record of the proxy called ``name`` (its wire name) once frps has
@@ -113,6 +126,8 @@ class FrpServerService(Service):
     # -- service life cycle --------------------------------------------------------------------
     def startService(self) -> None:
         super().startService()
+        if self.stats is not None:
+            self.stats.start()
         try:
             self._listenVhosts()
         except CannotListenError as e:
@@ -162,6 +177,8 @@ class FrpServerService(Service):
     def stopService(self) -> "Deferred[None]":
         """Stop listening, close every control (and so every proxy) and every connection."""
         super().stopService()
+        if self.stats is not None:
+            self.stats.stop()
         waits = []
         if self._listeningPort is not None:
             waits.append(maybeDeferred(self._listeningPort.stopListening))

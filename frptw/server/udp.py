@@ -126,10 +126,14 @@ class UDPProxy(BaseProxy):
                 log.warn("[{run_id}] [{name}] datagram from {user} longer than udp_packet_size {size}: truncated, "
                          "as frp does ({unlogged} more since the last line)", run_id=self.runId, name=self.name,
                          user=user, size=self._packetSize, unlogged=unlogged)
+        if self.stats is not None:
+            self.stats.addIn(len(datagram))
         self.channel.sendPacket(datagram, user)
 
     def packetReceived(self, payload: bytes, user: Address) -> None:
         """frpc sent a reply for ``user``: send it there from the proxy's port."""
+        if self.stats is not None:
+            self.stats.addOut(len(payload))
         try:
             self._socket.transport.write(payload, user)
         except (OSError, OverflowError, MessageLengthError, ValueError) as e:

@@ -642,7 +642,14 @@ _json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, chec
 
 def encode_body(msg: Message) -> bytes:
     """The JSON body Go's ``encoding/json`` would produce for ``msg``."""
-    text = _json_encoder.encode(_struct_to_dict(msg))
+    return encode_json(_struct_to_dict(msg))
+
+
+def encode_json(value: Any) -> bytes:
+    """``value`` (JSON-ready, keys already in the order Go would write them) as Go's
+    ``json.Marshal`` writes it: no whitespace, HTML characters and U+2028/9 escaped, UTF-8.
+    Also used by frps's dashboard API."""
+    text = _json_encoder.encode(value)
     # Five substring scans beat one regex search by far on long (base64) strings.
     if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
         text = text.translate(_GO_HTML_ESCAPES)
