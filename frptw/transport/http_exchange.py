@@ -69,6 +69,7 @@ from zope.interface import implementer
 from frptw.logs import FrpLogger
 from frptw.transport.http_headers import rewrite_response
 from frptw.transport.lazytimer import LazyTimer
+from frptw.transport.splice import TrafficMeter
 from frptw.transport.switch import SwitchableProtocol
 
 log = FrpLogger()
@@ -229,11 +230,16 @@ class Backend(SwitchableProtocol):
     only by exchanges).  Bytes arriving while no exchange holds it (idle in the pool) cannot
     answer anything: the connection is closed.  The response-head timer lives here rather than
     in the exchange so that one DelayedCall serves every request of the work connection.
+
+    With a ``meter`` (frps's statistics), the connection is counted as frp counts an http
+    proxy's work connection: open while it lives (idle in the pool or not), the bytes written
+    to it as traffic in and the bytes read from it as traffic out, per chunk.
     """
 
-    def __init__(self, clock: IReactorTime, name: str) -> None:
+    def __init__(self, clock: IReactorTime, name: str, meter: Optional[TrafficMeter] = None) -> None:
         super().__init__(bufferLimit=None)
         self.name = name
+        self.meter = meter
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
         self.exchange: Optional[Exchange] = None
         self.gone = False
@@ -243,10 +249,14 @@ class Backend(SwitchableProtocol):
     def connectionMade(self) -> None:
         super().connectionMade()
         self.valve = Valve(self.transport)
+        if self.meter is not None:
+            self.meter.connectionOpened()
 
     def send(self, event: object) -> None:
         data = self.h11.send(event)
         if data:
+            if self.meter is not None:
+                self.meter.addIn(len(data))
             self.transport.write(data)
 
     def reusable(self) -> bool:
@@ -264,6 +274,8 @@ class Backend(SwitchableProtocol):
                      n=len(data))
             self.transport.abortConnection()
             return
+        if self.meter is not None:
+            self.meter.addOut(len(data))
         self.h11.receive_data(data)
         self._pump()
 
@@ -293,6 +305,8 @@ class Backend(SwitchableProtocol):
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.meter is not None:
+            self.meter.connectionClosed()
         if self.switchedTo is not None:
             super().connectionLost(reason)
             return

@@ -42,7 +42,7 @@ from twisted.python.failure import Failure
 
 from frptw.logs import FrpLogger
 from frptw.transport.addresses import describePeer
-from frptw.transport.http_exchange import Exchange, ExchangeState, Valve, reason
+from frptw.transport.http_exchange import Backend, Exchange, ExchangeState, Valve, reason
 from frptw.transport.http_headers import Headers, first_header
 from frptw.transport.lazytimer import LazyTimer
 from frptw.transport.splice import splice
@@ -257,14 +257,18 @@ class HTTPFrontConnection(SwitchableProtocol):
             self.exchange = None
             self._tunnel(exchange.backend, exchange.backendLeftover)
 
-    def _tunnel(self, backend: SwitchableProtocol, backendLeftover: bytes) -> None:
+    def _tunnel(self, backend: Backend, backendLeftover: bytes) -> None:
         """Splice the client and the backend connection raw, with the bytes each side already read."""
         self.valve.releaseAll()
         self._headTimer.cancel()
         self.state = ConnectionState.TUNNEL
         self.hold(self.h11.trailing_data[0])
         backend.hold(backendLeftover)
-        splice(self, backend)
+        if backend.meter is not None:
+            # The splice counts from here on, the held bytes too: the backend counted those
+            # already when they arrived.
+            backend.meter.addOut(-len(backendLeftover))
+        splice(self, backend, backend.meter)
 
     # -- local answers -----------------------------------------------------------------------
     def answer(self, status: int, headers: Headers, body: bytes) -> None:

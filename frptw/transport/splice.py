@@ -105,12 +105,20 @@ class _Relay(Protocol):
 
 
 class TrafficMeter(TypingProtocol):
-    """Where a spliced pair's bytes are counted: ``addIn`` for what the first connection
-    received, ``addOut`` for what the second one received."""
+    """Where a proxy's traffic is counted (frps's :class:`~frptw.server.stats.ProxyStats`).
+
+    :func:`splice` calls ``addIn`` with what its first connection received (a user's bytes
+    towards the backend) and ``addOut`` with what its second one received, once per chunk;
+    whoever opens and closes a counted connection reports it with ``connectionOpened`` and
+    ``connectionClosed``."""
 
     def addIn(self, n: int) -> None: ...
 
     def addOut(self, n: int) -> None: ...
+
+    def connectionOpened(self) -> None: ...
+
+    def connectionClosed(self) -> None: ...
 
 
 class _CountingRelay(_Relay):

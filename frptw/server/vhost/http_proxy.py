@@ -68,7 +68,7 @@ class HTTPProxy(BaseProxy):
         return Deferred.fromCoroutine(self._startWorkConn(src, None)).addCallback(self._wrap)
 
     def _wrap(self, work: SwitchableProtocol) -> Backend:
-        backend = Backend(self.owner.clock, self.name)
+        backend = Backend(self.owner.clock, self.name, self.stats)
         self.stackWorkConn(work).switchTo(backend)
         return backend
 
