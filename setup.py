@@ -31,6 +31,9 @@ setup(
         "tomli>=1.1; python_version < '3.11'",
         # frp's v1 configuration may also be YAML.
         "pyyaml",
+        # QUIC (frp's transport.protocol = "quic"): a maintained sans-IO QUIC stack we drive from
+        # the reactor; frptw.transport.quic subclasses its QuicConnection (tested on the 1.x line).
+        "aioquic>=1.7,<2",
     ],
     extras_require={
         "test": ["hypothesis", "python-snappy"],

@@ -68,8 +68,10 @@ _log = FrpLogger(namespace="frptw.client")
 
 def _checkSupported(config: ClientConfig) -> None:
     """Refuse settings that would make us speak something other than what frps expects."""
-    if config.transport.protocol != "tcp":
-        raise ConfigError(f"transport.protocol {config.transport.protocol!r}: only \"tcp\" is supported by this frpc")
+    if config.transport.protocol not in ("tcp", "quic"):
+        raise ConfigError(
+            f"transport.protocol {config.transport.protocol!r}: only \"tcp\" and \"quic\" are supported by this frpc"
+        )
     if config.auth.method != "token":
         raise ConfigError(f"auth.method {config.auth.method!r}: only \"token\" is supported by this frpc")
 
@@ -198,8 +200,8 @@ class _LoginAttempt:
         if not self.result.called:
             self.result.errback(failure)
 
-    def _connected(self, pair: Tuple[_RootProtocol, SwitchableProtocol]) -> None:
-        root, top = pair
+    def _connected(self, pair: Tuple[_RootProtocol, Optional[SwitchableProtocol]]) -> None:
+        root, top = pair  # top is None for QUIC: every logical connection is a stream of root.session
         self._dialing = None
         if self.result.called:  # cancelled while dialing
             root.transport.abortConnection()
@@ -207,7 +209,9 @@ class _LoginAttempt:
         self._root = root
         service = self._service
         mux = None
-        if service.config.transport.tcp_mux:
+        if top is None:
+            mux = root.session
+        elif service.config.transport.tcp_mux:
             mux = YamuxSession(
                 isClient=True,
                 clock=service._reactor,
@@ -218,7 +222,8 @@ class _LoginAttempt:
         )
         service._control = control
         if mux is not None:
-            top.switchTo(mux)
+            if top is not None:
+                top.switchTo(mux)
             mux.openStream(control).addErrback(self._streamFailed, root)
         else:
             top.switchTo(control)
@@ -284,7 +289,12 @@ class FrpClientService(Service):
         self._onFatal = onFatal
         #: Why the service stopped itself (login_fail_exit), for later whenLoggedIn() calls.
         self._fatalFailure: Optional[Failure] = None
-        self._dialer = _Dialer(config, reactor)
+        if config.transport.protocol == "quic":
+            from frptw.client._quicdial import QuicDialer  # aioquic only for configurations that use it
+
+            self._dialer = QuicDialer(config, reactor)
+        else:
+            self._dialer = _Dialer(config, reactor)
         self._proxies = ProxyTable(config.user, config.server_addr)
         for proxy in config.proxies:
             self._proxies.add(proxy)

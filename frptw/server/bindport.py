@@ -191,7 +191,7 @@ class BindConnection(SwitchableProtocol):
             session = _ServerSession(
                 isClient=False,
                 clock=self._host.clock,
-                acceptFactory=_StreamFactory(self._host),
+                acceptFactory=LogicalConnectionFactory(self._host),
                 keepaliveInterval=self._host.muxKeepaliveInterval,
             )
             top.switchTo(session, leftover)
@@ -225,7 +225,7 @@ class BindConnection(SwitchableProtocol):
         return self._closed.wait()
 
 
-class _StreamFactory(Factory):
+class LogicalConnectionFactory(Factory):
     """Builds a logical connection for each yamux stream the client opens."""
 
     def __init__(self, host: ConnectionHost) -> None:

@@ -20,8 +20,9 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
+from frptw.errors import ConfigError
 from frptw.logs import FrpLogger
-from frptw.server.bindport import BindConnection
+from frptw.server.bindport import BindConnection, LogicalConnectionFactory
 from frptw.server.control_protocol import ControlProtocol
 from frptw.server.dispatch import Dispatcher
 from frptw.server.proxy_base import BaseProxy
@@ -68,6 +69,9 @@ class FrpServerService(Service):
         self._registry = ProxyRegistry(config, reactor, key, clock, self.stats)
         self._dispatcher = Dispatcher(config, clock, key, self._registry)
         self._listeningPort: Optional[IListeningPort] = None
+        #: The QUIC port (``quic_bind_port``) and its protocol, when configured.
+        self._quicPort: Optional[IListeningPort] = None
+        self._quicListener = None
         self._vhostPorts: List[IListeningPort] = []
         self._listenFailure: Optional[Failure] = None
         self._listenWaiters: List[Deferred] = []
@@ -154,10 +158,31 @@ class FrpServerService(Service):
             self._vhostPorts.append(listenTCP(self._reactor, https.port, https, interface=addr))
             log.info("https service listen on {addr}:{port}", addr=addr, port=https.port)
 
+    def _listenQuic(self) -> None:
+        """Listen on ``quic_bind_port`` (UDP): each stream a client opens is a logical connection."""
+        from frptw.transport.quicudp import QuicListener, serverConfiguration
+
+        transport = self.config.transport
+        tls = transport.tls
+        configuration = serverConfiguration(transport.quic, tls.cert_file, tls.key_file, tls.trusted_ca_file)
+        self._quicListener = QuicListener(self._reactor, configuration, transport.quic,
+                                          LogicalConnectionFactory(self._dispatcher))
+        self._quicPort = self._reactor.listenUDP(self.config.quic_bind_port, self._quicListener,
+                                                 interface=self.config.bind_addr)
+        log.info("frps quic listen on {addr}:{port}", addr=self.config.bind_addr, port=self.config.quic_bind_port)
+
     def _listening(self, port: IListeningPort) -> None:
         self._listeningPort = port
         host = port.getHost()
         log.info("frps tcp listen on {host}:{port}", host=host.host, port=host.port)
+        if self.config.quic_bind_port:
+            try:
+                self._listenQuic()
+            except (CannotListenError, ConfigError) as e:
+                port.stopListening()
+                self._listeningPort = None
+                self._cannotListen(Failure(e), self.config.bind_addr, self.config.quic_bind_port)
+                return
         log.info("frps started successfully, listening on {host}:{port}", host=host.host, port=host.port)
         waiters, self._listenWaiters = self._listenWaiters, []
         for d in waiters:
@@ -183,6 +208,10 @@ class FrpServerService(Service):
         if self._listeningPort is not None:
             waits.append(maybeDeferred(self._listeningPort.stopListening))
             self._listeningPort = None
+        if self._quicPort is not None:
+            self._quicListener.closeAll()
+            waits.append(maybeDeferred(self._quicPort.stopListening))
+            self._quicPort = None
         waits.extend(maybeDeferred(port.stopListening) for port in self._vhostPorts)
         self._vhostPorts = []
         for vhost in (self._registry.httpVhost, self._registry.httpsVhost, self._registry.tcpmuxVhost):

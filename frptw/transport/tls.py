@@ -182,10 +182,17 @@ def serverContextFactory(
     certFile: Optional[str] = None, keyFile: Optional[str] = None, trustedCaFile: Optional[str] = None
 ) -> ssl.CertificateOptions:
     """TLS server settings of frps; raises ConfigError naming a file that cannot be used."""
-    identity = _identity(certFile, keyFile) or _selfSignedIdentity()
+    identity = serverIdentity(certFile, keyFile)
     if trustedCaFile:
         identity["trustRoot"] = _trustRoot(trustedCaFile)
     return _wholeWrites(ssl.CertificateOptions(**identity))
+
+
+def serverIdentity(certFile: Optional[str] = None, keyFile: Optional[str] = None) -> dict:
+    """frps's certificate as cryptography objects (``certificate``, ``privateKey`` and maybe
+    ``extraCertChain``): the configured files, else a fresh self-signed one.  QUIC's TLS
+    (:mod:`frptw.transport.quicudp`) takes them in this form."""
+    return _identity(certFile, keyFile) or _selfSignedIdentity()
 
 
 def _wholeWrites(options: ssl.CertificateOptions) -> ssl.CertificateOptions:

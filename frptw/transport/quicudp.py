@@ -1,0 +1,261 @@
+"""frp's QUIC on UDP sockets: frpc's dialer, frps's listener, and their TLS settings.
+
+:class:`~frptw.transport.quic.QuicSession` only needs datagrams in and a ``send`` out; this
+module gives it sockets.  :func:`dialQuic` opens frpc's socket to frps and fires once the
+handshake is done; :class:`QuicListener` is frps's ``quicBindPort``, one socket shared by
+every client's session, told apart by the client's address (frp's clients do not migrate).
+
+TLS as frp sets it up (wire-protocol.md §2.8): ALPN ``frp``; the client sends
+``tls.serverName`` (or the server address) and verifies the server only against a configured
+trusted CA, presenting its certificate when one is configured; the server presents its
+configured certificate or a self-signed one.  aioquic cannot verify client certificates on the
+server side, so frps refuses to open ``quicBindPort`` when ``tls.trustedCaFile`` asks for that.
+"""
+
+import socket
+import ssl
+from typing import Callable, Dict, Optional, Tuple
+
+from aioquic.buffer import Buffer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.packet import QuicPacketType, pull_quic_header
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
+from twisted.internet.error import TimeoutError as DialTimeout
+from twisted.internet.interfaces import IProtocolFactory, IReactorTime
+from twisted.internet.protocol import DatagramProtocol
+
+from frptw.config.model_common import QUICOptions
+from frptw.errors import ConfigError
+from frptw.logs import FrpLogger
+from frptw.transport.quic import ALPN, FrpQuicConnection, QuicSession
+from frptw.transport.timers import cancelCall
+from frptw.transport.tls import serverIdentity
+
+log = FrpLogger()
+
+#: Receive window of a stream: what a paused reader may have to hold (frp's yamux uses 6 MiB).
+STREAM_WINDOW = 4 * 1024 * 1024
+#: Receive window of the whole connection, before aioquic widens it.
+CONNECTION_WINDOW = 16 * 1024 * 1024
+#: UDP socket buffers, as frp sets them for KCP (QUIC bursts a whole congestion window).
+SOCKET_BUFFER = 4 * 1024 * 1024
+#: The smallest datagram that may open a QUIC connection (RFC 9000 §14.1).
+MIN_INITIAL_SIZE = 1200
+
+Address = Tuple[str, int]
+
+
+def _common(options: QUICOptions, isClient: bool) -> QuicConfiguration:
+    return QuicConfiguration(
+        is_client=isClient,
+        alpn_protocols=[ALPN],
+        idle_timeout=float(options.max_idle_timeout),
+        max_stream_data=STREAM_WINDOW,
+        max_data=CONNECTION_WINDOW,
+        congestion_control_algorithm="cubic",
+    )
+
+
+def clientConfiguration(
+    options: QUICOptions,
+    serverName: str,
+    trustedCaFile: str = "",
+    certFile: str = "",
+    keyFile: str = "",
+) -> QuicConfiguration:
+    """frpc's QUIC TLS settings; raises ConfigError naming a file that cannot be used."""
+    configuration = _common(options, isClient=True)
+    configuration.server_name = serverName or None
+    try:
+        if certFile or keyFile:
+            if not (certFile and keyFile):
+                raise ConfigError(f"TLS certificate {certFile!r} and key {keyFile!r}: both or neither must be set")
+            configuration.load_cert_chain(certFile, keyFile)
+        if trustedCaFile:
+            configuration.load_verify_locations(cafile=trustedCaFile)
+            configuration.verify_mode = ssl.CERT_REQUIRED
+        else:
+            configuration.verify_mode = ssl.CERT_NONE
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"QUIC TLS files: {e}") from None
+    return configuration
+
+
+def serverConfiguration(
+    options: QUICOptions, certFile: str = "", keyFile: str = "", trustedCaFile: str = ""
+) -> QuicConfiguration:
+    """frps's QUIC TLS settings; raises ConfigError when they cannot be honoured."""
+    if trustedCaFile:
+        raise ConfigError(
+            "quicBindPort with transport.tls.trustedCaFile: client certificates cannot be verified over QUIC "
+            "by this frps"
+        )
+    configuration = _common(options, isClient=False)
+    identity = serverIdentity(certFile or None, keyFile or None)
+    configuration.certificate = identity["certificate"]
+    configuration.private_key = identity["privateKey"]
+    configuration.certificate_chain = identity.get("extraCertChain", [])
+    return configuration
+
+
+def _address(host: str, port: int):
+    return IPv6Address("UDP", host, port) if ":" in host else IPv4Address("UDP", host, port)
+
+
+def _widen(transport) -> None:
+    sock = transport.getHandle()
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        except OSError:
+            pass
+
+
+def _sender(transport) -> Callable[[bytes, Address], None]:
+    def send(data: bytes, addr: Address) -> None:
+        try:
+            transport.write(data, addr)
+        except OSError:
+            pass  # a full socket buffer or an ICMP error: QUIC's loss recovery resends
+    return send
+
+
+class QuicClientSocket(DatagramProtocol):
+    """frpc's UDP socket towards frps, carrying one :class:`QuicSession` (``session``)."""
+
+    def __init__(self, clock: IReactorTime, configuration: QuicConfiguration, options: QUICOptions,
+                 server: Address) -> None:
+        self._clock = clock
+        self._configuration = configuration
+        self._options = options
+        self._server = server
+        self.session: Optional[QuicSession] = None
+
+    def startProtocol(self) -> None:
+        _widen(self.transport)
+        connection = FrpQuicConnection(
+            configuration=self._configuration, maxIncomingStreams=self._options.max_incoming_streams
+        )
+        connection.connect(self._server, now=self._clock.seconds())
+        local = self.transport.getHost()
+        self.session = QuicSession(
+            connection,
+            self._clock,
+            _sender(self.transport),
+            peer=_address(*self._server),
+            host=_address(local.host, local.port),
+            keepalivePeriod=self._options.keepalive_period,
+        )
+        self.session.whenClosed().addCallback(lambda _: self.transport.stopListening())
+        self.session.start()
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
+        if addr[:2] == self._server and self.session is not None:
+            self.session.datagramReceived(data, self._server)
+
+
+def dialQuic(reactor, host: str, port: int, configuration: QuicConfiguration, options: QUICOptions,
+             timeout: float, localIP: str = "") -> "Deferred[QuicSession]":
+    """Open a QUIC connection to ``host:port``; fires with the session once the handshake is
+    done, fails after ``timeout`` seconds (``TimeoutError``) or when the peer refuses it."""
+    if isIPAddress(host) or isIPv6Address(host):
+        resolved: Deferred = Deferred()
+        resolved.callback(host)
+    else:
+        resolved = reactor.resolve(host)
+
+    def connect(ip: str) -> Deferred:
+        proto = QuicClientSocket(reactor, configuration, options, (ip, port))
+        interface = localIP or ("::" if ":" in ip else "0.0.0.0")
+        reactor.listenUDP(0, proto, interface=interface)
+        session = proto.session
+        timedOut = []
+
+        def expire() -> None:
+            timedOut.append(True)
+            session.abort()
+
+        timer = reactor.callLater(timeout, expire)
+        d = session.whenConnected()
+
+        def settled(result):
+            cancelCall(timer)
+            if timedOut:
+                raise DialTimeout(string=f"QUIC handshake with {host}:{port} timed out")
+            if not isinstance(result, QuicSession):
+                session.abort()
+            return result
+
+        return d.addBoth(settled)
+
+    return resolved.addCallback(connect)
+
+
+class QuicListener(DatagramProtocol):
+    """frps's QUIC port: one session per client address, each stream built by ``acceptFactory``."""
+
+    def __init__(self, clock: IReactorTime, configuration: QuicConfiguration, options: QUICOptions,
+                 acceptFactory: IProtocolFactory) -> None:
+        self._clock = clock
+        self._configuration = configuration
+        self._options = options
+        self._acceptFactory = acceptFactory
+        self._sessions: Dict[Address, QuicSession] = {}
+        self._send: Optional[Callable[[bytes, Address], None]] = None
+
+    def startProtocol(self) -> None:
+        _widen(self.transport)
+        self._send = _sender(self.transport)
+
+    @property
+    def sessions(self) -> Dict[Address, QuicSession]:
+        """The live sessions by client address (read them, do not change them)."""
+        return self._sessions
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
+        addr = addr[:2]
+        session = self._sessions.get(addr)
+        if session is None:
+            session = self._newSession(data, addr)
+            if session is None:
+                return
+        session.datagramReceived(data, addr)
+
+    def _newSession(self, data: bytes, addr: Address) -> Optional[QuicSession]:
+        if len(data) < MIN_INITIAL_SIZE:
+            return None
+        try:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=self._configuration.connection_id_length)
+        except ValueError:
+            return None
+        if header.packet_type != QuicPacketType.INITIAL or header.version not in self._configuration.supported_versions:
+            return None
+        connection = FrpQuicConnection(
+            configuration=self._configuration,
+            original_destination_connection_id=header.destination_cid,
+            maxIncomingStreams=self._options.max_incoming_streams,
+        )
+        local = self.transport.getHost()
+        session = QuicSession(
+            connection,
+            self._clock,
+            self._send,
+            peer=_address(*addr),
+            host=_address(local.host, local.port),
+            acceptFactory=self._acceptFactory,
+            keepalivePeriod=self._options.keepalive_period,
+        )
+        self._sessions[addr] = session
+        session.whenClosed().addCallback(self._forget, addr, session)
+        return session
+
+    def _forget(self, _: None, addr: Address, session: QuicSession) -> None:
+        if self._sessions.get(addr) is session:
+            del self._sessions[addr]
+
+    def closeAll(self) -> None:
+        """Close every session (frps stopping)."""
+        for session in list(self._sessions.values()):
+            session.close()

@@ -1,0 +1,130 @@
+"""Interop scaffolding for frp's UDP transports (quic, kcp): an frps and an frpc, each ours or
+the real Go one, talking over ``protocol``, with a tcp proxy in front of an echo server; and
+:class:`LossyRelay`, a loopback UDP relay that drops a share of the datagrams both ways.
+
+Used by tests/test_quic_interop.py and tests/test_kcp_interop.py, and by bench/bench_udp_transports.py.
+"""
+
+import random
+from typing import Optional, Tuple
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.protocol import DatagramProtocol
+
+from frptw.client import FrpClientService
+from frptw.config import parse_client_config, parse_server_config
+from frptw.server import FrpServerService
+from tests.gofrp import GoFrp
+from tests.support import free_port
+from tests.traffic import EchoServer
+
+TOKEN = "udp-transports"
+PORT_KEYS = {"quic": "quicBindPort", "kcp": "kcpBindPort"}
+
+
+class LossyRelay(DatagramProtocol):
+    """Relays datagrams between one client and ``target``, dropping each with probability
+    ``loss`` (seeded, so a run is repeatable); counts what it relayed and dropped."""
+
+    noisy = False
+
+    def __init__(self, target: Tuple[str, int], loss: float, seed: int = 5) -> None:
+        self._target = target
+        self._loss = loss
+        self._random = random.Random(seed)
+        self._client: Optional[Tuple[str, int]] = None
+        self.relayed = 0
+        self.dropped = 0
+
+    @classmethod
+    def listen(cls, target: Tuple[str, int], loss: float) -> "LossyRelay":
+        relay = cls(target, loss)
+        relay.port = reactor.listenUDP(0, relay, interface="127.0.0.1")
+        return relay
+
+    @property
+    def address(self) -> Tuple[str, int]:
+        host = self.port.getHost()
+        return host.host, host.port
+
+    def datagramReceived(self, data: bytes, addr) -> None:
+        if addr == self._target:
+            destination = self._client
+        else:
+            self._client = addr
+            destination = self._target
+        if destination is None:
+            return
+        if self._random.random() < self._loss:
+            self.dropped += 1
+            return
+        self.relayed += 1
+        self.transport.write(data, destination)
+
+    def stop(self):
+        return self.port.stopListening()
+
+
+def tcpProxy(localPort: int, remotePort: int, extra: str = "") -> str:
+    return f"""
+[[proxies]]
+name = "echo"
+type = "tcp"
+localIP = "127.0.0.1"
+localPort = {localPort}
+remotePort = {remotePort}
+{extra}
+"""
+
+
+class UDPTransportMixin:
+    """For a TestCase: ``setUpPair(protocol, frps=..., frpc=...)`` starts frps and frpc (each
+    "ours" or "go") over ``protocol`` with an echo proxy on :attr:`remotePort`."""
+
+    timeout = 120
+
+    @inlineCallbacks
+    def startFrps(self, kind: str, protocol: str, extra: str = ""):
+        self.bindPort = free_port()
+        self.udpPort = free_port(2)
+        text = (f'bindAddr = "127.0.0.1"\nbindPort = {self.bindPort}\n{PORT_KEYS[protocol]} = {self.udpPort}\n'
+                f'auth.token = "{TOKEN}"\n{extra}\n')
+        if kind == "go":
+            frps = yield GoFrp.start(reactor, "frps", text)
+            self.addCleanup(frps.stop)
+        else:
+            frps = FrpServerService(parse_server_config(text, "toml"), reactor)
+            frps.startService()
+            self.addCleanup(frps.stopService)
+            yield frps.whenListening()
+        self.frps = frps
+
+    @inlineCallbacks
+    def startFrpc(self, kind: str, protocol: str, serverPort: int, proxyExtra: str = "", extra: str = ""):
+        self.echo = yield EchoServer.listen(reactor)
+        self.addCleanup(self.echo.stop)
+        self.remotePort = free_port()
+        text = (f'serverAddr = "127.0.0.1"\nserverPort = {serverPort}\nauth.token = "{TOKEN}"\n'
+                f'loginFailExit = false\ntransport.protocol = "{protocol}"\n{extra}\n'
+                + tcpProxy(self.echo.port, self.remotePort, proxyExtra))
+        if kind == "go":
+            frpc = yield GoFrp.start(reactor, "frpc", text, ready="start proxy success", timeout=30)
+            self.addCleanup(frpc.stop)
+        else:
+            frpc = FrpClientService(parse_client_config(text, "toml"), reactor, onFatal=self.fail)
+            frpc.startService()
+            self.addCleanup(frpc.stopService)
+            yield frpc.whenProxyRunning("echo")
+        self.frpc = frpc
+
+    @inlineCallbacks
+    def setUpPair(self, protocol: str, frps: str, frpc: str, loss: float = 0.0, proxyExtra: str = "",
+                  serverExtra: str = "", clientExtra: str = ""):
+        yield self.startFrps(frps, protocol, serverExtra)
+        serverPort = self.udpPort
+        if loss:
+            self.relay = LossyRelay.listen(("127.0.0.1", self.udpPort), loss)
+            self.addCleanup(self.relay.stop)
+            serverPort = self.relay.address[1]
+        yield self.startFrpc(frpc, protocol, serverPort, proxyExtra, clientExtra)
