@@ -34,6 +34,9 @@ setup(
         # QUIC (frp's transport.protocol = "quic"): a maintained sans-IO QUIC stack we drive from
         # the reactor; frptw.transport.quic subclasses its QuicConnection (tested on the 1.x line).
         "aioquic>=1.7,<2",
+        # frp's websocket transport: a maintained RFC 6455 implementation for Twisted (with txaio)
+        # and native frame masking, instead of a hand-written websocket.
+        "autobahn[twisted]",
     ],
     extras_require={
         "test": ["hypothesis", "python-snappy"],

@@ -71,11 +71,21 @@ class SharingTests(SynchronousTestCase):
             accept(host, request[:1], request[1:2], request[2:])
             self.assertEqual(host.log, [("http", request)])
 
-    def test_websocket_prefix_closed(self):
+    def test_websocket_prefix_is_frp_not_the_http_vhost(self):
+        """``GET /~!frp`` (even split) is frp's websocket endpoint, before the HTTP vhost's rule;
+        the stream inside is frp."""
+        from frptw.wire.messages import Login, encode_message
+
         host = FakeHost()
-        _, transport = accept(host, b"GET /~", b"!frp HTTP/1.1\r\n")
-        self.assertEqual(host.log, [])
-        self.assertTrue(transport.disconnected)
+        upgrade = (b"GET /~!frp HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                   b"Origin: http://x\r\n\r\n")
+        conn, transport = accept(host, upgrade[:6], upgrade[6:])
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 "), transport.value())
+        login = encode_message(Login(version="0.65.0"))
+        # One masked text frame (frp 0.65 sends text frames), the all-zero mask.
+        conn.dataReceived(bytes([0x81, 0x80 | len(login)]) + bytes(4) + login)
+        self.assertEqual(host.log, [("frp", "Login")])
 
     def test_get_that_is_not_websocket(self):
         host = FakeHost()

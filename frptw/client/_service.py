@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Reconnecting is Twisted's :class:`~twisted.application.internet.ClientService`.  Its endpoint
 is :class:`_SessionEndpoint`, whose ``connect`` only succeeds once frps has *accepted our
-Login*: it dials frps (TCP, then TLS, then a yamux session when tcp_mux is on), runs a
+Login*: it dials frps (TCP, the websocket for `websocket`/`wss`, TLS, then a yamux session when tcp_mux is on), runs a
 :class:`~frptw.client._control_protocol.ControlProtocol` on the control stream and fires when
 ``LoginResp`` was positive.  So a refused login counts as a failed connection attempt for the
 retry policy (:class:`~frptw.client._reconnect.ReconnectPolicy`, frp's back-off), and the
@@ -57,6 +57,7 @@ from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
 from frptw.transport.tls import clientContextFactory, startClientTLS
+from frptw.transport.websocket import WebSocketDialer
 from frptw.transport.yamux import YamuxSession
 from frptw.wire.messages import NewWorkConn
 
@@ -68,9 +69,10 @@ _log = FrpLogger(namespace="frptw.client")
 
 def _checkSupported(config: ClientConfig) -> None:
     """Refuse settings that would make us speak something other than what frps expects."""
-    if config.transport.protocol not in ("tcp", "quic"):
+    if config.transport.protocol not in ("tcp", "quic", "websocket", "wss"):
         raise ConfigError(
-            f"transport.protocol {config.transport.protocol!r}: only \"tcp\" and \"quic\" are supported by this frpc"
+            f"transport.protocol {config.transport.protocol!r}: only \"tcp\", \"quic\", \"websocket\" and \"wss\" "
+            "are supported by this frpc"
         )
     if config.auth.method != "token":
         raise ConfigError(f"auth.method {config.auth.method!r}: only \"token\" is supported by this frpc")
@@ -99,9 +101,15 @@ class _RootProtocol(SwitchableProtocol):
 
 
 class _Dialer:
-    """Opens one connection to frps: TCP (with the configured timeout and source address),
-    then TLS when enabled.  Fires with ``(root, top)``: the raw connection and the protocol
-    the frp bytes go through."""
+    """Opens one connection to frps as frp 0.65's connector does: TCP (with the configured
+    timeout and source address), then per ``transport.protocol``:
+
+    * ``tcp``: TLS when enabled (after the ``0x17`` byte unless disabled);
+    * ``websocket``: the websocket upgrade, then TLS inside it when enabled (``0x17`` likewise);
+    * ``wss``: TLS always (never ``0x17``), then the upgrade inside it, addressed to the TLS
+      server name alone.
+
+    Fires with ``(root, top)``: the raw connection and the protocol the frp bytes go through."""
 
     def __init__(self, config: ClientConfig, reactor) -> None:
         transport = config.transport
@@ -115,15 +123,23 @@ class _Dialer:
             bindAddress=(local, 0) if local else None,
         )
         tls = transport.tls
+        protocol = transport.protocol
+        serverName = tls.server_name or config.server_addr
         self._tls = None
-        if tls.enable:
+        if tls.enable or protocol == "wss":
             self._tls = clientContextFactory(
-                tls.server_name or config.server_addr,
+                serverName,
                 tls.trusted_ca_file or None,
                 tls.cert_file or None,
                 tls.key_file or None,
             )
-        self._customFirstByte = not tls.disable_custom_tls_first_byte
+        self._customFirstByte = not tls.disable_custom_tls_first_byte and protocol != "wss"
+        self._websocket: Optional[WebSocketDialer] = None
+        self._tlsUnderWebSocket = protocol == "wss"
+        if protocol == "websocket":
+            self._websocket = WebSocketDialer(config.server_addr, config.server_port)
+        elif protocol == "wss":
+            self._websocket = WebSocketDialer(serverName, None)
         self._keepalive = transport.dial_server_keepalive
         self.description = f"{config.server_addr}:{config.server_port}"
 
@@ -131,10 +147,23 @@ class _Dialer:
         d = self._endpoint.connect(quietFactory(lambda: _RootProtocol(self._keepalive)))
         return d.addCallback(self._stack)
 
-    def _stack(self, root: _RootProtocol) -> Tuple[_RootProtocol, SwitchableProtocol]:
-        if self._tls is None:
-            return root, root
-        return root, startClientTLS(root, self._tls, self._customFirstByte, clock=self._reactor)
+    def _stack(self, root: _RootProtocol) -> Deferred:
+        d = succeed(root)
+        if self._tlsUnderWebSocket:
+            d.addCallback(self._startTLS)
+        if self._websocket is not None:
+            d.addCallback(self._websocket.start)
+        if self._tls is not None and not self._tlsUnderWebSocket:
+            d.addCallback(self._startTLS)
+
+        def failed(failure: Failure) -> Failure:
+            root.transport.abortConnection()
+            return failure
+
+        return d.addCallbacks(lambda top: (root, top), failed)
+
+    def _startTLS(self, proto: SwitchableProtocol) -> SwitchableProtocol:
+        return startClientTLS(proto, self._tls, self._customFirstByte, clock=self._reactor)
 
 
 class _Session:

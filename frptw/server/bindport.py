@@ -4,8 +4,10 @@ Theory of operation (wire-protocol.md §2.1, §3.1).  Every accepted TCP connect
 :class:`BindConnection`, which waits (10 s at most) for its first bytes and routes on them, in
 frp's order:
 
-* ``GET /~!frp``: frp's websocket transport, which frptw does not implement: closed with a log
-  line (bytes that may still become this prefix are waited for);
+* ``GET /~!frp``: frp's websocket transport (bytes that may still become this prefix are
+  waited for): the upgrade is served (:func:`frptw.transport.websocket.serverProtocol`) and the
+  stream inside goes through the steps below, as a TCP connection would (Go frps serves it on
+  the bind port only; on a vhost port of its own such a request is an ordinary HTTP request);
 * when the HTTPS vhost shares the bind port (``host.sharedHTTPS``), ``0x16``: an HTTPS vhost
   connection, switched to ``sharedHTTPS.buildProtocol(peer)`` with the bytes read;
 * when the HTTP vhost shares it (``host.sharedHTTP``), the first three bytes of an HTTP method
@@ -46,6 +48,7 @@ from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
 from frptw.transport.tls import startServerTLS
+from frptw.transport.websocket import serverProtocol
 from frptw.transport.yamux import YamuxSession
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import Message
@@ -121,9 +124,9 @@ class BindConnection(SwitchableProtocol):
         self._host = host
         self._deadline: Optional[IDelayedCall] = None
         self._closed = Event()
-        self._refused = False
         self._received = 0
         self._sniffed = b""
+        self._refused = False
         self._sharedHTTPS: Optional[IProtocolFactory] = getattr(host, "sharedHTTPS", None)
         self._sharedHTTP: Optional[IProtocolFactory] = getattr(host, "sharedHTTP", None)
 
@@ -160,43 +163,17 @@ class BindConnection(SwitchableProtocol):
         if vhost is _UNDECIDED:
             self._sniffed = data  # shorter than the websocket prefix: bounded
             return
-        if vhost is _WEBSOCKET:
-            log.info("closing connection from {peer}: frp websocket transport is not supported",
-                     peer=describePeer(self.transport))
-            self._refused = True
-            self.transport.abortConnection()
-            return
-        if vhost is not None:
+        if vhost is not None and vhost is not _WEBSOCKET:
             self.switchTo(vhost.buildProtocol(self.transport.getPeer()), data)
             return
         widenWriteBuffer(self.transport)  # a connection from frpc, not a user's
-        first = data[0]
-        if first == CUSTOM_TLS_FIRST_BYTE:
-            top = startServerTLS(self, self._host.tlsContextFactory(), data[1:], self._host.clock)
-            leftover = b""
-        elif first == TLS_HANDSHAKE_BYTE:
-            top = startServerTLS(self, self._host.tlsContextFactory(), data, self._host.clock)
-            leftover = b""
-        elif self._host.tlsRequired:
-            log.warn(
-                "refusing plain connection from {peer}: this server requires TLS",
-                peer=describePeer(self.transport),
-            )
-            self._refused = True
-            self.transport.abortConnection()
+        if vhost is _WEBSOCKET:
+            inner = _WebSocketStream(self._host)
+            ws = serverProtocol(inner)
+            ws.opened.addErrback(_upgradeFailed, self.transport)
+            self.switchTo(ws, data)
             return
-        else:
-            top, leftover = self, data
-        if self._host.tcpMux:
-            session = _ServerSession(
-                isClient=False,
-                clock=self._host.clock,
-                acceptFactory=LogicalConnectionFactory(self._host),
-                keepaliveInterval=self._host.muxKeepaliveInterval,
-            )
-            top.switchTo(session, leftover)
-        else:
-            top.switchTo(LogicalConnection(self._host), leftover)
+        self._refused = not serveFrp(self._host, self, data)
 
     def _vhostFor(self, data: bytes):
         """Where frp's sniffing rules send a connection that began with ``data``: a shared
@@ -223,6 +200,73 @@ class BindConnection(SwitchableProtocol):
     def whenClosed(self) -> "Deferred[None]":
         """Fires once the TCP connection has closed."""
         return self._closed.wait()
+
+
+def serveFrp(host: ConnectionHost, proto: SwitchableProtocol, data: bytes) -> bool:
+    """Serve frp on ``proto``'s byte stream (a TCP connection, or the stream inside a websocket),
+    whose first bytes ``data`` were read: TLS by its first byte, then yamux or one logical
+    connection (wire-protocol.md §2.1 steps 3 and 4).  False if the connection was refused
+    (plain, but the server requires TLS)."""
+    first = data[0]
+    if first == CUSTOM_TLS_FIRST_BYTE:
+        top = startServerTLS(proto, host.tlsContextFactory(), data[1:], host.clock)
+        leftover = b""
+    elif first == TLS_HANDSHAKE_BYTE:
+        top = startServerTLS(proto, host.tlsContextFactory(), data, host.clock)
+        leftover = b""
+    elif host.tlsRequired:
+        log.warn("refusing plain connection from {peer}: this server requires TLS", peer=describePeer(proto.transport))
+        proto.transport.abortConnection()
+        return False
+    else:
+        top, leftover = proto, data
+    if host.tcpMux:
+        session = _ServerSession(
+            isClient=False,
+            clock=host.clock,
+            acceptFactory=LogicalConnectionFactory(host),
+            keepaliveInterval=host.muxKeepaliveInterval,
+        )
+        top.switchTo(session, leftover)
+    else:
+        top.switchTo(LogicalConnection(host), leftover)
+    return True
+
+
+def _upgradeFailed(failure: Failure, transport) -> None:
+    log.info("closing connection from {peer}: {error}", peer=describePeer(transport), error=failure.getErrorMessage())
+
+
+class _WebSocketStream(SwitchableProtocol):
+    """The byte stream inside frps's websocket endpoint: waits (10 s at most) for its first
+    byte, then is served like a TCP connection (:func:`serveFrp`)."""
+
+    def __init__(self, host: ConnectionHost) -> None:
+        super().__init__()
+        self._host = host
+        self._deadline: Optional[IDelayedCall] = None
+        self._refused = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._deadline = self._host.clock.callLater(FIRST_BYTE_TIMEOUT, self._noFirstByte)
+
+    def _noFirstByte(self) -> None:
+        log.info("closing websocket connection from {peer}: nothing received in {t:.0f} s",
+                 peer=describePeer(self.transport), t=FIRST_BYTE_TIMEOUT)
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.switchedTo is not None:
+            self.switchedTo.dataReceived(data)
+            return
+        if not self._refused:
+            cancelCall(self._deadline)
+            self._refused = not serveFrp(self._host, self, data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        cancelCall(self._deadline)
+        super().connectionLost(reason)
 
 
 class LogicalConnectionFactory(Factory):
