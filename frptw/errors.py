@@ -52,6 +52,11 @@ class NoWorkConnection(FrpError):
     (``timeout trying to get work connection``, ``control is already closed``...)."""
 
 
+class PluginRejected(FrpError):
+    """A server plugin refused an operation, or frps could not ask it.  The message is the text
+    frp reports: the plugin's ``reject_reason``, or ``send <Op> request to plugin error``."""
+
+
 __all__ = [
     "FrpError",
     "ConfigError",
@@ -62,4 +67,5 @@ __all__ = [
     "VisitorNotFound",
     "ConnectionClosed",
     "NoWorkConnection",
+    "PluginRejected",
 ]

@@ -96,7 +96,7 @@ class FakeFrps:
 
 class FakeControl:
     """A :class:`~frptw.server.proxy_base.ProxyOwner`: ``clock``, ``runId``, ``user``,
-    ``poolCount`` and :meth:`getWorkConn`.
+    ``poolCount``, :meth:`getWorkConn` and :meth:`admitUser` (no plugins).
 
     With ``immediate`` (the default) a work connection on a StringTransport is handed out at
     once (``works`` / ``protocols`` record them); otherwise each request waits in ``pending``
@@ -120,6 +120,10 @@ class FakeControl:
             self.pending.append(d)
             return d
         return succeed(self.makeWork())
+
+    def admitUser(self, proxyName: str, proxyType: str, remoteAddr: str) -> None:
+        """No server plugin judges user connections here."""
+        return None
 
     def makeWork(self) -> SwitchableProtocol:
         work = SwitchableProtocol()

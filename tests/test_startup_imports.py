@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 #: Loaded only by configs (or proxies) that use them.
 OPTIONAL = ("h11", "yaml", "frptw.config.template", "frptw.config.goyaml", "frptw.wire.snappy", "frptw.wire.lz4",
             "frptw.server.vhost.http", "frptw.server.vhost.https", "frptw.server.vhost.tcpmux", "twisted.web.client",
-            "aioquic", "frptw.transport.quic")
+            "aioquic", "frptw.transport.quic", "frptw.server.plugin_http")
 
 
 def loadedAfter(code: str) -> list:
@@ -35,6 +35,12 @@ class StartupImportTests(SynchronousTestCase):
             "from frptw.config import parse_client_config\n"
             "parse_client_config('serverPort = 7000\\n[[proxies]]\\nname = \"a\"\\ntype = \"tcp\"\\nlocalPort = 22\\n'"
             ", 'toml')"), [])
+
+    def test_plugin_client_loads_when_plugins_are_configured(self) -> None:
+        loaded = loadedAfter("from frptw.config import parse_server_config\nfrom frptw.server import FrpServerService\n"
+                             "FrpServerService(parse_server_config('[[httpPlugins]]\\nname = \"p\"\\n"
+                             "addr = \"127.0.0.1:9\"\\npath = \"/\"\\nops = [\"Login\"]', 'toml'))")
+        self.assertEqual(loaded, ["twisted.web.client", "frptw.server.plugin_http"])
 
     def test_vhosts_load_when_configured(self) -> None:
         loaded = loadedAfter("from frptw.config import parse_server_config\nfrom frptw.server import FrpServerService\n"

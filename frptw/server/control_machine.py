@@ -25,6 +25,10 @@ States:
 A NewProxy is two steps, because starting a proxy is I/O (a port is bound): :meth:`receive`
 returns :class:`StartProxy`, and the caller reports the outcome with :meth:`proxy_started` or
 :meth:`proxy_failed`, each of which returns the ``NewProxyResp`` to send.
+
+Server plugins (:mod:`frptw.server.plugins`) see a NewProxy or Ping before the machine does;
+asking them is the caller's I/O.  The caller then passes on the message as the plugins left it
+(:meth:`receive`), or reports their refusal with :meth:`refused`, which returns frp's answer.
 """
 
 import enum
@@ -129,6 +133,16 @@ class ControlMachine:
             return self._new_proxy(message)
         if isinstance(message, m.CloseProxy):
             return self._close_proxy(message)
+        return []
+
+    def refused(self, message: object, error: str) -> List[Action]:
+        """A server plugin refused ``message`` with ``error`` (frp's text): what frp answers."""
+        if self.state is not ControlState.ACTIVE:
+            return []
+        if isinstance(message, m.Ping):
+            return [Send(m.Pong(error=client_error("invalid ping", error, self._detailed)))]
+        if isinstance(message, m.NewProxy):
+            return self.proxy_failed(message, error)
         return []
 
     def _ping(self, ping: m.Ping, now: float) -> List[Action]:

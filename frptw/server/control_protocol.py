@@ -8,6 +8,12 @@ reactor turn (a closed listening port is only free once the reactor has closed i
 ``CloseProxy`` followed by a ``NewProxy`` for the same port must see the port free.  At most
 :data:`MAX_QUEUED` parsed messages wait; beyond that the connection stops being read.
 
+Server plugins that take ``NewProxy`` or ``Ping`` are asked before the machine sees the message,
+in that same one-at-a-time order, so a slow plugin delays the messages behind it (as in frp,
+whose control reads messages one by one) and never reorders them.  Closed proxies are reported
+to ``CloseProxy`` plugins without waiting for them.  As the owner of the client's proxies it
+also asks ``NewUserConn`` plugins about their user connections (:meth:`admitUser`).
+
 It also owns the client's :class:`~frptw.server.workpool.WorkConnPool`, asking frpc for work
 connections with ``ReqWorkConn``, and checks heartbeats once per second when
 ``heartbeat_timeout > 0``.
@@ -23,10 +29,12 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from frptw.errors import ProxyError
+from frptw.errors import PluginRejected, ProxyError
 from frptw.logs import FrpLogger
+from frptw.server import plugin_rpc as rpc
 from frptw.server._event import Event
 from frptw.server.control_machine import Action, ControlMachine, ControlState, Send, StartProxy, StopProxy, proxy_type
+from frptw.server.plugins import PluginManager
 from frptw.server.proxy_base import ProxyOwner
 from frptw.server.workpool import WorkConnPool
 from frptw.transport.addresses import describePeer
@@ -70,8 +78,10 @@ class ControlProtocol(Protocol):
         clock: IReactorTime,
         userConnTimeout: float,
         onClosed: Callable[["ControlProtocol"], None],
+        plugins: PluginManager,
     ) -> None:
         self.machine = machine
+        self._plugins = plugins
         self._proxies = proxies
         self._codec = AESCFBCodec(key)
         self._reader = m.MessageReader()
@@ -104,6 +114,19 @@ class ControlProtocol(Protocol):
     def getWorkConn(self) -> "Deferred[SwitchableProtocol]":
         """A work connection of this client (see :meth:`WorkConnPool.get`)."""
         return self.pool.get()
+
+    def admitUser(self, proxyName: str, proxyType: str, remoteAddr: str) -> "Optional[Deferred[None]]":
+        """Ask the ``NewUserConn`` plugins about a user connection; None when none takes it,
+        else a Deferred that fails with PluginRejected if the connection is refused."""
+        if not self._plugins.handles(rpc.NEW_USER_CONN):
+            return None
+        return self._plugins.newUserConn(self.userInfo, proxyName, proxyType, remoteAddr)
+
+    @property
+    def userInfo(self) -> rpc.UserInfo:
+        """Who this client is, as server plugins are told."""
+        login = self.machine.login
+        return rpc.UserInfo(login.user, dict(login.metas), self.machine.run_id)
 
     @property
     def login(self) -> m.Login:
@@ -190,10 +213,13 @@ class ControlProtocol(Protocol):
         """Handle queued messages in order, waiting whenever one takes a reactor turn."""
         while self._queue and not self._busy and self.machine.state is ControlState.ACTIVE:
             message = self._queue.popleft()
-            actions = self.machine.receive(message, self.clock.seconds())
-            if isinstance(message, m.NewProxy):
-                self._logRefusal(message, actions)
-            done = self._perform(actions)
+            asked = self._askPlugins(message)
+            if asked is None:
+                done = self._handle(message)
+            else:
+                done = asked.addCallbacks(self._handle, self._pluginRefused, errbackArgs=(message,))
+                done.addErrback(lambda f: log.failure("[{run_id}] handling {kind}", f, run_id=self.runId,
+                                                      kind=type(message).__name__))
             finished: List[object] = []
             done.addBoth(finished.append)  # ``done.called`` is already true while it waits
             if not finished:
@@ -203,6 +229,30 @@ class ControlProtocol(Protocol):
         if self._readPaused and len(self._queue) < MAX_QUEUED // 2 and not self._closing:
             self._readPaused = False
             self.transport.resumeProducing()
+
+    def _askPlugins(self, message: m.Message) -> "Optional[Deferred[m.Message]]":
+        """The plugins' version of ``message``, if some plugin takes messages of its kind."""
+        if isinstance(message, m.NewProxy) and self._plugins.handles(rpc.NEW_PROXY):
+            return self._plugins.newProxy(self.userInfo, message)
+        if isinstance(message, m.Ping) and self._plugins.handles(rpc.PING):
+            return self._plugins.ping(self.userInfo, message)
+        return None
+
+    def _handle(self, message: m.Message) -> "Deferred[None]":
+        actions = self.machine.receive(message, self.clock.seconds())
+        if isinstance(message, m.NewProxy):
+            self._logRefusal(message, actions)
+        return self._perform(actions)
+
+    def _pluginRefused(self, failure: Failure, message: m.Message) -> "Deferred[None]":
+        failure.trap(PluginRejected)
+        error = failure.getErrorMessage()
+        if isinstance(message, m.NewProxy):
+            log.warn("[{run_id}] new proxy [{name}] type [{type}] error: {error}", run_id=self.runId,
+                     name=message.proxy_name, type=proxy_type(message), error=error)
+        elif isinstance(message, m.Ping):
+            log.warn("[{run_id}] received invalid ping: {error}", run_id=self.runId, error=error)
+        return self._perform(self.machine.refused(message, error))
 
     def _logRefusal(self, request: m.NewProxy, actions: List[Action]) -> None:
         """The session refused a NewProxy outright (e.g. max_ports_per_client): say so, as
@@ -230,6 +280,7 @@ class ControlProtocol(Protocol):
         if isinstance(action, StopProxy):
             d = self._proxies.stopProxy(action.name)
             d.addErrback(lambda f: log.failure("closing proxy [{name}]", f, name=action.name))
+            self._plugins.closeProxy(self.userInfo, action.name)
             return d
         return self._startProxy(action)
 

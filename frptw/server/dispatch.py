@@ -7,14 +7,16 @@ open connections (so stopping frps can close them), and answers the first messag
 logical connection as frp does:
 
 ``Login``
-    Authenticated with the token (frp's error texts; only ``register control error`` when
+    First shown to the server plugins that take ``Login`` (they may reject or rewrite it,
+    :mod:`frptw.server.plugins`), then authenticated with the token (frp's error texts; only ``register control error`` when
     ``detailed_errors_to_client`` is off).  A run id is assigned when the client has none; a
     Login carrying the run id of a live control replaces it: the old control and its proxies
     are closed first, so the reconnecting client can register the same proxies and ports
     again.  Then the connection becomes a :class:`~frptw.server.control_protocol.ControlProtocol`.
 ``NewWorkConn``
     Put into the work-connection pool of the control with that run id (after the
-    ``NewWorkConns`` scope check, which answers ``StartWorkConn`` with frp's error text).
+    ``NewWorkConn`` plugins and the ``NewWorkConns`` scope check, either of which may refuse it
+    with ``StartWorkConn`` carrying frp's error text).
 ``NewVisitorConn``
     Checked against the stcp/sudp proxy it names (:mod:`frptw.server.stcp`) and answered
     with ``NewVisitorConnResp``; an accepted one is then served like a user connection.
@@ -22,6 +24,8 @@ anything else
     Closed, with one log line.
 
 The dispatcher keeps the logged-in clients by run id, since all three messages are about them.
+While the plugins are asked, the connection waits (what arrives is held); if it closes in the
+meantime, the answer is dropped.
 """
 
 import secrets
@@ -31,11 +35,14 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 
 from frptw import FRP_VERSION
+from frptw.errors import PluginRejected
 from frptw.logs import FrpLogger
+from frptw.server import plugin_rpc as rpc
 from frptw.server.auth import TokenVerifier, client_error
 from frptw.server.bindport import BindConnection, LogicalConnection
 from frptw.server.control_machine import ControlMachine
 from frptw.server.control_protocol import ControlProtocol
+from frptw.server.plugins import PluginManager
 from frptw.server.registry import ProxyRegistry
 from frptw.transport.addresses import describePeer
 from frptw.transport.sockets import setKeepalive
@@ -53,10 +60,13 @@ class Dispatcher:
         that a bad one fails (``ConfigError``) before any port is opened.
     :param clock: the clock of the connections' deadlines and of the control sessions.
     :param key: the token's AES key (control connections are encrypted with it).
+    :param plugins: the server plugins.
     """
 
-    def __init__(self, config, clock: IReactorTime, key: bytes, registry: ProxyRegistry) -> None:
+    def __init__(self, config, clock: IReactorTime, key: bytes, registry: ProxyRegistry,
+                 plugins: PluginManager) -> None:
         self._config = config
+        self._plugins = plugins
         self.clock = clock
         self._verifier = TokenVerifier(config.auth.token, config.auth.additional_scopes)
         self._key = key
@@ -126,6 +136,28 @@ class Dispatcher:
 
     # -- Login -----------------------------------------------------------------------------------
     def _login(self, conn: LogicalConnection, login: m.Login, leftover: bytes) -> None:
+        if not self._plugins.handles(rpc.LOGIN):
+            self._register(conn, login, leftover)
+            return
+        d = self._plugins.login(login, describePeer(conn.transport))
+        d.addCallbacks(lambda changed: self._register(conn, changed, leftover),
+                       lambda f: self._pluginRefusedLogin(conn, login, f))
+        d.addErrback(lambda f: log.failure("login of {peer}", f, peer=describePeer(conn.transport)))
+
+    def _pluginRefusedLogin(self, conn: LogicalConnection, login: m.Login, failure) -> None:
+        failure.trap(PluginRejected)
+        if conn.lost:
+            return
+        error = failure.getErrorMessage()
+        log.warn("register control error of {peer}: {error}", peer=describePeer(conn.transport), error=error)
+        text = client_error("register control error", error, self._config.detailed_errors_to_client)
+        self._refuse(conn, m.LoginResp(version=FRP_VERSION, error=text))
+
+    def _register(self, conn: LogicalConnection, login: m.Login, leftover: bytes) -> None:
+        """Authenticate ``login`` and make ``conn`` its client's control connection."""
+        if conn.lost:
+            log.info("login of {peer} dropped: the connection closed", peer=describePeer(conn.transport))
+            return
         config = self._config
         runId = login.run_id or secrets.token_hex(8)
         log.info("[{run_id}] client login info: ip [{peer}] version [{version}] hostname [{hostname}] os [{os}] "
@@ -151,7 +183,8 @@ class Dispatcher:
             detailed_errors=config.detailed_errors_to_client,
         )
         control = ControlProtocol(
-            machine, self._registry, self._key, self.clock, config.user_conn_timeout, self._controlClosed
+            machine, self._registry, self._key, self.clock, config.user_conn_timeout, self._controlClosed,
+            self._plugins,
         )
         conn.switchTo(control, leftover)
         old = self.controls.get(runId)
@@ -174,18 +207,39 @@ class Dispatcher:
                      run_id=request.run_id, peer=peer)
             conn.transport.loseConnection()
             return
+        conn.hold(leftover)
+        if not self._plugins.handles(rpc.NEW_WORK_CONN):
+            self._verifyWorkConn(conn, control, request)
+            return
+        d = self._plugins.newWorkConn(control.userInfo, request)
+        d.addCallbacks(lambda changed: self._verifyWorkConn(conn, control, changed),
+                       lambda f: self._pluginRefusedWorkConn(conn, request, f))
+        d.addErrback(lambda f: log.failure("work connection from {peer}", f, peer=peer))
+
+    def _verifyWorkConn(self, conn: LogicalConnection, control: ControlProtocol, request: m.NewWorkConn) -> None:
+        """Check the key of a work connection for ``control``, then pool it."""
         error = self._verifier.verify_new_work_conn(request.privilege_key, request.timestamp)
         if error is not None:
-            log.warn("[{run_id}] invalid NewWorkConn from {peer}: {error}", run_id=request.run_id, peer=peer,
-                     error=error)
-            text = client_error("invalid NewWorkConn", error, self._config.detailed_errors_to_client)
-            self._refuse(conn, m.StartWorkConn(error=text))
+            self._refuseWorkConn(conn, request, error)
             return
-        conn.hold(leftover)
+        if conn.lost:
+            return
         conn.onLost = control.pool.discard
         if not control.pool.put(conn):
             log.debug("[{run_id}] work connection pool is full, discarding", run_id=request.run_id)
             conn.transport.loseConnection()
+
+    def _pluginRefusedWorkConn(self, conn: LogicalConnection, request: m.NewWorkConn, failure) -> None:
+        failure.trap(PluginRejected)
+        self._refuseWorkConn(conn, request, failure.getErrorMessage())
+
+    def _refuseWorkConn(self, conn: LogicalConnection, request: m.NewWorkConn, error: str) -> None:
+        if conn.lost:
+            return
+        log.warn("[{run_id}] invalid NewWorkConn from {peer}: {error}", run_id=request.run_id,
+                 peer=describePeer(conn.transport), error=error)
+        text = client_error("invalid NewWorkConn", error, self._config.detailed_errors_to_client)
+        self._refuse(conn, m.StartWorkConn(error=text))
 
     # -- NewVisitorConn --------------------------------------------------------------------------
     def _newVisitorConn(self, conn: LogicalConnection, request: m.NewVisitorConn) -> None:

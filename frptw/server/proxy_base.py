@@ -4,6 +4,8 @@ A user connection arrives paused (a :class:`~frptw.transport.switch.SwitchablePr
 ``pauseOnConnect``: its bytes wait in the kernel, not in our memory).  :class:`BaseProxy`
 then (wire-protocol.md §7.1):
 
+0. asks the server plugins that take ``NewUserConn`` (through its owner), if any; a rejected
+   connection is closed (frp: ``the user conn [addr] was rejected``);
 1. gets a work connection from the owning client's pool, writes ``StartWorkConn`` on it and, if
    that connection turned out to be gone already, tries another, up to ``pool_count + 1``
    times;
@@ -26,7 +28,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from frptw.config.bandwidth import BandwidthError
-from frptw.errors import NoWorkConnection
+from frptw.errors import NoWorkConnection, PluginRejected
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
 from frptw.server.stats import ProxyStats
@@ -67,6 +69,10 @@ class ProxyOwner(TypingProtocol):
 
     def getWorkConn(self) -> "Deferred[SwitchableProtocol]":
         """A work connection of this client, pooled or asked for (fails when none comes)."""
+
+    def admitUser(self, proxyName: str, proxyType: str, remoteAddr: str) -> "Optional[Deferred[None]]":
+        """None if no server plugin judges user connections; else a Deferred that fails with
+        :class:`~frptw.errors.PluginRejected` if this one is refused."""
 
 
 class UserConnection(SwitchableProtocol):
@@ -140,9 +146,27 @@ class BaseProxy:
         if self._closing:
             user.transport.abortConnection()
             return
+        remoteAddr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        admitted = self.owner.admitUser(self.name, self.type, remoteAddr)
+        if admitted is None:
+            self._findWorkConn(user)
+            return
+        self._waiting[user] = admitted
+        admitted.addCallbacks(lambda _: self._findWorkConn(user), lambda f: self._rejected(user, remoteAddr, f))
+
+    def _findWorkConn(self, user: UserConnection) -> None:
         d = Deferred.fromCoroutine(self._startWorkConn(user.transport.getPeer(), user.transport.getHost()))
         self._waiting[user] = d
         d.addCallbacks(lambda work: self._join(user, work), lambda f: self._noWorkConn(user, f))
+
+    def _rejected(self, user: UserConnection, remoteAddr: str, failure: Failure) -> None:
+        self._waiting.pop(user, None)
+        if failure.check(CancelledError):
+            return  # the user left first
+        failure.trap(PluginRejected)
+        log.warn("[{run_id}] [{name}] the user conn [{addr}] was rejected, err:{error}", run_id=self.runId,
+                 name=self.name, addr=remoteAddr, error=failure.getErrorMessage())
+        user.transport.loseConnection()
 
     def userLeft(self, user: UserConnection) -> None:
         """A user connection closed; if it was still waiting, withdraw its request."""

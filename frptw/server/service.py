@@ -25,6 +25,7 @@ from frptw.logs import FrpLogger
 from frptw.server.bindport import BindConnection, LogicalConnectionFactory
 from frptw.server.control_protocol import ControlProtocol
 from frptw.server.dispatch import Dispatcher
+from frptw.server.plugins import PluginManager
 from frptw.server.proxy_base import BaseProxy
 from frptw.server.proxy_conf import JSONObject, proxy_conf
 from frptw.server.records import ClientRecord, ProxyRecord, clientRecord, proxyRecord
@@ -67,7 +68,8 @@ class FrpServerService(Service):
         #: is configured: without one nothing is counted.
         self.stats: Optional[ServerStats] = ServerStats(clock) if config.web_server.port > 0 else None
         self._registry = ProxyRegistry(config, reactor, key, clock, self.stats)
-        self._dispatcher = Dispatcher(config, clock, key, self._registry)
+        self._plugins = PluginManager(config.http_plugins, reactor, clock)
+        self._dispatcher = Dispatcher(config, clock, key, self._registry, self._plugins)
         self._listeningPort: Optional[IListeningPort] = None
         #: The QUIC port (``quic_bind_port``) and its protocol, when configured.
         self._quicPort: Optional[IListeningPort] = None
@@ -221,6 +223,7 @@ class FrpServerService(Service):
         waits.append(self._dispatcher.closeControls())
         waits.append(self._registry.stopAll())
         waits.append(self._dispatcher.abortConnections())
+        waits.append(self._plugins.close())
         d = DeferredList(waits, consumeErrors=True)
         d.addCallback(lambda _: log.info("frps stopped"))
         return d

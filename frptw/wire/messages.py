@@ -82,6 +82,9 @@ __all__ = [
     "NatHoleReport",
     "encode_message",
     "encode_body",
+    "encode_json",
+    "struct_to_json",
+    "struct_from_json",
     "decode_body",
     "MessageReader",
 ]
@@ -638,6 +641,22 @@ for _cls in _ALL_MESSAGES:  # build every schema at import: a bad definition fai
 
 _json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False,
                                  allow_nan=False)
+
+
+def struct_to_json(obj: Any) -> dict[str, Any]:
+    """A message (or nested struct) as the JSON object Go marshals it to, before encoding;
+    for JSON documents that embed frp messages (the server plugin RPC)."""
+    return _struct_to_dict(obj)
+
+
+def struct_from_json(cls: type, obj: Any, where: str) -> Any:
+    """An instance of ``cls`` (a message or any slotted dataclass of the kinds used here) from
+    a decoded JSON object, with Go's rules (see the module docstring).
+
+    :raises ProtocolError: ``obj`` is not an object, or a known key has a value of the wrong type.
+    """
+    _schema(cls)
+    return _struct_from_dict(cls, obj, where)
 
 
 def encode_body(msg: Message) -> bytes:

@@ -1,0 +1,197 @@
+"""frptw.server.plugins: HTTP calls to server plugins (a twisted.web plugin on loopback), the
+chain per operation, failures and the call timeout (on a task.Clock)."""
+
+import re
+
+from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+from twisted.web.server import Site
+
+from frptw.config.model_common import HTTPPluginOptions
+from frptw.errors import PluginRejected
+from frptw.server import plugin_rpc as rpc
+from frptw.server.plugin_http import MAX_REPLY, plugin_url
+from frptw.server.plugins import CALL_TIMEOUT, PluginManager
+from frptw.wire import messages as m
+from tests.pki import TestCA
+from tests.pluginserver import HOLD, HTTPAnswer, PluginServer, listenPlugin
+from tests.support import LogCapture, free_port, tempDir, until
+
+CAROL = rpc.UserInfo("carol", {"team": "red"}, "run1")
+REQUEST = m.NewProxy(proxy_name="carol.echo", proxy_type="tcp", remote_port=6000)
+
+
+class ChainTests(TestCase):
+    timeout = 20
+
+    async def plugins(self, *specs, clock=None):
+        """A PluginManager over one recording plugin server per (name, ops)."""
+        servers, options = [], []
+        for name, ops in specs:
+            server = PluginServer()
+            port = await listenPlugin(self, server)
+            servers.append(server)
+            options.append(HTTPPluginOptions(name=name, addr=f"127.0.0.1:{port}", path="/handler", ops=ops))
+        manager = PluginManager(options, reactor, clock)
+        self.addCleanup(manager.close)
+        return manager, servers
+
+    async def rejected(self, d) -> str:
+        with self.assertRaises(PluginRejected) as caught:
+            await d
+        return str(caught.exception)
+
+    async def test_request_as_frp_sends_it(self) -> None:
+        manager, [server] = await self.plugins(("p", ["NewProxy"]))
+        self.assertEqual(await manager.newProxy(CAROL, REQUEST), REQUEST)
+        [call] = server.calls
+        self.assertEqual((call.path, call.query), ("/handler", {"op": ["NewProxy"], "version": ["0.1.0"]}))
+        self.assertEqual(call.headers["content-type"], "application/json")
+        self.assertRegex(call.headers["x-frp-reqid"], "^[0-9a-f]{16}$")
+        self.assertEqual(call.body, {"version": "0.1.0", "op": "NewProxy", "content": {
+            "user": {"user": "carol", "metas": {"team": "red"}, "run_id": "run1"},
+            "proxy_name": "carol.echo", "proxy_type": "tcp", "remote_port": 6000}})
+
+    async def test_chain_in_order_each_seeing_the_last_rewrite(self) -> None:
+        manager, [first, second] = await self.plugins(("a", ["NewProxy"]), ("b", ["NewProxy", "Ping"]))
+        first.answer("NewProxy", {"unchange": False, "content": {"proxy_name": "carol.echo", "proxy_type": "tcp",
+                                                                 "remote_port": 7001, "junk": 1}})
+        result = await manager.newProxy(CAROL, REQUEST)
+        self.assertEqual(result.remote_port, 7001)
+        # The second plugin got the first one's content as frp re-marshals it: unknown keys
+        # dropped, the user object zero because the rewrite left it out.
+        self.assertEqual(second.calls[0].content, {"user": {"user": "", "metas": None, "run_id": ""},
+                                                   "proxy_name": "carol.echo", "proxy_type": "tcp",
+                                                   "remote_port": 7001})
+        self.assertEqual(first.calls[0].headers["x-frp-reqid"], second.calls[0].headers["x-frp-reqid"])
+
+    async def test_only_plugins_for_the_op_are_asked(self) -> None:
+        manager, [login, ping] = await self.plugins(("l", ["Login"]), ("p", ["Ping"]))
+        self.assertFalse(manager.handles("NewProxy"))
+        self.assertTrue(manager.handles("Ping"))
+        await manager.ping(CAROL, m.Ping())
+        self.assertEqual(([c.op for c in login.calls], [c.op for c in ping.calls]), ([], ["Ping"]))
+
+    async def test_reject_stops_the_chain(self) -> None:
+        manager, [first, second] = await self.plugins(("a", ["Login"]), ("b", ["Login"]))
+        first.answer("Login", {"reject": True, "reject_reason": "invalid user"})
+        self.assertEqual(await self.rejected(manager.login(m.Login(user="x"), "127.0.0.1:1")), "invalid user")
+        self.assertEqual(second.calls, [])
+
+    async def test_login_rewrite(self) -> None:
+        manager, [server] = await self.plugins(("a", ["Login"]))
+        server.answer("Login", {"content": {"user": "renamed", "pool_count": 3, "client_address": "x"}})
+        login = await manager.login(m.Login(user="x", version="0.65.0"), "127.0.0.1:1")
+        self.assertEqual((login.user, login.pool_count, login.version), ("renamed", 3, ""))
+        self.assertEqual(server.calls[0].content["client_address"], "127.0.0.1:1")
+
+    async def test_new_user_conn_only_reject_matters(self) -> None:
+        manager, [server] = await self.plugins(("a", ["NewUserConn"]))
+        server.answer("NewUserConn", {"content": {"proxy_name": "other"}})
+        self.assertIsNone(await manager.newUserConn(CAROL, "p", "tcp", "127.0.0.1:9"))
+        server.answer("NewUserConn", {"reject": True, "reject_reason": "blocked"})
+        self.assertEqual(await self.rejected(manager.newUserConn(CAROL, "p", "tcp", "127.0.0.1:9")), "blocked")
+
+    async def test_bad_answers_fail_the_call_with_one_log_line(self) -> None:
+        manager, [server] = await self.plugins(("bad", ["NewProxy"]))
+        for answer, cause in [
+            (HTTPAnswer(500, b"oops"), "do http request error code: 500"),
+            (HTTPAnswer(200, b"{not json"), "reply is not JSON"),
+            (HTTPAnswer(200, b'{"unchange":"false"}'), "'unchange' must be a JSON boolean"),
+            ({"content": {"remote_port": "x"}}, "NewProxy.remote_port: expected an int64"),
+            (HTTPAnswer(200, b" " * (MAX_REPLY + 1)), f"reply longer than {MAX_REPLY} bytes"),
+        ]:
+            server.answer("NewProxy", answer)
+            logs = LogCapture(self)
+            self.assertEqual(await self.rejected(manager.newProxy(CAROL, REQUEST)),
+                             "send NewProxy request to plugin error")
+            [line] = logs.reported(0)
+            self.assertRegex(line, r"^\[reqid: [0-9a-f]{16}\] send NewProxy request to plugin \[bad\] error: ")
+            self.assertIn(cause, line)
+
+    async def test_plugin_down(self) -> None:
+        options = [HTTPPluginOptions(name="down", addr=f"127.0.0.1:{free_port()}", path="/", ops=["Ping"])]
+        manager = PluginManager(options, reactor)
+        self.addCleanup(manager.close)
+        logs = LogCapture(self)
+        self.assertEqual(await self.rejected(manager.ping(CAROL, m.Ping())), "send Ping request to plugin error")
+        [line] = logs.reported(0)
+        self.assertIn("send Ping request to plugin [down] error: ", line)
+        self.assertIn("refused", line)
+
+    async def test_plugin_slow_fails_after_the_call_timeout(self) -> None:
+        clock = Clock()
+        manager, [server] = await self.plugins(("slow", ["NewWorkConn"]), clock=clock)
+        server.answer("NewWorkConn", HOLD)
+        logs = LogCapture(self)
+        d = ensureDeferred(self.rejected(manager.newWorkConn(CAROL, m.NewWorkConn(run_id="run1"))))
+        await server.waitFor("NewWorkConn")
+        clock.advance(CALL_TIMEOUT - 0.1)
+        self.assertFalse(d.called)
+        clock.advance(0.1)
+        self.assertEqual(await d, "send NewWorkConn request to plugin error")
+        [line] = logs.reported(0)
+        self.assertIn("send NewWorkConn request to plugin [slow] error: no answer in 30 s", line)
+        await until(lambda: server.held and server.held[0]._disconnected, "the held request to be abandoned")
+
+    async def test_close_proxy_answers_are_ignored_and_failures_logged(self) -> None:
+        manager, [refusing, down] = await self.plugins(("a", ["CloseProxy"]), ("b", ["CloseProxy"]))
+        refusing.answer("CloseProxy", {"reject": True, "reject_reason": "ignored"})
+        down.answer("CloseProxy", HTTPAnswer(404, b""))
+        logs = LogCapture(self)
+        self.assertIsNone(manager.closeProxy(CAROL, "carol.echo"))
+        await down.waitFor("CloseProxy")
+        await logs.waitFor("send CloseProxy request to plugin [b] error: do http request error code: 404")
+        self.assertEqual(refusing.calls[0].content, {"user": CAROL.to_json(), "proxy_name": "carol.echo"})
+
+    async def test_close_cancels_calls_under_way(self) -> None:
+        manager, [server] = await self.plugins(("slow", ["Login"]))
+        server.answer("Login", HOLD)
+        d = manager.login(m.Login(), "127.0.0.1:1")
+        await server.waitFor("Login")
+        await manager.close()
+        self.failureResultOf(d)
+
+
+class TLSTests(TestCase):
+    timeout = 20
+
+    async def httpsPlugin(self):
+        ca = TestCA(tempDir(self))
+        certFile, keyFile = ca.issueFiles("localhost", dnsNames=["localhost"])
+        from twisted.internet import ssl
+        with open(certFile, "rb") as c, open(keyFile, "rb") as k:
+            options = ssl.PrivateCertificate.loadPEM(c.read() + k.read()).options()
+        server = PluginServer()
+        port = reactor.listenSSL(0, Site(server), options, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return server, port.getHost().port
+
+    async def test_https_without_verification_accepts_any_certificate(self) -> None:
+        server, port = await self.httpsPlugin()
+        manager = PluginManager([HTTPPluginOptions(name="tls", addr=f"https://localhost:{port}", path="/p",
+                                                   ops=["Ping"])], reactor)
+        self.addCleanup(manager.close)
+        await manager.ping(CAROL, m.Ping())
+        self.assertEqual(server.calls[0].path, "/p")
+
+    async def test_https_with_verification_refuses_an_unknown_ca(self) -> None:
+        server, port = await self.httpsPlugin()
+        manager = PluginManager([HTTPPluginOptions(name="tls", addr=f"https://localhost:{port}", path="/p",
+                                                   ops=["Ping"], tls_verify=True)], reactor)
+        self.addCleanup(manager.close)
+        logs = LogCapture(self)
+        with self.assertRaises(PluginRejected):
+            await manager.ping(CAROL, m.Ping())
+        self.assertEqual(server.calls, [])
+        self.assertEqual(len(logs.reported(0)), 1)
+
+
+class URLTests(TestCase):
+    def test_url(self) -> None:
+        self.assertEqual(plugin_url("127.0.0.1:9000", "/handler"), "http://127.0.0.1:9000/handler")
+        self.assertEqual(plugin_url("http://h:1", ""), "http://h:1/")
+        self.assertEqual(plugin_url("https://h:1", "/a/b"), "https://h:1/a/b")
+        self.assertTrue(re.match("^http://", plugin_url("h:1", "/")))
