@@ -24,6 +24,7 @@ PluginBuilder = Callable[[ClientPluginOptions, PluginContext], IClientPlugin]
 #: Built-in plugin types and the module (in this package) whose ``build`` makes them.
 BUILTIN_MODULES: Dict[str, str] = {
     "socks5": "socks5",
+    "static_file": "static_file",
     "unix_domain_socket": "unix_socket",
 }
 
