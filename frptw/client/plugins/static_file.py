@@ -41,6 +41,7 @@ from zope.interface import implementer
 
 from frptw.client.plugins._contract import ConnectionInfo, IClientPlugin, PluginContext
 from frptw.config.plugins import StaticFilePluginOptions
+from frptw.errors import FrpError
 from frptw.logs import FrpLogger
 from frptw.transport.addresses import describePeer
 from frptw.transport.http_front import HEADER_TIMEOUT, MAX_HEAD
@@ -125,7 +126,7 @@ def listing(names: list) -> bytes:
             + "".join(lines) + "</pre>\n").encode("utf-8", "surrogateescape")
 
 
-class RangeRefused(ValueError):
+class RangeRefused(FrpError, ValueError):
     """A Range header Go's file server answers 416 (the message is its body)."""
 
     def __init__(self, message: str, overlap: bool) -> None:
