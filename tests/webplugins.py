@@ -170,3 +170,35 @@ class RecordingBackend(Factory):
     def headersSeen(self, index: int = -1) -> Dict[str, str]:
         """The headers (lower-case names) of request ``index``, repeated ones joined."""
         return Response(0, self.requests[index][0].headers.raw_items(), b"").headers
+
+
+class _UpgradeConnection(Protocol):
+    """Answers an upgrade request with 101, then echoes raw bytes (a websocket server's shape)."""
+
+    def connectionMade(self) -> None:
+        self.h11 = h11.Connection(h11.SERVER)
+        self.tunnel = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.tunnel:
+            self.transport.write(data)
+            return
+        self.h11.receive_data(data)
+        event = self.h11.next_event()
+        if isinstance(event, h11.Request):
+            self.factory.upgradeHeads.append({k.lower(): v for k, v in event.headers.raw_items()})
+            self.transport.write(self.h11.send(h11.InformationalResponse(
+                status_code=101, headers=[(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")])))
+            self.tunnel = True
+            leftover = self.h11.trailing_data[0]
+            if leftover:
+                self.transport.write(leftover)
+
+
+class UpgradeBackend(Factory):
+    """A backend that switches every connection to an echo after a 101; records the heads."""
+
+    protocol = _UpgradeConnection
+
+    def __init__(self) -> None:
+        self.upgradeHeads: List[Dict[bytes, bytes]] = []

@@ -204,6 +204,10 @@ class HTTPFrontConnection(SwitchableProtocol):
         if len(headers) > MAX_HEADERS:
             self._badRequest(h11.RemoteProtocolError("too many headers", error_status_hint=431))
             return
+        if sum(len(name) + len(value) for name, value in headers) > MAX_HEAD:
+            # h11 bounds only a head still incomplete; one that arrived whole in a read may be longer.
+            self._badRequest(h11.RemoteProtocolError("request head too large", error_status_hint=431))
+            return
         transferEncoding = first_header(headers, b"transfer-encoding")
         if transferEncoding is not None and first_header(headers, b"content-length") is not None:
             self._badRequest(h11.RemoteProtocolError("both Content-Length and Transfer-Encoding", 400))

@@ -23,6 +23,10 @@ PluginBuilder = Callable[[ClientPluginOptions, PluginContext], IClientPlugin]
 
 #: Built-in plugin types and the module (in this package) whose ``build`` makes them.
 BUILTIN_MODULES: Dict[str, str] = {
+    "http2http": "reverse_proxy",
+    "http2https": "reverse_proxy",
+    "https2http": "reverse_proxy",
+    "https2https": "reverse_proxy",
     "socks5": "socks5",
     "static_file": "static_file",
     "unix_domain_socket": "unix_socket",
