@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from twisted.internet import defer, error, protocol
 from twisted.internet.interfaces import IReactorProcess
@@ -22,6 +22,15 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 #: The line each program logs once it is ready to be used.
 READY_LINES = {"frps": "frps started successfully", "frpc": "login to server success"}
+
+
+def writeConfig(kind: str, text: str, fmt: str = "toml") -> str:
+    """``text`` in a new private directory as ``kind.fmt``; its path."""
+    directory = tempfile.mkdtemp(prefix=f"frptw-{kind}-")
+    path = os.path.join(directory, f"{kind}.{fmt}")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 class _Output(protocol.ProcessProtocol):
@@ -40,7 +49,7 @@ class _Output(protocol.ProcessProtocol):
 class GoFrp:
     """One running real frp program."""
 
-    def __init__(self, reactor: IReactorProcess, kind: str, config_path: str) -> None:
+    def __init__(self, reactor: IReactorProcess, kind: str, config_path: Optional[str]) -> None:
         self.reactor = reactor
         self.kind = kind
         self.config_path = config_path
@@ -59,20 +68,25 @@ class GoFrp:
         fmt: str = "toml",
         ready: Optional[str] = "default",
         timeout: float = 15.0,
+        prefix: Sequence[str] = (),
     ) -> defer.Deferred:
         """Start ``kind`` ("frps" or "frpc") with ``config_text``; fire with the GoFrp once
-        ``ready`` (by default frp's own ready line; ``None`` = don't wait) has been logged."""
+        ``ready`` (by default frp's own ready line; ``None`` = don't wait) has been logged.
+        ``prefix`` goes before the command (``ip netns exec NS``)."""
         binary = frp_binary(kind)
-        directory = tempfile.mkdtemp(prefix=f"frptw-{kind}-")
-        path = os.path.join(directory, f"{kind}.{fmt}")
-        with open(path, "w") as f:
-            f.write(config_text)
-        self = cls(reactor, kind, path)
-        self._process = reactor.spawnProcess(
-            _Output(self), binary, [binary, "-c", path], env={"PATH": os.environ.get("PATH", "")}, path=directory
-        )
+        path = writeConfig(kind, config_text, fmt)
         if ready == "default":
             ready = READY_LINES[kind]
+        return cls.command(reactor, kind, [*prefix, binary, "-c", path], ready, timeout, directory=os.path.dirname(path))
+
+    @classmethod
+    def command(cls, reactor, name: str, argv: Sequence[str], ready: Optional[str], timeout: float = 15.0,
+                directory: Optional[str] = None, env: Optional[dict] = None) -> defer.Deferred:
+        """Run any ``argv`` the same way (output collected, :meth:`waitFor`, :meth:`stop`);
+        ``directory``, if given, is the working directory and is removed when it exits."""
+        self = cls(reactor, name, os.path.join(directory, "-") if directory else None)
+        env = env if env is not None else {"PATH": os.environ.get("PATH", "")}
+        self._process = reactor.spawnProcess(_Output(self), argv[0], list(argv), env=env, path=directory)
         if ready is None:
             return defer.succeed(self)
         d = self.waitFor(ready, timeout)
@@ -97,7 +111,8 @@ class GoFrp:
     def _ended(self, reason) -> None:
         self.exitReason = reason
         self._process = None
-        shutil.rmtree(os.path.dirname(self.config_path), ignore_errors=True)
+        if self.config_path is not None:
+            shutil.rmtree(os.path.dirname(self.config_path), ignore_errors=True)
         waiters, self._waiters = self._waiters, []
         for text, count, d in waiters:
             d.errback(AssertionError(f"{self.kind} exited before logging {text!r} {count} time(s):\n{self.output}"))

@@ -16,7 +16,8 @@ States:
     this client registers them again.  :meth:`ControlMachine.start` leaves this state.
 ``ACTIVE``
     ``LoginResp`` and the first ``ReqWorkConn`` messages are sent; ``NewProxy``, ``CloseProxy``
-    and ``Ping`` are handled in arrival order; every other known message is ignored, as frps
+    and ``Ping`` are handled in arrival order, the xtcp ``NatHole*`` messages go to the
+    server's nat-hole controller; every other known message is ignored, as frps
     does.  The heartbeat deadline runs only when ``heartbeat_timeout > 0``.
 ``CLOSED``
     The connection ended, timed out, or was replaced by a newer Login.  All the client's
@@ -70,7 +71,16 @@ class StopProxy:
     name: str
 
 
-Action = Union[Send, StartProxy, StopProxy]
+@dataclass(frozen=True)
+class NatHole:
+    """Hand a NatHoleVisitor/NatHoleClient/NatHoleReport to the server's nat-hole controller."""
+
+    message: m.Message
+
+
+Action = Union[Send, StartProxy, StopProxy, NatHole]
+
+_NAT_HOLE_MESSAGES = (m.NatHoleVisitor, m.NatHoleClient, m.NatHoleReport)
 
 
 def proxy_type(request: m.NewProxy) -> str:
@@ -133,6 +143,8 @@ class ControlMachine:
             return self._new_proxy(message)
         if isinstance(message, m.CloseProxy):
             return self._close_proxy(message)
+        if isinstance(message, _NAT_HOLE_MESSAGES):
+            return [NatHole(message)]
         return []
 
     def refused(self, message: object, error: str) -> List[Action]:

@@ -33,7 +33,16 @@ from frptw.errors import PluginRejected, ProxyError
 from frptw.logs import FrpLogger
 from frptw.server import plugin_rpc as rpc
 from frptw.server._event import Event
-from frptw.server.control_machine import Action, ControlMachine, ControlState, Send, StartProxy, StopProxy, proxy_type
+from frptw.server.control_machine import (
+    Action,
+    ControlMachine,
+    ControlState,
+    NatHole,
+    Send,
+    StartProxy,
+    StopProxy,
+    proxy_type,
+)
 from frptw.server.plugins import PluginManager
 from frptw.server.proxy_base import ProxyOwner
 from frptw.server.workpool import WorkConnPool
@@ -60,6 +69,9 @@ class ProxyHost(TypingProtocol):
 
     def stopProxy(self, name: str) -> "Deferred[None]":
         """Close the named proxy and everything it holds."""
+
+    def natHoleMessage(self, owner: ProxyOwner, message: m.Message, reply: Callable[[m.Message], None]) -> None:
+        """Handle an xtcp NatHole* message of ``owner``; answers go through ``reply``."""
 
 
 class ControlProtocol(Protocol):
@@ -277,6 +289,9 @@ class ControlProtocol(Protocol):
         if isinstance(action, Send):
             self._send(action.message)
             return None
+        if isinstance(action, NatHole):
+            self._proxies.natHoleMessage(self, action.message, self.sendMessage)
+            return None
         if isinstance(action, StopProxy):
             d = self._proxies.stopProxy(action.name)
             d.addErrback(lambda f: log.failure("closing proxy [{name}]", f, name=action.name))
@@ -303,6 +318,12 @@ class ControlProtocol(Protocol):
         d = maybeDeferred(self._proxies.startProxy, self, request)
         d.addCallbacks(started, failed)
         return d
+
+    def sendMessage(self, message: m.Message) -> None:
+        """Send ``message`` to the client, if the session still runs (nat-hole answers may
+        come late)."""
+        if self.machine.state is ControlState.ACTIVE and not self._closing:
+            self._send(message)
 
     def _send(self, message: m.Message) -> None:
         data = m.encode_message(message)

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
 from frptw.server.control_machine import proxy_type
+from frptw.server.nathole import NatHoleController
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.server.stats import ServerStats
@@ -25,6 +26,8 @@ from frptw.server.stcp import SecretProxy
 from frptw.server.tcp import TCPProxy
 from frptw.server.tcpgroup import TCPGroups
 from frptw.server.udp import UDPProxy
+from frptw.server.xtcp import XTCPProxy
+from frptw.wire import messages as m
 from frptw.wire.messages import NewProxy
 
 if TYPE_CHECKING:
@@ -62,7 +65,10 @@ class ProxyRegistry:
             "udp": _buildUDP,
             "stcp": _buildSecretProxy,
             "sudp": _buildSecretProxy,
+            "xtcp": _buildXTCP,
         }
+        #: The rendezvous of xtcp visitors and owners (frp always has one).
+        self.natHole = NatHoleController(clock, config.nathole_analysis_data_reserve_hours)
         #: The HTTPS (SNI) vhost and the tcpmux httpconnect port, when configured; the
         #: service listens for them (or shares the bind port with the HTTPS one).
         self.httpsVhost: "Optional[HTTPSVhost]" = None
@@ -145,6 +151,15 @@ class ProxyRegistry:
         proxy = self._proxies.get(name)
         return proxy if isinstance(proxy, SecretProxy) else None
 
+    def natHoleMessage(self, owner: ProxyOwner, message: m.Message, reply: Callable[[m.Message], None]) -> None:
+        """A NatHoleVisitor/NatHoleClient/NatHoleReport on ``owner``'s control connection."""
+        if isinstance(message, m.NatHoleVisitor):
+            self.natHole.handle_visitor(message, reply, owner.user)
+        elif isinstance(message, m.NatHoleClient):
+            self.natHole.handle_client(message, reply, owner.runId)
+        elif isinstance(message, m.NatHoleReport):
+            self.natHole.handle_report(message)
+
     def stopProxy(self, name: str) -> "Deferred[None]":
         proxy = self._proxies.pop(name, None)
         if proxy is None:
@@ -187,6 +202,10 @@ def _buildTCPMux(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) 
     from frptw.server.vhost.tcpmux import TCPMuxProxy
 
     return TCPMuxProxy(owner, request, registry.key, registry.tcpmuxVhost, registry.config.subdomain_host)
+
+
+def _buildXTCP(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:
+    return XTCPProxy(owner, request, registry.key, registry.natHole)
 
 
 def _buildSecretProxy(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:

@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, 
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from frptw.errors import ConfigError
@@ -77,6 +78,9 @@ class FrpServerService(Service):
         self._vhostPorts: List[IListeningPort] = []
         self._listenFailure: Optional[Failure] = None
         self._listenWaiters: List[Deferred] = []
+        # frps drops the nat-hole score tables of pairs unseen for the reserve hours, hourly.
+        self._natHoleCleaner = LoopingCall(self._registry.natHole.clean)
+        self._natHoleCleaner.clock = clock
 
     # -- public API ----------------------------------------------------------------------------
     def whenListening(self) -> "Deferred[IListeningPort]":
@@ -134,6 +138,7 @@ class FrpServerService(Service):
         super().startService()
         if self.stats is not None:
             self.stats.start()
+        self._natHoleCleaner.start(3600, now=False)
         try:
             self._listenVhosts()
         except CannotListenError as e:
@@ -220,6 +225,9 @@ class FrpServerService(Service):
             if vhost is not None:
                 waits.append(vhost.closeConnections())
         self._registry.cancelWaiters()
+        if self._natHoleCleaner.running:
+            self._natHoleCleaner.stop()
+        self._registry.natHole.stop()
         waits.append(self._dispatcher.closeControls())
         waits.append(self._registry.stopAll())
         waits.append(self._dispatcher.abortConnections())

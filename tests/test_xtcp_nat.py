@@ -1,0 +1,94 @@
+"""xtcp through real NATs (network namespaces, tests/netns.py): P2P between Go and frptw peers
+through Go frps and frptw frps, with proof that the bytes went around frps; symmetric NATs fall
+back to stcp."""
+
+from twisted.trial.unittest import TestCase
+
+from tests.natlab import ECHO_PORT, SK, STCP_PORT, XTCP_PORT, NatLabMixin
+
+SIZE = 8 * 1024 * 1024
+
+OWNER = f"""
+[[proxies]]
+name = "p2p"
+type = "xtcp"
+secretKey = "{SK}"
+localIP = "127.0.0.1"
+localPort = {ECHO_PORT}
+
+[[proxies]]
+name = "relay"
+type = "stcp"
+secretKey = "{SK}"
+localIP = "127.0.0.1"
+localPort = {ECHO_PORT}
+"""
+
+
+def visitor(extra: str = "") -> str:
+    return f"""
+[[visitors]]
+name = "p2p-visitor"
+type = "xtcp"
+serverName = "p2p"
+secretKey = "{SK}"
+bindAddr = "127.0.0.1"
+bindPort = {XTCP_PORT}
+{extra}
+
+[[visitors]]
+name = "relay-visitor"
+type = "stcp"
+serverName = "relay"
+secretKey = "{SK}"
+bindAddr = "127.0.0.1"
+bindPort = {STCP_PORT}
+"""
+
+
+class ConeNatTests(NatLabMixin, TestCase):
+    """Both peers behind port-preserving NATs: frp punches through."""
+
+    async def p2p(self, frps: str, owner: str, visit: str) -> None:
+        await self.startLab()
+        server = await self.frps(frps)
+        await self.echo()
+        await self.frpc(owner, "owner", OWNER, ready="start proxy success")
+        await self.frpc(visit, "visitor", visitor(), ready="start visitor success")
+        before = self.lab.counterBytes("server")
+        report = await self.send(XTCP_PORT, SIZE)
+        self.assertEqual(report["sent"], report["received"])
+        p2p = self.lab.counterBytes("p2p")
+        through = self.lab.counterBytes("server") - before
+        self.assertGreater(p2p, 2 * SIZE, "the data did not cross between the NATs")
+        self.assertLess(through, 256 * 1024, f"{through} bytes went to frps")
+        await server.waitFor("report make hole success: true, mode 0, index 0")
+
+    async def test_go_peers_through_our_frps(self):
+        await self.p2p("ours", "go", "go")
+
+    async def test_go_peers_through_go_frps(self):
+        await self.p2p("go", "go", "go")
+
+
+class SymmetricNatTests(NatLabMixin, TestCase):
+    """Both peers behind NATs that pick a random port per destination: punching fails as in
+    frp, and the visitor hands the connection to its stcp fallback."""
+
+    symmetric = True
+
+    async def fallback(self, frps: str, owner: str, visit: str) -> None:
+        await self.startLab()
+        await self.frps(frps)
+        await self.echo()
+        await self.frpc(owner, "owner", OWNER, ready="start proxy success")
+        client = await self.frpc(visit, "visitor", visitor('fallbackTo = "relay-visitor"\nfallbackTimeoutMs = 1000'),
+                        ready="start visitor success")
+        report = await self.send(XTCP_PORT, 64 * 1024)
+        self.assertEqual(report["sent"], report["received"])
+        self.assertLess(float(report["first"]), 2.0)
+        self.assertGreaterEqual(float(report["first"]), 1.0)
+        await client.waitFor("make hole error")
+
+    async def test_go_peers_through_our_frps(self):
+        await self.fallback("ours", "go", "go")
