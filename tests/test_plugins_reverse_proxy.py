@@ -6,7 +6,6 @@ import hashlib
 import os
 
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol, wrapClientTLS
 from twisted.trial.unittest import TestCase
 
 from frptw.client.plugins import PluginContext
@@ -20,11 +19,18 @@ from frptw.client.plugins.reverse_proxy import (
 )
 from frptw.config.model_common import HeaderOperations
 from frptw.config.plugins import PLUGIN_TYPES
-from frptw.transport.tls import clientContextFactory, serverContextFactory
 from tests.pki import TestCA
-from tests.plugintraffic import Talk, exchangeOnce, talk
+from tests.plugintraffic import exchangeOnce, talk
 from tests.support import LogCapture, free_port, until
-from tests.webplugins import RecordingBackend, UpgradeBackend, parseResponse, parseResponses, servePlugin
+from tests.webplugins import (
+    RecordingBackend,
+    UpgradeBackend,
+    listenBackend,
+    parseResponse,
+    parseResponses,
+    servePlugin,
+    tlsTalk,
+)
 
 HEAD = [(b"Host", b"orig.test:8080"), (b"X-Forwarded-For", b"1.2.3.4"), (b"X-Forwarded-Host", b"fh"),
         (b"X-Forwarded-Proto", b"fp"), (b"Forwarded", b"for=x"), (b"User-Agent", b"ua"),
@@ -88,12 +94,7 @@ class _Base(TestCase):
 
     async def backend(self, tls: bool = False, factory=None):
         factory = factory or RecordingBackend()
-        if tls:
-            listening = reactor.listenSSL(0, factory, serverContextFactory(), interface="127.0.0.1")
-        else:
-            listening = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
-        self.addCleanup(listening.stopListening)
-        return factory, f"127.0.0.1:{listening.getHost().port}"
+        return factory, await listenBackend(self, factory, tls)
 
     async def plugin(self, kind: str, localAddr: str, **extra) -> int:
         plugin = build(pluginOptions(kind, localAddr, **extra), PluginContext("web", reactor))
@@ -101,13 +102,8 @@ class _Base(TestCase):
         port, self.accepted = await servePlugin(self, plugin)
         return port
 
-    async def tlsTalk(self, port: int, send: bytes, serverName: str = "orig.test") -> Talk:
-        proto = Talk()
-        endpoint = wrapClientTLS(clientContextFactory(serverName), TCP4ClientEndpoint(reactor, "127.0.0.1", port))
-        await connectProtocol(endpoint, proto)
-        self.addCleanup(lambda: proto.transport.connected and proto.transport.abortConnection())
-        proto.transport.write(send)
-        return proto
+    def tlsTalk(self, port: int, send: bytes):
+        return tlsTalk(self, port, send)
 
 
 class HTTPPluginTests(_Base):
@@ -161,6 +157,26 @@ class HTTPPluginTests(_Base):
         self.assertEqual((response.status, response.body, response.headers.get("content-length")), (502, b"", "0"))
         self.assertEqual(len([line for line in logs.reported(0, ("frptw",)) if "connection refused" in line.lower()
                               or "refused" in line]), 1)
+
+    async def test_large_response_to_a_paused_reader_bounded(self):
+        """32 MiB from the backend to a client that stops reading: the plugin's write buffer
+        towards the client fills, the backend connection is paused, memory stays bounded; the
+        whole body arrives once the client reads again."""
+        body = os.urandom(32 * 1024 * 1024)
+        backend, addr = await self.backend(factory=RecordingBackend(lambda request, _: (200, [], body)))
+        port = await self.plugin("http2http", addr)
+        chunks = []
+        proto = await talk(self, port, b"GET /big HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        proto.dataReceived = chunks.append
+        await until(lambda: chunks, "the first bytes")
+        proto.transport.pauseProducing()
+        front = self.accepted.accepted[0].transport
+        await until(lambda: front.producerPaused, "the backend connection to be paused")
+        self.assertLess(len(front.dataBuffer) + front._tempDataLen, 1024 * 1024)
+        self.assertLess(sum(map(len, chunks)), len(body) // 2)
+        proto.transport.resumeProducing()
+        await until(lambda: proto.closed.called, "the whole body", timeout=60)
+        self.assertEqual(hashlib.sha256(parseResponse(b"".join(chunks)).body).digest(), hashlib.sha256(body).digest())
 
     async def test_http2https_reaches_a_tls_backend(self):
         backend, addr = await self.backend(tls=True)

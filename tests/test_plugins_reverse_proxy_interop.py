@@ -2,14 +2,11 @@
 frps and the Go frpc behind our frps, compared with the Go pair on the same request (status,
 body, the head the backend sees); a websocket upgrade through our frpc; INI plugin keys."""
 
-from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol, wrapClientTLS
 from twisted.trial.unittest import TestCase
 
-from frptw.transport.tls import clientContextFactory, serverContextFactory
-from tests.plugintraffic import GO_BEHIND_GO, GO_BEHIND_OURS, OURS_BEHIND_GO, PluginRigMixin, Talk, talk
+from tests.plugintraffic import GO_BEHIND_GO, GO_BEHIND_OURS, OURS_BEHIND_GO, PluginRigMixin
 from tests.support import free_port, until
-from tests.webplugins import RecordingBackend, UpgradeBackend, parseResponse
+from tests.webplugins import RecordingBackend, UpgradeBackend, listenBackend, maybeTLSTalk, parseResponse, tlsTalk
 
 #: What Go's transport adds on its own (and unzips), which frptw does not (see reverse_proxy.py).
 NOT_COMPARED = {"accept-encoding"}
@@ -38,22 +35,7 @@ class ReverseProxyInteropTests(PluginRigMixin, TestCase):
 
     async def backend(self, tls: bool, factory=None):
         factory = factory or RecordingBackend()
-        if tls:
-            listening = reactor.listenSSL(0, factory, serverContextFactory(), interface="127.0.0.1")
-        else:
-            listening = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
-        self.addCleanup(listening.stopListening)
-        return factory, f"127.0.0.1:{listening.getHost().port}"
-
-    async def send(self, port: int, tls: bool, data: bytes) -> Talk:
-        if not tls:
-            return await talk(self, port, data)
-        proto = Talk()
-        endpoint = wrapClientTLS(clientContextFactory("orig.test"), TCP4ClientEndpoint(reactor, "127.0.0.1", port))
-        await connectProtocol(endpoint, proto)
-        self.addCleanup(lambda: proto.transport.connected and proto.transport.abortConnection())
-        proto.transport.write(data)
-        return proto
+        return factory, await listenBackend(self, factory, tls)
 
     async def once(self, rig, kind: str, fmt: str = "toml"):
         """The response to REQUEST and the head the backend saw, through ``rig``."""
@@ -65,7 +47,7 @@ class ReverseProxyInteropTests(PluginRigMixin, TestCase):
         else:
             proxies = webProxy(kind, addr, remote)
         await self.rig(rig, proxies, ["web"], fmt=fmt)
-        proto = await self.send(remote, kind.startswith("https2"), REQUEST)
+        proto = await maybeTLSTalk(self, remote, kind.startswith("https2"), REQUEST)
         await until(lambda: proto.closed.called, "the response")
         response = parseResponse(proto.received)
         [(request, body)] = backend.requests
@@ -110,7 +92,7 @@ class ReverseProxyInteropTests(PluginRigMixin, TestCase):
         backend, addr = await self.backend(False, UpgradeBackend())
         remote = free_port()
         await self.rig(OURS_BEHIND_GO, webProxy("https2http", addr, remote), ["web"])
-        proto = await self.send(remote, True, b"GET /ws HTTP/1.1\r\nHost: orig.test\r\nConnection: Upgrade\r\n"
+        proto = await tlsTalk(self, remote, b"GET /ws HTTP/1.1\r\nHost: orig.test\r\nConnection: Upgrade\r\n"
                                 b"Upgrade: websocket\r\n\r\n")
         await until(lambda: b"\r\n\r\n" in proto.received, "the 101")
         self.assertTrue(proto.received.startswith(b"HTTP/1.1 101 Switching Protocols\r\n"), proto.received)

@@ -8,11 +8,13 @@ from typing import Dict, List, Optional, Tuple
 
 import h11
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 
 from frptw.client.plugins import ConnectionInfo, IClientPlugin
 from frptw.transport.switch import SwitchableProtocol
+from frptw.transport.tls import clientContextFactory, serverContextFactory
+from tests.plugintraffic import Talk, talk
 
 
 class _Handed(SwitchableProtocol):
@@ -202,3 +204,28 @@ class UpgradeBackend(Factory):
 
     def __init__(self) -> None:
         self.upgradeHeads: List[Dict[bytes, bytes]] = []
+
+
+async def listenBackend(testcase, factory: Factory, tls: bool = False) -> str:
+    """Serve ``factory`` on loopback (TLS with a self-signed certificate when ``tls``);
+    returns its ``host:port``; stopped at cleanup."""
+    if tls:
+        listening = reactor.listenSSL(0, factory, serverContextFactory(), interface="127.0.0.1")
+    else:
+        listening = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    testcase.addCleanup(listening.stopListening)
+    return f"127.0.0.1:{listening.getHost().port}"
+
+
+async def tlsTalk(testcase, port: int, send: bytes, serverName: str = "orig.test") -> Talk:
+    """:func:`tests.plugintraffic.talk` over TLS (SNI ``serverName``, certificate not checked)."""
+    proto = Talk()
+    endpoint = wrapClientTLS(clientContextFactory(serverName), TCP4ClientEndpoint(reactor, "127.0.0.1", port))
+    await connectProtocol(endpoint, proto)
+    testcase.addCleanup(lambda: proto.transport.connected and proto.transport.abortConnection())
+    proto.transport.write(send)
+    return proto
+
+
+async def maybeTLSTalk(testcase, port: int, tls: bool, send: bytes) -> Talk:
+    return await tlsTalk(testcase, port, send) if tls else await talk(testcase, port, send)
