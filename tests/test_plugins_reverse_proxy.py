@@ -10,6 +10,7 @@ from twisted.trial.unittest import TestCase
 
 from frptw.client.plugins import PluginContext
 from frptw.client.plugins.reverse_proxy import (
+    PLAIN_HTTP_ANSWER,
     Forwarding,
     build,
     canonical_host,
@@ -223,12 +224,13 @@ class HTTPSPluginTests(_Base):
         self.assertEqual(parseResponse(proto.received).status, 200)
         self.assertEqual(backend.headersSeen(0)["host"], "back.test")
 
-    async def test_tls_junk_one_line_that_connection_only(self):
+    async def badStart(self, data: bytes) -> bytes:
+        """``data`` instead of a TLS handshake: one log line, that connection closed, a TLS
+        client served afterwards; returns what the bad client got."""
         backend, addr = await self.backend()
         port = await self.plugin("https2http", addr)
         logs = LogCapture(self)
-        raw = await exchangeOnce(self, port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n" + b"\x00" * 300)
-        self.assertNotIn(b"HTTP/1.1 200", raw)
+        raw = await exchangeOnce(self, port, data)
         await until(lambda: logs.reported(0, ("frptw",)), "the log line")
         lines = logs.reported(0, ("frptw",))
         self.assertEqual(len(lines), 1, lines)
@@ -237,6 +239,16 @@ class HTTPSPluginTests(_Base):
         proto = await self.tlsTalk(port, b"GET /ok HTTP/1.1\r\nHost: orig.test\r\nConnection: close\r\n\r\n")
         await until(lambda: proto.closed.called, "the response")
         self.assertEqual(parseResponse(proto.received).body, b"GET /ok\n")
+        self.assertEqual(len(backend.requests), 1)
+        return raw
+
+    async def test_tls_junk_one_line_that_connection_only(self):
+        raw = await self.badStart(b"\x16\x03\x01\x00\x05junk!" + b"\x00" * 300)
+        self.assertNotIn(b"HTTP/1.", raw)
+
+    async def test_plain_http_answered_as_go(self):
+        raw = await self.badStart(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        self.assertEqual(raw, PLAIN_HTTP_ANSWER)
 
     async def test_given_certificate_is_presented(self):
         backend, addr = await self.backend()

@@ -4,7 +4,7 @@ body, the head the backend sees); a websocket upgrade through our frpc; INI plug
 
 from twisted.trial.unittest import TestCase
 
-from tests.plugintraffic import GO_BEHIND_GO, GO_BEHIND_OURS, OURS_BEHIND_GO, PluginRigMixin
+from tests.plugintraffic import GO_BEHIND_GO, GO_BEHIND_OURS, OURS_BEHIND_GO, PluginRigMixin, exchangeOnce
 from tests.support import free_port, until
 from tests.webplugins import RecordingBackend, UpgradeBackend, listenBackend, maybeTLSTalk, parseResponse, tlsTalk
 
@@ -100,3 +100,12 @@ class ReverseProxyInteropTests(PluginRigMixin, TestCase):
         proto.transport.write(b"\x81\x03raw" * 1000)
         await until(lambda: len(proto.received) == 5000, "the echo through the tunnel")
         self.assertEqual(proto.received, b"\x81\x03raw" * 1000)
+
+    async def plainToHTTPS(self, rig) -> bytes:
+        backend, addr = await self.backend(False)
+        remote = free_port()
+        await self.rig(rig, webProxy("https2http", addr, remote), ["web"])
+        return await exchangeOnce(self, remote, b"GET / HTTP/1.1\r\nHost: orig.test\r\n\r\n")
+
+    async def test_plain_http_to_https2http_answered_as_go(self):
+        self.assertEqual(await self.plainToHTTPS(OURS_BEHIND_GO), await self.plainToHTTPS(GO_BEHIND_GO))

@@ -15,7 +15,8 @@ over a connection to ``localAddr`` lent by the plugin's
 work connection).  Bodies stream both ways with backpressure; a 101 splices the two
 connections (websocket); a backend that cannot be reached is ``502`` with an empty body, as
 Go answers.  The ``https2*`` plugins answer ``421`` to a request whose Host is not the TLS
-server name, as frp 0.65 does.
+server name, and Go's ``400`` to a client speaking plain HTTP (:class:`TLSDoor`), as frp 0.65
+does.
 
 What differs from Go on purpose: HTTP/2 is not offered (``enableHTTP2`` is accepted; clients
 speak HTTP/1.1), the backend is not sent ``Accept-Encoding: gzip`` on the client's behalf (Go's
@@ -31,7 +32,7 @@ import h11
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress
-from twisted.internet.protocol import connectionDone
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -162,6 +163,53 @@ def split_local_addr(localAddr: str, defaultPort: int) -> Tuple[str, int]:
     return host, int(port) if port else defaultPort
 
 
+#: The first bytes by which Go's TLS server recognises plain HTTP (``looksLikeHTTP``).
+_HTTP_STARTS = (b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO")
+#: What Go's HTTPS server answers such a client before closing.
+PLAIN_HTTP_ANSWER = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+
+
+class TLSDoor(SwitchableProtocol):
+    """The start of an ``https2*`` work connection: the first five bytes decide between TLS
+    (handed to the front connection through ``startServerTLS``) and a plain HTTP request,
+    answered as Go's HTTPS server answers it (400) and closed with one log line."""
+
+    def __init__(self, plugin: "ReverseProxyPlugin", clientIP: str) -> None:
+        super().__init__(bufferLimit=None)
+        self._plugin = plugin
+        self._clientIP = clientIP
+        self._size = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.switchedTo is not None:
+            super().dataReceived(data)
+            return
+        self.hold(data)
+        self._size += len(data)
+        if self._size < 5:
+            return
+        first = b"".join(self._held)[:5]
+        plugin = self._plugin
+        if first in _HTTP_STARTS:
+            _log.info("[{name}] http: TLS handshake error from {peer}: client sent an HTTP request to an HTTPS server",
+                      name=plugin.context.name, peer=describePeer(self.transport))
+            self.switchTo(_Answer(PLAIN_HTTP_ANSWER))
+            return
+        top = startServerTLS(self, plugin._serverTLS, clock=plugin.context.reactor)
+        top.switchTo(PluginFrontConnection(plugin, self._clientIP))
+
+
+class _Answer(Protocol):
+    """Writes one answer, then closes (whatever else arrives is dropped)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self._answer = answer
+
+    def connectionMade(self) -> None:
+        self.transport.write(self._answer)
+        self.transport.loseConnection()
+
+
 class PluginFrontConnection(HTTPFrontConnection):
     """One work connection of an HTTP plugin (after TLS for ``https2*``)."""
 
@@ -219,8 +267,9 @@ class ReverseProxyPlugin:
     def handle(self, conn: SwitchableProtocol, info: ConnectionInfo) -> None:
         clientIP = info.src_addr or getattr(conn.transport.getPeer(), "host", "")
         if self._serverTLS is not None:
-            conn = startServerTLS(conn, self._serverTLS, clock=self.context.reactor)
-        conn.switchTo(PluginFrontConnection(self, clientIP))
+            conn.switchTo(TLSDoor(self, clientIP))
+        else:
+            conn.switchTo(PluginFrontConnection(self, clientIP))
 
     def _dial(self, src: Optional[IAddress]) -> "Deferred[Backend]":
         """A new connection to ``localAddr`` speaking HTTP/1.1 (over TLS for ``*2https``)."""
