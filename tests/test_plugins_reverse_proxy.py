@@ -156,8 +156,9 @@ class HTTPPluginTests(_Base):
         raw = await exchangeOnce(self, port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         response = parseResponse(raw)
         self.assertEqual((response.status, response.body, response.headers.get("content-length")), (502, b"", "0"))
-        self.assertEqual(len([line for line in logs.reported(0, ("frptw",)) if "connection refused" in line.lower()
-                              or "refused" in line]), 1)
+        [line] = logs.reported(0, ("frptw",))
+        self.assertIn("[web] http: proxy error: ", line)
+        self.assertIn("refused", line)
 
     async def test_large_response_to_a_paused_reader_bounded(self):
         """32 MiB from the backend to a client that stops reading: the plugin's write buffer
@@ -249,6 +250,13 @@ class HTTPSPluginTests(_Base):
     async def test_plain_http_answered_as_go(self):
         raw = await self.badStart(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         self.assertEqual(raw, PLAIN_HTTP_ANSWER)
+
+    async def test_crt_without_key_means_a_generated_certificate(self):
+        backend, addr = await self.backend()
+        port = await self.plugin("https2http", addr, crt_path="/nonexistent.crt")
+        proto = await self.tlsTalk(port, b"GET /g HTTP/1.1\r\nHost: orig.test\r\nConnection: close\r\n\r\n")
+        await until(lambda: proto.closed.called, "the response")
+        self.assertEqual(parseResponse(proto.received).body, b"GET /g\n")
 
     async def test_given_certificate_is_presented(self):
         backend, addr = await self.backend()

@@ -426,17 +426,23 @@ class Exchange:
 
     def backendFailed(self, reason: str) -> None:
         """The work connection broke or sent something unusable."""
-        log.warn("do http proxy request [host: {name}] error: {reason}", name=self._name, reason=reason)
+        self._logFailure(reason)
         self._fail(self._failStatus)
         self._moved()
 
     def timedOut(self) -> None:
         """No response head within ``vhost_http_timeout``."""
-        log.warn("do http proxy request [host: {name}] error: timeout awaiting response headers", name=self._name)
+        self._logFailure("timeout awaiting response headers")
         self._fail(504)
         self._moved()
 
     # -- internals ---------------------------------------------------------------------------
+    #: The warning for a failed exchange (frps's text; frpc's plugins log Go's ReverseProxy one).
+    FAILURE_LOG = "do http proxy request [host: {name}] error: {reason}"
+
+    def _logFailure(self, reason: str) -> None:
+        log.warn(self.FAILURE_LOG, name=self._name, reason=reason)
+
     def _rewritten(self, response: h11.Response) -> h11.Response:
         """The response head for the user: Go's reason phrase, hop-by-hop headers dropped, the
         proxy's ``response_headers`` set.  A head that needs none of that (the usual one) is
@@ -484,16 +490,14 @@ class Exchange:
 
     def _noBackend(self, failure: Failure) -> None:
         self._waiting = None
-        log.warn("do http proxy request [host: {host}] error: {error}", host=self._name,
-                 error=failure.getErrorMessage())
+        self._logFailure(failure.getErrorMessage())
         self._fail(self._failStatus)
 
     def _sendRequest(self, event: object) -> bool:
         try:
             self._backend.send(event)
         except h11.LocalProtocolError as e:
-            log.warn("do http proxy request [host: {name}] error: {reason}", name=self._name,
-                     reason=f"cannot write request: {e}")
+            self._logFailure(f"cannot write request: {e}")
             self._fail(self._failStatus)
             return False
         return True

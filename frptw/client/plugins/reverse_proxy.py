@@ -210,6 +210,12 @@ class _Answer(Protocol):
         self.transport.loseConnection()
 
 
+class PluginExchange(Exchange):
+    """An exchange of a plugin: ``502`` when ``localAddr`` fails, Go's ReverseProxy warning."""
+
+    FAILURE_LOG = "[{name}] http: proxy error: {reason}"
+
+
 class PluginFrontConnection(HTTPFrontConnection):
     """One work connection of an HTTP plugin (after TLS for ``https2*``)."""
 
@@ -235,9 +241,10 @@ class PluginFrontConnection(HTTPFrontConnection):
         forwarded = rewrite_plugin_request(headers, plugin.mode.forwarding, host or plugin.localAddr.encode("latin-1"),
                                            self.clientIP, options.host_header_rewrite,
                                            options.request_headers.set, chunked)
-        self.forward(Exchange(self, plugin.pool, plugin.context.name,
-                              h11.Request(method=request.method, target=origin_target(target), headers=forwarded),
-                              is_upgrade(headers), {}, 0, failStatus=502))
+        self.forward(PluginExchange(self, plugin.pool, plugin.context.name,
+                                    h11.Request(method=request.method, target=origin_target(target),
+                                                headers=forwarded),
+                                    is_upgrade(headers), {}, 0, failStatus=502))
 
     def answerFailed(self, status: int) -> None:
         self.answer(status, [], b"")
@@ -260,9 +267,15 @@ class ReverseProxyPlugin:
         self.context = context
         self.localAddr = options.local_addr
         #: Raises ConfigError for an unusable certificate (the proxy's start error).
-        self._serverTLS = serverContextFactory(getattr(options, "crt_path", "") or None,
-                                               getattr(options, "key_path", "") or None) if self.mode.frontTLS else None
+        self._serverTLS = self._tlsOptions(options) if self.mode.frontTLS else None
         self.pool = BackendPool(context.reactor, self._dial)
+
+    @staticmethod
+    def _tlsOptions(options: ClientPluginOptions):
+        """frp's ``NewServerTLSConfig``: ``crtPath`` and ``keyPath``, or (either one empty) a
+        generated self-signed certificate."""
+        crt, key = getattr(options, "crt_path", ""), getattr(options, "key_path", "")
+        return serverContextFactory(crt, key) if crt and key else serverContextFactory()
 
     def handle(self, conn: SwitchableProtocol, info: ConnectionInfo) -> None:
         clientIP = info.src_addr or getattr(conn.transport.getPeer(), "host", "")
