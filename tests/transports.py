@@ -6,7 +6,7 @@ Used by tests/test_quic_interop.py and tests/test_kcp_interop.py, and by bench/b
 """
 
 import random
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -29,17 +29,21 @@ class LossyRelay(DatagramProtocol):
 
     noisy = False
 
-    def __init__(self, target: Tuple[str, int], loss: float, seed: int = 5) -> None:
+    def __init__(self, target: Tuple[str, int], loss: float, seed: int = 5, record: int = 0) -> None:
         self._target = target
         self._loss = loss
         self._random = random.Random(seed)
         self._client: Optional[Tuple[str, int]] = None
+        self._record = record
         self.relayed = 0
         self.dropped = 0
+        #: The first ``record`` datagrams each way, as received (before any drop).
+        self.fromClient: List[bytes] = []
+        self.fromServer: List[bytes] = []
 
     @classmethod
-    def listen(cls, target: Tuple[str, int], loss: float) -> "LossyRelay":
-        relay = cls(target, loss)
+    def listen(cls, target: Tuple[str, int], loss: float, record: int = 0) -> "LossyRelay":
+        relay = cls(target, loss, record=record)
         relay.port = reactor.listenUDP(0, relay, interface="127.0.0.1")
         return relay
 
@@ -51,9 +55,13 @@ class LossyRelay(DatagramProtocol):
     def datagramReceived(self, data: bytes, addr) -> None:
         if addr == self._target:
             destination = self._client
+            seen = self.fromServer
         else:
             self._client = addr
             destination = self._target
+            seen = self.fromClient
+        if len(seen) < self._record:
+            seen.append(data)
         if destination is None:
             return
         if self._random.random() < self._loss:
@@ -120,11 +128,11 @@ class UDPTransportMixin:
 
     @inlineCallbacks
     def setUpPair(self, protocol: str, frps: str, frpc: str, loss: float = 0.0, proxyExtra: str = "",
-                  serverExtra: str = "", clientExtra: str = ""):
+                  serverExtra: str = "", clientExtra: str = "", relay: bool = False, record: int = 0):
         yield self.startFrps(frps, protocol, serverExtra)
         serverPort = self.udpPort
-        if loss:
-            self.relay = LossyRelay.listen(("127.0.0.1", self.udpPort), loss)
+        if loss or relay:
+            self.relay = LossyRelay.listen(("127.0.0.1", self.udpPort), loss, record)
             self.addCleanup(self.relay.stop)
             serverPort = self.relay.address[1]
         yield self.startFrpc(frpc, protocol, serverPort, proxyExtra, clientExtra)

@@ -69,10 +69,10 @@ _log = FrpLogger(namespace="frptw.client")
 
 def _checkSupported(config: ClientConfig) -> None:
     """Refuse settings that would make us speak something other than what frps expects."""
-    if config.transport.protocol not in ("tcp", "quic", "websocket", "wss"):
+    if config.transport.protocol not in ("tcp", "kcp", "quic", "websocket", "wss"):
         raise ConfigError(
-            f"transport.protocol {config.transport.protocol!r}: only \"tcp\", \"quic\", \"websocket\" and \"wss\" "
-            "are supported by this frpc"
+            f"transport.protocol {config.transport.protocol!r}: only \"tcp\", \"kcp\", \"quic\", \"websocket\" "
+            "and \"wss\" are supported by this frpc"
         )
     if config.auth.method != "token":
         raise ConfigError(f"auth.method {config.auth.method!r}: only \"token\" is supported by this frpc")
@@ -141,9 +141,13 @@ class _Dialer:
         elif protocol == "wss":
             self._websocket = WebSocketDialer(serverName, None)
         self._keepalive = transport.dial_server_keepalive
+        self._kcp = transport.protocol == "kcp"
+        self._config = config
         self.description = f"{config.server_addr}:{config.server_port}"
 
     def dial(self) -> Deferred:
+        if self._kcp:
+            return self._dialKcp().addCallback(self._stack)
         d = self._endpoint.connect(quietFactory(lambda: _RootProtocol(self._keepalive)))
         return d.addCallback(self._stack)
 
@@ -164,6 +168,20 @@ class _Dialer:
 
     def _startTLS(self, proto: SwitchableProtocol) -> SwitchableProtocol:
         return startClientTLS(proto, self._tls, self._customFirstByte, clock=self._reactor)
+
+    def _dialKcp(self) -> Deferred:
+        """A KCP conversation with frps (UDP to its kcpBindPort) carrying a root protocol."""
+        from frptw.transport.kcp import dialKcp  # only for configurations that use it
+
+        config = self._config
+
+        def run(session) -> _RootProtocol:
+            root = _RootProtocol()
+            session.connect(root)
+            return root
+
+        d = dialKcp(self._reactor, config.server_addr, config.server_port, config.transport.connect_server_local_ip)
+        return d.addCallback(run)
 
 
 class _Session:

@@ -75,6 +75,9 @@ class FrpServerService(Service):
         #: The QUIC port (``quic_bind_port``) and its protocol, when configured.
         self._quicPort: Optional[IListeningPort] = None
         self._quicListener = None
+        #: The KCP port (``kcp_bind_port``) and its protocol, when configured.
+        self._kcpPort: Optional[IListeningPort] = None
+        self._kcpListener = None
         self._vhostPorts: List[IListeningPort] = []
         self._listenFailure: Optional[Failure] = None
         self._listenWaiters: List[Deferred] = []
@@ -165,6 +168,15 @@ class FrpServerService(Service):
             self._vhostPorts.append(listenTCP(self._reactor, https.port, https, interface=addr))
             log.info("https service listen on {addr}:{port}", addr=addr, port=https.port)
 
+    def _listenKcp(self) -> None:
+        """Listen on ``kcp_bind_port`` (UDP): each KCP conversation is a bind-port connection."""
+        from frptw.transport.kcp import KcpListener
+
+        self._kcpListener = KcpListener(self._reactor, _BindFactory(self._dispatcher))
+        self._kcpPort = self._reactor.listenUDP(self.config.kcp_bind_port, self._kcpListener,
+                                                interface=self.config.bind_addr)
+        log.info("frps kcp listen on udp {addr}:{port}", addr=self.config.bind_addr, port=self.config.kcp_bind_port)
+
     def _listenQuic(self) -> None:
         """Listen on ``quic_bind_port`` (UDP): each stream a client opens is a logical connection."""
         from frptw.transport.quicudp import QuicListener, serverConfiguration
@@ -182,13 +194,16 @@ class FrpServerService(Service):
         self._listeningPort = port
         host = port.getHost()
         log.info("frps tcp listen on {host}:{port}", host=host.host, port=host.port)
-        if self.config.quic_bind_port:
+        for udpPort, listen in ((self.config.kcp_bind_port, self._listenKcp),
+                                (self.config.quic_bind_port, self._listenQuic)):
+            if not udpPort:
+                continue
             try:
-                self._listenQuic()
+                listen()
             except (CannotListenError, ConfigError) as e:
                 port.stopListening()
                 self._listeningPort = None
-                self._cannotListen(Failure(e), self.config.bind_addr, self.config.quic_bind_port)
+                self._cannotListen(Failure(e), self.config.bind_addr, udpPort)
                 return
         log.info("frps started successfully, listening on {host}:{port}", host=host.host, port=host.port)
         waiters, self._listenWaiters = self._listenWaiters, []
@@ -219,6 +234,10 @@ class FrpServerService(Service):
             self._quicListener.closeAll()
             waits.append(maybeDeferred(self._quicPort.stopListening))
             self._quicPort = None
+        if self._kcpPort is not None:
+            self._kcpListener.closeAll()
+            waits.append(maybeDeferred(self._kcpPort.stopListening))
+            self._kcpPort = None
         waits.extend(maybeDeferred(port.stopListening) for port in self._vhostPorts)
         self._vhostPorts = []
         for vhost in (self._registry.httpVhost, self._registry.httpsVhost, self._registry.tcpmuxVhost):
