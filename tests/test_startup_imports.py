@@ -13,7 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 #: Loaded only by configs (or proxies) that use them.
 OPTIONAL = ("h11", "yaml", "frptw.config.template", "frptw.config.goyaml", "frptw.wire.snappy", "frptw.wire.lz4",
             "frptw.server.vhost.http", "frptw.server.vhost.https", "frptw.server.vhost.tcpmux", "twisted.web.client",
-            "aioquic", "frptw.transport.quic", "frptw.server.plugin_http")
+            "aioquic", "frptw.transport.quic", "frptw.server.plugin_http", "frptw.transport.kcp",
+            "frptw.wire.reedsolomon")
 
 
 def loadedAfter(code: str) -> list:

@@ -69,11 +69,6 @@ _log = FrpLogger(namespace="frptw.client")
 
 def _checkSupported(config: ClientConfig) -> None:
     """Refuse settings that would make us speak something other than what frps expects."""
-    if config.transport.protocol not in ("tcp", "kcp", "quic", "websocket", "wss"):
-        raise ConfigError(
-            f"transport.protocol {config.transport.protocol!r}: only \"tcp\", \"kcp\", \"quic\", \"websocket\" "
-            "and \"wss\" are supported by this frpc"
-        )
     if config.auth.method != "token":
         raise ConfigError(f"auth.method {config.auth.method!r}: only \"token\" is supported by this frpc")
 

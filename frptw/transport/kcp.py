@@ -49,9 +49,9 @@ from frptw.errors import ProtocolError
 from frptw.logs import FrpLogger
 from frptw.transport.timers import cancelCall
 from frptw.wire import kcpfec
+from frptw.wire.kcp import CMD_PUSH, KcpConnection
 from frptw.wire.kcp import HEADER as KCP_HEADER
 from frptw.wire.kcp import OVERHEAD as KCP_OVERHEAD
-from frptw.wire.kcp import CMD_PUSH, KcpConnection
 
 log = FrpLogger()
 
