@@ -142,6 +142,9 @@ class StaticFileTests(TestCase):
         self.assertEqual(r.headers["x-content-type-options"], "nosniff")
         for method in (b"HEAD", b"POST", b"PUT"):
             self.assertEqual((await self.get(port, b"/a.txt", method=method)).status, 405, method)
+        # A path Go cannot parse: 400 and the connection closed, even if the client keeps it.
+        raw = await exchangeOnce(self, port, b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual((parseResponse(raw).status, parseResponse(raw).body), (400, b"400 Bad Request"))
 
     async def test_traversal_is_impossible(self):
         port = await self.serve(prefix="static")

@@ -36,6 +36,12 @@ REQUESTS = [
     (b"GET", b"/static/a.txt", AUTH + b"Range: bytes=-3\r\n"),
     (b"GET", b"/static/a.txt", AUTH + b"Accept-Encoding: gzip\r\n"),
     (b"GET", b"/static/page.html", AUTH),
+    (b"GET", b"//static//a.txt", AUTH),
+    (b"GET", b"/static/dir2/we%20ird%26%3C.txt", AUTH),
+    (b"GET", b"http://x/static/a.txt", AUTH),
+    (b"GET", b"/static/%zz", AUTH),
+    (b"GET", b"/static/a.txt", AUTH + b"If-Modified-Since: Thu, 01 Jan 2099 00:00:00 GMT\r\n"),
+    (b"GET", b"/static/dir2/", AUTH + b"If-Modified-Since: Thu, 01 Jan 2099 00:00:00 GMT\r\n"),
 ]
 
 #: Headers compared with Go's (Date differs by nature; Content-Length where the body is the same).

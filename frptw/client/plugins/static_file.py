@@ -26,6 +26,7 @@ wants more, so a slow client costs one chunk of memory whatever the file size.
 import mimetypes
 import os
 import posixpath
+import re
 from html import escape
 from typing import List, Optional, Tuple
 from urllib.parse import quote, unquote_to_bytes
@@ -67,6 +68,9 @@ _GO_TYPES = {
 _PATH_SAFE = "/$&+,:;=@"
 
 _TEXT = b"text/plain; charset=utf-8"
+
+#: A ``%`` not followed by two hex digits: a URL Go's server cannot parse.
+_BAD_ESCAPE = re.compile(rb"%(?![0-9a-fA-F]{2})")
 
 
 def content_type(path: str, head: bytes) -> str:
@@ -257,7 +261,10 @@ class FileServer:
         resource = _File(real)
         resource.type = content_type(real, head)
         resource.encoding = None
-        return resource.render_GET(request)
+        body = resource.render_GET(request)
+        if request.code == http.NOT_MODIFIED:
+            request.responseHeaders.removeHeader(b"accept-ranges")  # Go checks before it offers ranges
+        return body
 
     def _directory(self, request: Request, real: str) -> bytes:
         try:
@@ -267,6 +274,7 @@ class FileServer:
         except OSError:
             return _plain(request, http.INTERNAL_SERVER_ERROR, b"Error reading directory")
         if request.setLastModified(mtime) is http.CACHED:
+            request.lastModified = None  # no Last-Modified: Go checks before it sets it
             return b""
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return listing(names)
@@ -292,6 +300,8 @@ class StaticFileGate(Resource):
         raw = request.uri.partition(b"?")[0]
         if raw.startswith(b"http://") or raw.startswith(b"https://"):  # absolute form: its path
             raw = b"/" + raw.split(b"/", 3)[3] if raw.count(b"/") >= 3 else b"/"
+        if _BAD_ESCAPE.search(raw):
+            return self._badRequest(request)
         path = unquote_to_bytes(raw).decode("utf-8", "surrogateescape")
         cleaned = clean_path(path)
         if cleaned != path:
@@ -311,6 +321,16 @@ class StaticFileGate(Resource):
         if encoder is not None:
             request._encoder = encoder  # what twisted.web's EncodingResourceWrapper does
         return self._files.serve(request, "/" + path[len(self._prefix):])
+
+    @staticmethod
+    def _badRequest(request: Request) -> bytes:
+        """Go's server refuses a URL it cannot parse (a bad ``%`` escape): 400, then closes."""
+        request.setResponseCode(http.BAD_REQUEST)
+        request.setHeader(b"content-type", _TEXT)
+        request.setHeader(b"connection", b"close")
+        channel = request.channel
+        request.notifyFinish().addBoth(lambda _: channel.loseConnection())
+        return b"400 Bad Request"
 
     def _refuse(self, request: Request) -> object:
         """401 after frp's delay (a DelayedCall, not a sleep; cancelled if the client goes)."""
