@@ -33,14 +33,16 @@ class PluginRigMixin:
 
     timeout = 60
 
-    async def startFrps(self, kind: str) -> int:
-        """Start frps ``kind`` ("go" or "ours") on loopback; returns its bind port."""
+    async def startFrps(self, kind: str, extra: str = "") -> int:
+        """Start frps ``kind`` ("go" or "ours") on loopback, with ``extra`` TOML (vhost ports...);
+        returns its bind port."""
         if kind == "go":
             port = free_port()
-            frps = await GoFrp.start(reactor, "frps", f'bindAddr = "127.0.0.1"\nbindPort = {port}\nauth.token = "{TOKEN}"\n')
+            frps = await GoFrp.start(reactor, "frps",
+                                     f'bindAddr = "127.0.0.1"\nbindPort = {port}\nauth.token = "{TOKEN}"\n{extra}\n')
             self.addCleanup(frps.stop)
             return port
-        config = parse_server_config(f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\n', "toml")
+        config = parse_server_config(f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\n{extra}\n', "toml")
         config.bind_port = 0
         service = FrpServerService(config, reactor=reactor)
         service.startService()
@@ -66,9 +68,9 @@ class PluginRigMixin:
         await proxiesRunning(service, *names)
         return service
 
-    async def rig(self, rig, proxies: str, names: List[str], fmt: str = "toml"):
-        """frps and frpc as ``rig`` says, with ``proxies``; returns the frpc."""
-        serverPort = await self.startFrps(rig[0])
+    async def rig(self, rig, proxies: str, names: List[str], fmt: str = "toml", frpsExtra: str = ""):
+        """frps (with ``frpsExtra``) and frpc as ``rig`` says, with ``proxies``; returns the frpc."""
+        serverPort = await self.startFrps(rig[0], frpsExtra)
         return await self.startFrpc(rig[1], serverPort, proxies, names, fmt)
 
 

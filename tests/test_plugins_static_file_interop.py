@@ -2,13 +2,12 @@
 frps, each request compared with the Go pair's answer (status, the headers that matter, body)."""
 
 import gzip
-import os
 
 from twisted.trial.unittest import TestCase
 
 from tests.plugintraffic import GO_BEHIND_GO, GO_BEHIND_OURS, OURS_BEHIND_GO, PluginRigMixin, exchangeOnce
 from tests.support import free_port
-from tests.webplugins import parseResponse
+from tests.webplugins import makeRoot, parseResponse
 
 AUTH = b"Authorization: Basic dTpw\r\n"  # u:p
 
@@ -47,17 +46,6 @@ REQUESTS = [
 #: Headers compared with Go's (Date differs by nature; Content-Length where the body is the same).
 COMPARED = ("content-type", "location", "content-range", "www-authenticate", "accept-ranges",
             "content-encoding", "x-content-type-options", "last-modified")
-
-
-def makeRoot(base: str) -> str:
-    root = os.path.join(os.path.abspath(base), "root")
-    os.makedirs(os.path.join(root, "sub"))
-    os.makedirs(os.path.join(root, "dir2"))
-    for path, data in (("a.txt", b"hello\n"), ("sub/index.html", b"idx\n"), ("dir2/we ird&<.txt", b"1\n"),
-                       ("page.html", b"<b>x</b>")):
-        with open(os.path.join(root, path), "wb") as f:
-            f.write(data)
-    return root
 
 
 def staticProxy(name: str, root: str, remotePort: int) -> str:

@@ -4,6 +4,7 @@ plugin's ``handle`` gets each accepted connection, as frpc hands it a work conne
 responses parsed with h11, a recording HTTP backend, and the TOML of plugin proxies.
 """
 
+import os
 from typing import Dict, List, Optional, Tuple
 
 import h11
@@ -229,3 +230,15 @@ async def tlsTalk(testcase, port: int, send: bytes, serverName: str = "orig.test
 
 async def maybeTLSTalk(testcase, port: int, tls: bool, send: bytes) -> Talk:
     return await tlsTalk(testcase, port, send) if tls else await talk(testcase, port, send)
+
+
+def makeRoot(base: str) -> str:
+    """A directory for static_file: a.txt, page.html, sub/index.html, dir2/ with an odd name."""
+    root = os.path.join(os.path.abspath(base), "root")
+    os.makedirs(os.path.join(root, "sub"))
+    os.makedirs(os.path.join(root, "dir2"))
+    for path, data in (("a.txt", b"hello\n"), ("sub/index.html", b"idx\n"), ("dir2/we ird&<.txt", b"1\n"),
+                       ("page.html", b"<b>x</b>")):
+        with open(os.path.join(root, path), "wb") as f:
+            f.write(data)
+    return root
