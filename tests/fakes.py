@@ -35,9 +35,13 @@ CAPTURE_TIME = 1795640934  # the timestamp of the real frpc capture in wire-prot
 BAD_TOKEN = "token in login doesn't match token from configuration"
 
 
+def configText(extra: str = "", proxies: str = "") -> str:
+    """The TOML of :func:`config` (to write into a file that frpc reloads)."""
+    return f'serverAddr = "127.0.0.1"\nserverPort = 7000\nauth.token = "abc"\n{extra}\n{proxies}'
+
+
 def config(extra: str = "", proxies: str = ""):
-    text = f'serverAddr = "127.0.0.1"\nserverPort = 7000\nauth.token = "abc"\n{extra}\n{proxies}'
-    return parse_client_config(text, "toml")
+    return parse_client_config(configText(extra, proxies), "toml")
 
 
 TCP_PROXY = """

@@ -43,6 +43,6 @@ class FrpcTapTests(SynchronousTestCase):
         service = self.makeService()
         service.startService()
         refuse(self.reactor)
-        self.assertFalse(service.running)
+        self.assertFalse(service.getServiceNamed("frpc").running)
         self.assertEqual(len(registered), 1)
         self.assertEqual([hook[0] for hook in self.reactor.whenRunningHooks], [self.reactor.stop])

@@ -7,11 +7,14 @@ with ``whenLoggedIn()``, ``addProxy(proxyConfig)``, ``removeProxy(name)``,
 ``whenProxyRunning(name)``, ``proxyStatus(name)`` and ``proxies()`` (frozen
 :class:`ProxyStatus` snapshots), ``addVisitor(visitorConfig)``, ``removeVisitor(name)`` and
 ``visitors()`` (:class:`VisitorStatus` snapshots).  Failures are the typed exceptions of
-:mod:`frptw.errors`.
+:mod:`frptw.errors`.  ``applyConfig(config)`` is frp's hot reload (only new, gone and changed
+proxies and visitors change); :class:`Reloader` reloads a configuration file into a service and
+:class:`AdminService` is frpc's admin API (``webServer.*``) on :mod:`frptw.web`.
 """
 
+from frptw.client._admin import AdminService, Reloader
 from frptw.client._proxies import ProxyStatus
 from frptw.client._service import FrpClientService
 from frptw.client._visitors import VisitorStatus
 
-__all__ = ["FrpClientService", "ProxyStatus", "VisitorStatus"]
+__all__ = ["AdminService", "FrpClientService", "ProxyStatus", "Reloader", "VisitorStatus"]

@@ -46,10 +46,12 @@ from frptw.client._health import HealthChecker, probeFor
 from frptw.client._health_machine import isChecked
 from frptw.client._proxies import CHECK_FAILED, NEW, RUNNING, WAIT_START, ProxyEntry, ProxyStatus, ProxyTable
 from frptw.client._reconnect import ReconnectPolicy
+from frptw.client._reload import applyConfig
 from frptw.client._visitors import VisitorManager, VisitorStatus
 from frptw.client._work import RunningProxy, WorkConnection
 from frptw.client.plugins import PluginContext, buildPlugin
 from frptw.config import ClientConfig, ProxyConfig, VisitorConfig
+from frptw.config.proxies import wire_name
 from frptw.errors import ConfigError, ConnectionClosed, LoginError, ProxyError, ProxyNotFound, VisitorNotFound
 from frptw.logs import FrpLogger
 from frptw.transport.sockets import quietFactory, setKeepalive, tcpEndpoint
@@ -473,6 +475,30 @@ class FrpClientService(Service):
     def visitors(self) -> List[VisitorStatus]:
         """Snapshots of every visitor, sorted by name."""
         return self._visitors.statuses()
+
+    def proxyConfigs(self) -> Dict[str, ProxyConfig]:
+        """The configuration of every proxy, by name."""
+        return {entry.config.name: entry.config for entry in self._proxies}
+
+    def visitorConfigs(self) -> Dict[str, VisitorConfig]:
+        """The configuration of every visitor (running or not), by name."""
+        return self._visitors.configs()
+
+    def wireName(self, name: str) -> str:
+        """The name frps knows a proxy by: ``user.name`` when ``user`` is set (frp 0.65's
+        admin API and log lines show this one)."""
+        return wire_name(self.config.user, name)
+
+    @property
+    def everLoggedIn(self) -> bool:
+        """Whether a session was ever logged in (frp's ``/api/status`` is ``{}`` before)."""
+        return self._everLoggedIn
+
+    def applyConfig(self, config: ClientConfig) -> Deferred:
+        """Hot reload: run exactly ``config``'s proxies and visitors, touching only those that
+        are new, gone or changed (frp's reload; other settings need a restart).  Fires with the
+        :class:`~frptw.client._reload.ConfigDiff` applied."""
+        return applyConfig(self, config.proxies, config.visitors)
 
     # -- client plugins -------------------------------------------------------------------
     def _startPlugin(self, entry: ProxyEntry) -> None:

@@ -387,6 +387,12 @@ class VisitorManager:
             raise VisitorNotFound(name)
         return visitor.stop()
 
+    def configs(self) -> Dict[str, VisitorConfig]:
+        """Every visitor's configuration (unsupported ones included), by name."""
+        found = {name: visitor.config for name, visitor in self.visitors.items()}
+        found.update((name, cfg) for name, (cfg, _) in self.unsupported.items())
+        return found
+
     def statuses(self) -> List[VisitorStatus]:
         """Snapshots of every visitor, sorted by name."""
         records = [v.status for v in self.visitors.values()]

@@ -6,8 +6,8 @@
 built, so a bad file stops twistd before a port is opened.
 
 Effects on the whole process belong here, not in the services (which an application may
-embed): the log level, the open-file limit, and frpc's exit when its first login fails
-(``login_fail_exit``).
+embed): the log level, the open-file limit, frpc's exit when its first login fails
+(``login_fail_exit``) or when the admin API's ``POST /api/stop`` asks, and the SIGHUP reload.
 """
 
 import atexit
@@ -93,6 +93,30 @@ class ServerOptions(Options):
     role = "frps"
 
 
+def _frpc(options: Options, reactor) -> IService:
+    """frpc (named ``frpc``), its admin server when ``webServer.port`` is set (``admin``) and
+    the SIGHUP reload (``sighup``)."""
+    from twisted.application.service import MultiService
+
+    from frptw.client import AdminService, FrpClientService, Reloader
+    from frptw.tap.hangup import HangupReload
+
+    top = MultiService()
+    frpc = FrpClientService(options.loaded, reactor=reactor, onFatal=lambda failure: exitProcess(reactor))
+    frpc.setName("frpc")
+    frpc.setServiceParent(top)
+    reloader = Reloader(frpc, options["config"], strict=not options["no-strict-config"])
+    if options.loaded.web_server.port > 0:
+        admin = AdminService(
+            frpc, reloader, reactor,
+            onStop=lambda: exitProcess(reactor, 0),
+            onListenFailed=lambda failure: exitProcess(reactor, 1),
+        )
+        admin.setServiceParent(top)
+    HangupReload(reloader, reactor).setServiceParent(top)
+    return top
+
+
 def makeService(options: Options, reactor: Optional[IReactorCore] = None) -> IService:
     """Build the frpc or frps service from parsed, validated options."""
     if reactor is None:
@@ -109,9 +133,7 @@ def makeService(options: Options, reactor: Optional[IReactorCore] = None) -> ISe
 
     raiseFileLimit()  # a process-wide effect: the program's, not the embeddable service's
     if options.role == "frpc":
-        from frptw.client import FrpClientService
-
-        return FrpClientService(options.loaded, reactor=reactor, onFatal=lambda failure: exitProcess(reactor))
+        return _frpc(options, reactor)
     from frptw.server import FrpServerService
 
     return FrpServerService(options.loaded, reactor=reactor)
