@@ -2,15 +2,15 @@
 makes and answers as the test scripted it (tests/test_server_plugins*.py).
 
 :class:`PluginServer` answers each operation with what :meth:`PluginServer.answer` set for it
-(default ``{"reject": false, "unchange": true}``): a reply object, an :class:`HTTPAnswer` (any
-status and raw body), or :data:`HOLD` (the request stays unanswered until :meth:`release` or
+(default ``{"reject": false, "unchange": true}``): a reply object, a function of the request's
+``content`` returning one, an :class:`HTTPAnswer` (any status and raw body), or :data:`HOLD` (the request stays unanswered until :meth:`release` or
 the connection closes).  Every call is recorded as a :class:`Call` (path, query, headers, JSON
 body) whatever the answer.
 """
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Union
+from typing import Any, Callable, Dict, List, Union
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -50,7 +50,7 @@ class _Hold:
 #: Leave the request unanswered.
 HOLD = _Hold()
 
-Answer = Union[Dict[str, Any], HTTPAnswer, _Hold]
+Answer = Union[Dict[str, Any], Callable[[Dict[str, Any]], Dict[str, Any]], HTTPAnswer, _Hold]
 UNCHANGED: Dict[str, Any] = {"reject": False, "unchange": True}
 
 
@@ -78,6 +78,8 @@ class PluginServer(Resource):
         query = {k.decode(): [v.decode() for v in vs] for k, vs in request.args.items()}
         self.calls.append(Call(request.path.decode(), query, headers, document))
         answer = self.answers.get(document.get("op", ""), UNCHANGED)
+        if callable(answer):
+            answer = answer(document.get("content") or {})
         if answer is HOLD:
             self.held.append(request)
             request.notifyFinish().addErrback(lambda _: None)

@@ -105,6 +105,22 @@ class ControlMachineTests(SynchronousTestCase):
         self.assertEqual(started(detailed_errors=False).proxy_failed(request, "port not allowed"),
                          [Send(m.NewProxyResp(proxy_name="web", error="new proxy [web] error"))])
 
+    def test_plugin_refusals_are_answered_as_frp_does(self):
+        s = started(heartbeat_timeout=10)
+        self.assertEqual(s.refused(m.NewProxy(proxy_name="web"), "denied by plugin"),
+                         [Send(m.NewProxyResp(proxy_name="web", error="denied by plugin"))])
+        self.assertEqual(s.refused(m.Ping(), "send Ping request to plugin error"),
+                         [Send(m.Pong(error="send Ping request to plugin error"))])
+        self.assertTrue(s.heartbeat_expired(110.5))  # a refused ping is no heartbeat
+        self.assertEqual(started(detailed_errors=False).refused(m.Ping(), "x"), [Send(m.Pong(error="invalid ping"))])
+        self.assertEqual(s.refused(m.CloseProxy(proxy_name="web"), "x"), [])
+        self.assertEqual(s.proxies, {})
+
+    def test_plugin_refusal_after_close_sends_nothing(self):
+        s = started()
+        s.close()
+        self.assertEqual(s.refused(m.NewProxy(proxy_name="web"), "x"), [])
+
     def test_max_ports_per_client(self):
         s = started(max_ports_per_client=1)
         first = m.NewProxy(proxy_name="a", proxy_type="tcp")

@@ -1,6 +1,7 @@
 """frptw.server.plugins: HTTP calls to server plugins (a twisted.web plugin on loopback), the
 chain per operation, failures and the call timeout (on a task.Clock)."""
 
+import json
 import re
 
 from twisted.internet import reactor
@@ -15,9 +16,11 @@ from frptw.server import plugin_rpc as rpc
 from frptw.server.plugin_http import MAX_REPLY, plugin_url
 from frptw.server.plugins import CALL_TIMEOUT, PluginManager
 from frptw.wire import messages as m
+from frptw.wire.auth import privilege_key
 from tests.pki import TestCA
 from tests.pluginserver import HOLD, HTTPAnswer, PluginServer, listenPlugin
-from tests.support import LogCapture, free_port, tempDir, until
+from tests.rawfrpc import TOKEN, RawClientMixin, RawConn
+from tests.support import LogCapture, free_port, holds, tempDir, until
 
 CAROL = rpc.UserInfo("carol", {"team": "red"}, "run1")
 REQUEST = m.NewProxy(proxy_name="carol.echo", proxy_type="tcp", remote_port=6000)
@@ -195,3 +198,92 @@ class URLTests(TestCase):
         self.assertEqual(plugin_url("http://h:1", ""), "http://h:1/")
         self.assertEqual(plugin_url("https://h:1", "/a/b"), "https://h:1/a/b")
         self.assertTrue(re.match("^http://", plugin_url("h:1", "/")))
+
+
+class FrpsHookTests(RawClientMixin, TestCase):
+    """Our frps with plugins, driven by a raw client: what each hook does with the answer."""
+
+    timeout = 20
+
+    async def withPlugin(self, ops, extra: str = "") -> PluginServer:
+        plugin = PluginServer()
+        port = await listenPlugin(self, plugin)
+        await self.startServer(f'{extra}\n[[httpPlugins]]\nname = "p"\naddr = "127.0.0.1:{port}"\npath = "/"\n'
+                               f"ops = {json.dumps(ops)}\n")
+        return plugin
+
+    async def test_login_rewritten_before_the_token_check(self) -> None:
+        plugin = await self.withPlugin(["Login", "NewProxy"])
+        plugin.answer("Login", lambda content: {"content": {**content, "user": "renamed", "metas": {"k": "v"}}})
+        control, resp = await self.login(user="carol")
+        self.assertEqual(resp.error, "")
+        [client] = self.service.clients().values()
+        self.assertEqual(client.user, "renamed")
+        await self.newProxy(control, "renamed.web")
+        self.assertEqual(plugin.of("NewProxy")[0].content["user"], {"user": "renamed", "metas": {"k": "v"},
+                                                                    "run_id": resp.run_id})
+
+    async def test_login_refused_hides_details_when_asked(self) -> None:
+        plugin = await self.withPlugin(["Login"], "detailedErrorsToClient = false")
+        plugin.answer("Login", {"reject": True, "reject_reason": "secret reason"})
+        _, resp = await self.login()
+        self.assertEqual(resp.error, "register control error")
+
+    async def test_login_of_a_client_that_left_is_dropped(self) -> None:
+        plugin = await self.withPlugin(["Login"])
+        plugin.answer("Login", HOLD)
+        logs = LogCapture(self)
+        control = await self.connect(RawConn())
+        control.send(m.Login(version="0.65.0", privilege_key=privilege_key(TOKEN, 1), timestamp=1))
+        await plugin.waitFor("Login")
+        control.transport.abortConnection()
+        await until(lambda: not self.service._liveConnections(), "frps to see the client leave")
+        plugin.release()
+        await logs.waitFor("login of 127.0.0.1:")
+        self.assertEqual((dict(self.service.clients()), logs.failures()), ({}, []))
+
+    async def test_ping_rewritten_then_checked(self) -> None:
+        """With the HeartBeats scope on, a plugin may supply the key the client left out."""
+        plugin = await self.withPlugin(["Ping"], 'auth.additionalScopes = ["HeartBeats"]')
+        good = {"privilege_key": privilege_key(TOKEN, 7), "timestamp": 7}
+        plugin.answer("Ping", lambda content: {"content": {**content, **good}})
+        control, _ = await self.login()
+        control.send(m.Ping())
+        self.assertEqual((await control.next(m.Pong)).error, "")
+        plugin.answer("Ping", {"reject": True, "reject_reason": "no pings"})
+        control.send(m.Ping(**good))
+        self.assertEqual((await control.next(m.Pong)).error, "no pings")
+
+    async def test_new_proxy_without_content_is_wiped_as_frp_does(self) -> None:
+        """frps 0.65 answers ``{"reject": false}`` by registering a proxy with an empty name."""
+        plugin = await self.withPlugin(["NewProxy"])
+        plugin.answer("NewProxy", {"reject": False})
+        control, _ = await self.login()
+        resp = await self.newProxy(control, "web", remote_port=free_port())
+        self.assertEqual(resp.proxy_name, "")
+        self.assertRegex(resp.remote_addr, r"^:\d+$")
+        self.assertIn("", self.service.proxies())
+
+    async def test_new_work_conn_refused(self) -> None:
+        plugin = await self.withPlugin(["NewWorkConn"])
+        plugin.answer("NewWorkConn", {"reject": True, "reject_reason": "no work"})
+        control, resp = await self.login()
+        work = await self.workConn(resp.run_id)
+        self.assertEqual((await work.next(m.StartWorkConn)).error, "no work")
+        await work.closed
+        self.assertEqual(plugin.of("NewWorkConn")[0].content["run_id"], resp.run_id)
+
+    async def test_work_conn_that_left_while_asked_is_not_pooled(self) -> None:
+        plugin = await self.withPlugin(["NewWorkConn"])
+        plugin.answer("NewWorkConn", HOLD)
+        control, resp = await self.login()
+        work = await self.workConn(resp.run_id)
+        await plugin.waitFor("NewWorkConn")
+        work.transport.abortConnection()
+        await until(lambda: len(self.service._liveConnections()) == 1, "frps to see the work connection leave")
+        logs = LogCapture(self)
+        plugin.release()
+        await until(lambda: not plugin.held, "the plugin to answer")
+        [live] = self.service._liveControls().values()
+        await holds(lambda: len(live.pool) == 0, "no work connection pooled")
+        self.assertEqual(logs.failures(), [])

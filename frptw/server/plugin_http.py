@@ -25,6 +25,7 @@ from twisted.web.client import (
     HTTPConnectionPool,
     ResponseDone,
     ResponseFailed,
+    _HTTP11ClientFactory,
 )
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
@@ -37,6 +38,17 @@ from frptw.transport.tls import clientContextFactory
 MAX_REPLY = 1024 * 1024
 #: Seconds an idle connection to a plugin is kept (Go's default transport: 90 s).
 IDLE_TIMEOUT = 90
+
+
+class _QuietFactory(_HTTP11ClientFactory):
+    noisy = False  # no "Starting factory" line per connection to a plugin (frp logs none)
+
+
+class _QuietPool(HTTPConnectionPool):
+    """Twisted's pool, building quiet factories (``_factory`` is the private attribute the pool takes
+    its factory class from; should Twisted rename it, the only effect is the log noise coming back)."""
+
+    _factory = _QuietFactory
 
 
 @implementer(IPolicyForHTTPS)
@@ -90,7 +102,7 @@ class PluginClient:
         self._reactor = reactor
         self._clock = clock
         self._timeout = timeout
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool = _QuietPool(reactor, persistent=True)
         self._pool.cachedConnectionTimeout = IDLE_TIMEOUT
 
     def plugin(self, options) -> "HTTPPlugin":

@@ -1,0 +1,243 @@
+"""Server plugins, frptw frps against the real Go frps 0.65: every scenario runs twice with the
+same recording plugin server (tests/pluginserver.py) and the real Go frpc, once on Go frps and
+once on ours, and must end the same way with the same request bodies, compared key by key
+(values that differ between any two runs, such as timestamps, keys, run ids and source ports,
+only have to be present in both or absent in both).
+
+What only frptw does, the timeout of a plugin that never answers (frp waits for ever), is
+tested in tests/test_server_plugins.py on a task.Clock.
+"""
+
+from typing import Any, Awaitable, Callable, Dict, List, Tuple
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from frptw.config import parse_server_config
+from frptw.server import FrpServerService
+from tests.gofrp import GoFrp
+from tests.pluginserver import HOLD, HTTPAnswer, PluginServer, listenPlugin
+from tests.support import free_port, holds
+from tests.traffic import EchoServer, exchange
+
+TOKEN = "plugin-token"
+KINDS = ("go", "ours")
+#: Keys whose values change from run to run: compared for presence only.
+VOLATILE = frozenset({"timestamp", "privilege_key", "run_id", "client_address", "remote_addr", "hostname"})
+
+
+def shape(value: Any, aliases: Dict[int, str], key: str = "") -> Any:
+    """``value`` with run-specific values replaced: VOLATILE keys by ``"<set>"`` (when not
+    empty), port numbers by their names in ``aliases``."""
+    if isinstance(value, dict):
+        return {k: shape(v, aliases, k) for k, v in value.items()}
+    if key in VOLATILE and value:
+        return "<set>"
+    if isinstance(value, int) and not isinstance(value, bool) and value in aliases:
+        return aliases[value]
+    return value
+
+
+def pluginSection(name: str, port: int, ops: List[str], path: str = "/handler") -> str:
+    quoted = ", ".join(f'"{op}"' for op in ops)
+    return f'[[httpPlugins]]\nname = "{name}"\naddr = "127.0.0.1:{port}"\npath = "{path}"\nops = [{quoted}]\n'
+
+
+class Run:
+    """One run of a scenario: its frps kind, ports and what was observed."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.bindPort = free_port()
+        self.remotePort = free_port()
+        self.otherPort = free_port()
+        self.plugins: List[PluginServer] = []
+        self.frpc: GoFrp = None  # type: ignore[assignment]
+        self.ours: FrpServerService = None  # type: ignore[assignment]
+
+    @property
+    def aliases(self) -> Dict[int, str]:
+        return {self.remotePort: "REMOTE", self.otherPort: "OTHER", self.bindPort: "BIND"}
+
+
+Scenario = Callable[[Run], Awaitable[Any]]
+
+
+class PluginInterop(TestCase):
+    timeout = 90
+
+    # -- scaffolding ---------------------------------------------------------------------------
+    async def plugin(self, run: Run) -> Tuple[PluginServer, int]:
+        server = PluginServer()
+        run.plugins.append(server)
+        return server, await listenPlugin(self, server)
+
+    async def frps(self, run: Run, plugins: str, fmt: str = "toml") -> None:
+        if fmt == "toml":
+            text = f'bindAddr = "127.0.0.1"\nbindPort = {run.bindPort}\nauth.token = "{TOKEN}"\n{plugins}'
+        else:
+            text = f"[common]\nbind_addr = 127.0.0.1\nbind_port = {run.bindPort}\ntoken = {TOKEN}\n{plugins}"
+        if run.kind == "go":
+            frps = await GoFrp.start(reactor, "frps", text, fmt=fmt)
+            self.addCleanup(frps.stop)
+            return
+        service = FrpServerService(parse_server_config(text, fmt), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        await service.whenListening()
+        run.ours = service
+
+    async def frpc(self, run: Run, ready: str = "start proxy success", extra: str = "", loginFailExit: bool = False,
+                   echoPort: int = 1, proxies: str = "") -> GoFrp:
+        text = (f'serverAddr = "127.0.0.1"\nserverPort = {run.bindPort}\nauth.token = "{TOKEN}"\nuser = "carol"\n'
+                f'loginFailExit = {str(loginFailExit).lower()}\nmetadatas.team = "red"\n{extra}\n'
+                f'[[proxies]]\nname = "echo"\ntype = "tcp"\nlocalIP = "127.0.0.1"\nlocalPort = {echoPort}\n'
+                f'remotePort = {run.remotePort}\nmetadatas.owner = "dave"\n{proxies}')
+        run.frpc = await GoFrp.start(reactor, "frpc", text, ready=ready)
+        self.addCleanup(run.frpc.stop)
+        return run.frpc
+
+    async def echo(self) -> int:
+        server = await EchoServer.listen(reactor)
+        self.addCleanup(server.stop)
+        return server.port
+
+    async def both(self, scenario: Scenario, ops: Tuple[str, ...] = ()) -> Dict[str, Any]:
+        """Run ``scenario`` on Go frps and on ours; its results must be equal, and so must the
+        first call of each of ``ops`` to each plugin (path, query, content type, body shape)."""
+        runs = {kind: Run(kind) for kind in KINDS}
+        results = {}
+        for kind, run in runs.items():
+            results[kind] = await scenario(run)
+        self.assertEqual(results["ours"], results["go"])
+        go, ours = runs["go"], runs["ours"]
+        for index, (goPlugin, ourPlugin) in enumerate(zip(go.plugins, ours.plugins)):
+            for op in ops:
+                goCalls, ourCalls = goPlugin.of(op), ourPlugin.of(op)
+                self.assertEqual(bool(ourCalls), bool(goCalls), f"plugin {index}: {op} called by one frps only")
+                if not goCalls:
+                    continue
+                g, o = goCalls[0], ourCalls[0]
+                self.assertEqual((o.path, o.query, o.headers["content-type"]), (g.path, g.query,
+                                                                                g.headers["content-type"]))
+                self.assertRegex(o.headers["x-frp-reqid"], "^[0-9a-f]{16}$")
+                self.assertEqual(shape(o.body, ours.aliases), shape(g.body, go.aliases), f"plugin {index}: {op}")
+        return results["go"]
+
+    # -- scenarios -----------------------------------------------------------------------------
+    async def test_reject_login_ini_plugin_section(self) -> None:
+        async def scenario(run: Run):
+            plugin, port = await self.plugin(run)
+            plugin.answer("Login", {"reject": True, "reject_reason": "invalid user carol"})
+            await self.frps(run, f"[plugin.gate]\naddr = 127.0.0.1:{port}\npath = /handler\nops = Login\n", "ini")
+            frpc = await self.frpc(run, ready="login to the server failed", loginFailExit=True)
+            return "login to the server failed: invalid user carol." in frpc.output
+
+        self.assertTrue(await self.both(scenario, ("Login",)))
+
+    async def test_rewrite_new_proxy_remote_port(self) -> None:
+        async def scenario(run: Run):
+            plugin, port = await self.plugin(run)
+            plugin.answer("NewProxy", lambda content: {"unchange": False,
+                                                       "content": {**content, "remote_port": run.otherPort}})
+            await self.frps(run, pluginSection("rewrite", port, ["NewProxy"]))
+            await self.frpc(run, echoPort=await self.echo())
+            moved = await exchange(reactor, run.otherPort, 4096)
+            if run.ours is not None:
+                self.assertEqual(run.ours.proxies()["carol.echo"].remote_port, run.otherPort)
+            return moved
+
+        self.assertEqual(await self.both(scenario, ("NewProxy",)), 4096)
+
+    async def test_chain_in_config_order_only_for_their_ops(self) -> None:
+        async def scenario(run: Run):
+            first, port1 = await self.plugin(run)
+            second, port2 = await self.plugin(run)
+            _, port3 = await self.plugin(run)
+            first.answer("NewProxy", lambda content: {"content": {**content, "remote_port": run.otherPort}})
+            second.answer("NewProxy", {"reject": True, "reject_reason": "second says no"})
+            await self.frps(run, pluginSection("a", port1, ["NewProxy"]) + pluginSection("b", port2, ["NewProxy"])
+                            + pluginSection("c", port3, ["Login", "CloseProxy"]))
+            frpc = await self.frpc(run, ready="start error")
+            return ("[carol.echo] start error: second says no" in frpc.output,
+                    second.calls[0].content["remote_port"] == run.otherPort,
+                    [[call.op for call in plugin.calls] for plugin in run.plugins])
+
+        self.assertEqual(await self.both(scenario, ("NewProxy", "Login")),
+                         (True, True, [["NewProxy"], ["NewProxy"], ["Login"]]))
+
+    async def test_reject_user_connection(self) -> None:
+        async def scenario(run: Run):
+            plugin, port = await self.plugin(run)
+            plugin.answer("NewUserConn", {"reject": True, "reject_reason": "blocked"})
+            await self.frps(run, pluginSection("users", port, ["NewUserConn"]))
+            await self.frpc(run, echoPort=await self.echo())
+            with self.assertRaises(AssertionError):  # closed without an echo
+                await exchange(reactor, run.remotePort, 1024, timeout=10)
+            await plugin.waitFor("NewUserConn")
+            return [call.content["proxy_name"] for call in plugin.calls]
+
+        self.assertEqual(await self.both(scenario, ("NewUserConn",)), ["carol.echo"])
+
+    async def test_ping_and_new_work_conn_are_asked(self) -> None:
+        async def scenario(run: Run):
+            plugin, port = await self.plugin(run)
+            await self.frps(run, pluginSection("seen", port, ["Ping", "NewWorkConn", "NewUserConn"]))
+            await self.frpc(run, extra="transport.heartbeatInterval = 1\ntransport.poolCount = 1",
+                            echoPort=await self.echo())
+            moved = await exchange(reactor, run.remotePort, 2048)
+            await plugin.waitFor("Ping")
+            await plugin.waitFor("NewWorkConn")
+            return moved
+
+        self.assertEqual(await self.both(scenario, ("Ping", "NewWorkConn", "NewUserConn")), 2048)
+
+    async def test_close_proxy_when_frpc_stops(self) -> None:
+        async def scenario(run: Run):
+            plugin, port = await self.plugin(run)
+            await self.frps(run, pluginSection("closing", port, ["CloseProxy"]))
+            frpc = await self.frpc(run)
+            await frpc.stop()
+            [call] = await plugin.waitFor("CloseProxy")
+            return call.content["proxy_name"]
+
+        self.assertEqual(await self.both(scenario, ("CloseProxy",)), "carol.echo")
+
+    async def test_plugin_down_and_bad_replies_fail_the_proxy(self) -> None:
+        for answer in (None, HTTPAnswer(500, b"{}"), HTTPAnswer(200, b"{not json"),
+                       HTTPAnswer(200, b'{"unchange":"false"}')):
+            async def scenario(run: Run):
+                plugin, port = await self.plugin(run)
+                if answer is None:
+                    port = free_port()  # nobody listens there
+                else:
+                    plugin.answer("NewProxy", answer)
+                await self.frps(run, pluginSection("broken", port, ["NewProxy"]))
+                frpc = await self.frpc(run, ready="start error")
+                return "[carol.echo] start error: send NewProxy request to plugin error" in frpc.output
+
+            self.assertTrue(await self.both(scenario, ("NewProxy",)), answer)
+
+    async def test_slow_plugin_delays_the_control_in_order(self) -> None:
+        """A held NewProxy holds the messages behind it: the second proxy's NewProxy reaches the
+        plugin only once the first is answered (frp's control handles messages one by one)."""
+        second = '[[proxies]]\nname = "second"\ntype = "tcp"\nlocalPort = 1\nremotePort = {port}\n'
+
+        async def scenario(run: Run):
+            plugin, port = await self.plugin(run)
+            plugin.answer("NewProxy", HOLD)
+            await self.frps(run, pluginSection("slow", port, ["NewProxy"]))
+            frpc = await self.frpc(run, ready="login to server success", proxies=second.format(port=run.otherPort))
+            await plugin.waitFor("NewProxy")
+            await holds(lambda: len(plugin.calls) == 1 and "start proxy success" not in frpc.output,
+                        "the control waits for the plugin", 0.5)
+            first = plugin.calls[0].content["proxy_name"]
+            plugin.release()
+            await frpc.waitFor("start proxy success")
+            await plugin.waitFor("NewProxy", 2)
+            plugin.answer("NewProxy", {"unchange": True})
+            plugin.release()
+            await frpc.waitFor("start proxy success", count=2)
+            return sorted([first, plugin.calls[1].content["proxy_name"]])  # frpc sends them in either order
+
+        self.assertEqual(await self.both(scenario, ()), ["carol.echo", "carol.second"])
