@@ -5,7 +5,7 @@ bodies, websocket upgrades, 502, 421, bad input."""
 import hashlib
 import os
 
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from frptw.client.plugins import PluginContext
@@ -20,6 +20,7 @@ from frptw.client.plugins.reverse_proxy import (
 )
 from frptw.config.model_common import HeaderOperations
 from frptw.config.plugins import PLUGIN_TYPES
+from frptw.transport.http_front import HEADER_TIMEOUT
 from tests.pki import TestCA
 from tests.plugintraffic import exchangeOnce, talk
 from tests.support import LogCapture, free_port, until
@@ -97,8 +98,8 @@ class _Base(TestCase):
         factory = factory or RecordingBackend()
         return factory, await listenBackend(self, factory, tls)
 
-    async def plugin(self, kind: str, localAddr: str, **extra) -> int:
-        plugin = build(pluginOptions(kind, localAddr, **extra), PluginContext("web", reactor))
+    async def plugin(self, kind: str, localAddr: str, clock=reactor, **extra) -> int:
+        plugin = build(pluginOptions(kind, localAddr, **extra), PluginContext("web", clock))
         self.addCleanup(plugin.close)
         port, self.accepted = await servePlugin(self, plugin)
         return port
@@ -156,6 +157,7 @@ class HTTPPluginTests(_Base):
         raw = await exchangeOnce(self, port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         response = parseResponse(raw)
         self.assertEqual((response.status, response.body, response.headers.get("content-length")), (502, b"", "0"))
+        self.assertIn("date", response.headers)  # Go's server dates its answers
         [line] = logs.reported(0, ("frptw",))
         self.assertIn("[web] http: proxy error: ", line)
         self.assertIn("refused", line)
@@ -250,6 +252,23 @@ class HTTPSPluginTests(_Base):
     async def test_plain_http_answered_as_go(self):
         raw = await self.badStart(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         self.assertEqual(raw, PLAIN_HTTP_ANSWER)
+
+    async def test_silent_client_is_dropped_after_the_header_timeout(self):
+        """A client that sends nothing (not even a handshake) is closed after 60 s on the
+        injected clock, with one log line."""
+        clock = task.Clock()
+        backend, addr = await self.backend()
+        port = await self.plugin("https2http", addr, clock=clock)
+        logs = LogCapture(self)
+        proto = await talk(self, port, b"\x16\x03")
+        await until(lambda: clock.getDelayedCalls(), "the handshake deadline")
+        clock.advance(HEADER_TIMEOUT - 1)
+        self.assertFalse(proto.closed.called)
+        clock.advance(1)
+        await until(lambda: proto.closed.called, "the silent client to be closed")
+        [line] = logs.reported(0, ("frptw",))
+        self.assertIn("[web] http: TLS handshake error from 127.0.0.1:", line)
+        self.assertIn("no handshake within 60", line)
 
     async def test_crt_without_key_means_a_generated_certificate(self):
         backend, addr = await self.backend()

@@ -20,18 +20,19 @@ does.
 
 What differs from Go on purpose: HTTP/2 is not offered (``enableHTTP2`` is accepted; clients
 speak HTTP/1.1), the backend is not sent ``Accept-Encoding: gzip`` on the client's behalf (Go's
-transport adds it and unzips the answer), and a response without ``Content-Type`` or ``Date``
-is relayed without them (Go's server sniffs one and adds the other).
+transport adds it and unzips the answer), and a response without ``Content-Type`` is relayed
+without one (Go's server sniffs one).  A missing ``Date`` is added, as Go's server adds it.
 """
 
 import enum
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Dict, Optional, Tuple
 
 import h11
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -42,7 +43,7 @@ from frptw.config.plugins import ClientPluginOptions
 from frptw.logs import FrpLogger
 from frptw.transport.addresses import describePeer
 from frptw.transport.http_exchange import Backend, Exchange
-from frptw.transport.http_front import HTTPFrontConnection
+from frptw.transport.http_front import HEADER_TIMEOUT, HTTPFrontConnection
 from frptw.transport.http_headers import (
     HOP_BY_HOP,
     Headers,
@@ -56,6 +57,7 @@ from frptw.transport.http_headers import (
 from frptw.transport.http_pool import BackendPool
 from frptw.transport.sockets import tcpEndpoint
 from frptw.transport.switch import SwitchableProtocol
+from frptw.transport.timers import cancelCall
 from frptw.transport.tls import clientContextFactory, serverContextFactory, startClientTLS, startServerTLS
 
 _log = FrpLogger(namespace="frptw.client.plugins")
@@ -179,6 +181,23 @@ class TLSDoor(SwitchableProtocol):
         self._plugin = plugin
         self._clientIP = clientIP
         self._size = 0
+        self._deadline: Optional[IDelayedCall] = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # Go's ReadHeaderTimeout covers the handshake; the front connection's head timer takes
+        # over once TLS starts, this one covers the bytes before.
+        self._deadline = self._plugin.context.reactor.callLater(HEADER_TIMEOUT, self._timedOut)
+
+    def _timedOut(self) -> None:
+        self._deadline = None
+        _log.info("[{name}] http: TLS handshake error from {peer}: no handshake within {t} s",
+                  name=self._plugin.context.name, peer=describePeer(self.transport), t=HEADER_TIMEOUT)
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        cancelCall(self._deadline)
+        super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:
         if self.switchedTo is not None:
@@ -188,6 +207,7 @@ class TLSDoor(SwitchableProtocol):
         self._size += len(data)
         if self._size < 5:
             return
+        cancelCall(self._deadline)
         first = b"".join(self._held)[:5]
         plugin = self._plugin
         if first in _HTTP_STARTS:
@@ -248,6 +268,14 @@ class PluginFrontConnection(HTTPFrontConnection):
 
     def answerFailed(self, status: int) -> None:
         self.answer(status, [], b"")
+
+    def writeResponse(self, event) -> None:
+        """Go's server dates every final response that does not carry a ``Date``."""
+        if type(event) is h11.Response and first_header(event.headers.raw_items(), b"date") is None:
+            date = formatdate(self.plugin.context.reactor.seconds(), usegmt=True).encode("ascii")
+            event = h11.Response(status_code=event.status_code, reason=event.reason,
+                                 headers=event.headers.raw_items() + [(b"Date", date)])
+        super().writeResponse(event)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if reason.check(SSL.Error) and not self._served:
