@@ -18,7 +18,7 @@ ceiling.  Measured, back to back in one run:
   frptw), ``tw-go`` (frptw frpc -> Go frps), ``go-tw`` (Go frpc -> frptw frps);
 * configs: ``defaults`` (TLS + tcp mux), ``tls-off``, ``encryption`` (use_encryption),
   ``compression`` (use_compression), ``mux-off`` (tcp_mux = false, TLS on), ``plain`` (TLS and
-  tcp mux off: frp's bare splice);
+  tcp mux off: frp's bare splice), ``quic`` and ``kcp`` (frp's UDP transports to frps);
 * per pair and config: download throughput (service -> frpc -> frps -> user) over 1 and over 8
   connections, with the CPU seconds frps and frpc spent per GB moved; 64-byte ping-pong
   latency over one connection (reported as added to raw loopback); startup time (spawn ->
@@ -100,7 +100,7 @@ UDP_SIZES = (64, 1400)
 UDP_WINDOW = 64
 #: Shared by the stcp owner and its visitor.
 STCP_SECRET = "frptw-bench-stcp"
-CONFIGS: Dict[str, Dict[str, bool]] = {
+CONFIGS: Dict[str, Dict[str, object]] = {
     "defaults": dict(tls=True, mux=True, encryption=False, compression=False),
     "tls-off": dict(tls=False, mux=True, encryption=False, compression=False),
     "encryption": dict(tls=True, mux=True, encryption=True, compression=False),
@@ -108,7 +108,14 @@ CONFIGS: Dict[str, Dict[str, bool]] = {
     "mux-off": dict(tls=True, mux=False, encryption=False, compression=False),
     # Both off: frp's bare data path (a TCP work connection per user connection, spliced).
     "plain": dict(tls=False, mux=False, encryption=False, compression=False),
+    # frp's UDP transports to frps (its quicBindPort / kcpBindPort get the bind port's number):
+    # QUIC carries each logical connection as a stream (no yamux, always TLS 1.3); KCP carries
+    # TLS and yamux as TCP does.
+    "quic": dict(tls=True, mux=True, encryption=False, compression=False, protocol="quic"),
+    "kcp": dict(tls=True, mux=True, encryption=False, compression=False, protocol="kcp"),
 }
+#: frps's UDP port key for each UDP transport.
+UDP_TRANSPORT_PORTS = {"quic": "quicBindPort", "kcp": "kcpBindPort"}
 
 
 @dataclass
@@ -313,9 +320,11 @@ def raise_nofile() -> int:
 
 
 def frps_toml(bind_port: int, cfg: Dict[str, bool]) -> str:
+    udp_key = UDP_TRANSPORT_PORTS.get(cfg.get("protocol", "tcp"))
     return (
         f'bindAddr = "127.0.0.1"\nbindPort = {bind_port}\nproxyBindAddr = "127.0.0.1"\n'
         f'auth.token = "{TOKEN}"\ntransport.tcpMux = {str(cfg["mux"]).lower()}\nlog.level = "warn"\n'
+        + (f"{udp_key} = {bind_port}\n" if udp_key else "")
     )
 
 
@@ -324,6 +333,7 @@ def frpc_common(bind_port: int, cfg: Dict[str, bool]) -> str:
     return (
         f'serverAddr = "127.0.0.1"\nserverPort = {bind_port}\nauth.token = "{TOKEN}"\n'
         f'transport.tcpMux = {b["mux"]}\ntransport.tls.enable = {b["tls"]}\nlog.level = "warn"\n'
+        f'transport.protocol = "{cfg.get("protocol", "tcp")}"\n'
     )
 
 
@@ -933,8 +943,8 @@ def build_rows(results: dict, pairs: List[str], configs: List[str]) -> List[Row]
     raw_lat = get("raw", "defaults", "latency")
     for config in configs:
         flags = CONFIGS[config]
-        section = f"[{config}] tls={flags['tls']} mux={flags['mux']} encryption={flags['encryption']} " \
-                  f"compression={flags['compression']}"
+        section = f"[{config}] protocol={flags.get('protocol', 'tcp')} tls={flags['tls']} mux={flags['mux']} " \
+                  f"encryption={flags['encryption']} compression={flags['compression']}"
         for conns in (1, 8):
             add(f"throughput, {conns} conn{'s' if conns > 1 else ''}", "MB/s", True, config, f"throughput_{conns}",
                 lambda v: v["mbps"], lambda v: v["mbps"])

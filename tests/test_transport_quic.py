@@ -13,8 +13,14 @@ from zope.interface import implementer
 
 from frptw.config.model_common import QUICOptions
 from frptw.errors import ConnectionClosed
-from frptw.transport.quic import SEND_HIGH_WATER, FrpQuicConnection, QuicSession
-from frptw.transport.quicudp import STREAM_WINDOW, clientConfiguration, serverConfiguration
+from frptw.transport.quic import SEND_HIGH_WATER, QuicSession
+from frptw.transport.quicudp import (
+    STREAM_WINDOW,
+    clientConfiguration,
+    clientSession,
+    serverConfiguration,
+    serverSession,
+)
 
 CLIENT = ("127.0.0.1", 40000)
 SERVER = ("127.0.0.1", 7002)
@@ -68,12 +74,8 @@ class Network:
         serverConfig = serverConfiguration(serverOptions)
         if serverAlpn is not None:
             serverConfig.alpn_protocols = [serverAlpn]
-        clientConn = FrpQuicConnection(configuration=clientConfiguration(options, "frps.test"),
-                                       maxIncomingStreams=options.max_incoming_streams)
-        clientConn.connect(SERVER, now=self.clock.seconds())
-        self.client = QuicSession(clientConn, self.clock, lambda d, a: self.queue.append(("server", d)),
-                                  IPv4Address("UDP", *SERVER), IPv4Address("UDP", *CLIENT),
-                                  keepalivePeriod=options.keepalive_period)
+        self.client = clientSession(clientConfiguration(options, "frps.test"), options, self.clock,
+                                    lambda d, a: self.queue.append(("server", d)), SERVER, CLIENT)
         accepted = self.accepted
 
         def build():
@@ -86,16 +88,9 @@ class Network:
         self.client.start()
 
     def _serverSession(self, data: bytes) -> QuicSession:
-        from aioquic.buffer import Buffer
-        from aioquic.quic.packet import pull_quic_header
-
         config, options, factory = self._serverArgs
-        header = pull_quic_header(Buffer(data=data), host_cid_length=config.connection_id_length)
-        conn = FrpQuicConnection(configuration=config, original_destination_connection_id=header.destination_cid,
-                                 maxIncomingStreams=options.max_incoming_streams)
-        return QuicSession(conn, self.clock, lambda d, a: self.queue.append(("client", d)),
-                           IPv4Address("UDP", *CLIENT), IPv4Address("UDP", *SERVER), acceptFactory=factory,
-                           keepalivePeriod=options.keepalive_period)
+        return serverSession(data, config, options, self.clock, lambda d, a: self.queue.append(("client", d)),
+                             CLIENT, SERVER, factory)
 
     def pump(self, seconds: float = 0.5, step: float = 0.002) -> None:
         """Deliver datagrams while ``seconds`` pass on the clock (aioquic paces and delays ACKs)."""

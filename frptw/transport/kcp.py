@@ -11,7 +11,8 @@ conversation, over the sans-IO :class:`frptw.wire.kcp.KcpConnection` and
 and given a ``send(datagram)`` callable, so any UDP socket can carry it: frpc's
 (:func:`dialKcp`), frps's shared ``kcpBindPort`` (:class:`KcpListener`), or a punched hole.
 It flushes every ``interval`` ms while it has anything to send or acknowledge, as kcp-go does
-with ``writeDelay``, and goes quiet otherwise.
+with ``writeDelay``, and goes quiet otherwise; a write to a quiet conversation is flushed at
+the end of the reactor turn instead of waiting up to one interval.
 
 Backpressure: the writer's producer is paused while more than two send windows of segments
 wait (kcp-go blocks ``Write`` at one); a paused reader leaves data in KCP's receive queue, so
@@ -164,10 +165,13 @@ class KcpSession:
 
     # -- ITransport ------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
+        """Queue ``data``; a quiet conversation flushes at the end of this reactor turn (so a
+        request does not wait for a tick), a busy one on its next tick."""
         if self._closed or self.disconnecting or not data:
             return
         self._kcp.send(bytes(data))
-        self._schedule()
+        if self._tick is None:
+            self._tick = self._clock.callLater(0, self._onTick)
         self._updateProducer()
 
     def writeSequence(self, data: List[bytes]) -> None:

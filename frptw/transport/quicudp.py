@@ -122,6 +122,41 @@ def _sender(transport) -> Callable[[bytes, Address], None]:
     return send
 
 
+def clientSession(configuration: QuicConfiguration, options: QUICOptions, clock: IReactorTime,
+                  send: Callable[[bytes, Address], None], server: Address, local: Address,
+                  acceptFactory: Optional[IProtocolFactory] = None) -> QuicSession:
+    """The client side of a QUIC connection to ``server`` over any UDP socket (``send`` puts a
+    datagram on it; feed it what arrives from ``server``); call ``start()`` to send the
+    Initial.  frpc's socket uses it, and so can a punched hole (xtcp)."""
+    connection = FrpQuicConnection(configuration=configuration, maxIncomingStreams=options.max_incoming_streams)
+    connection.connect(server, now=clock.seconds())
+    return QuicSession(connection, clock, send, peer=_address(*server), host=_address(*local),
+                       acceptFactory=acceptFactory, keepalivePeriod=options.keepalive_period)
+
+
+def serverSession(datagram: bytes, configuration: QuicConfiguration, options: QUICOptions, clock: IReactorTime,
+                  send: Callable[[bytes, Address], None], client: Address, local: Address,
+                  acceptFactory: Optional[IProtocolFactory]) -> Optional[QuicSession]:
+    """The server side of a QUIC connection whose first datagram from ``client`` is
+    ``datagram``, or None unless that is a full-sized Initial of a version we speak.  Feed it
+    ``datagram`` and what follows.  frps's listener uses it, and so can a punched hole."""
+    if len(datagram) < MIN_INITIAL_SIZE:
+        return None
+    try:
+        header = pull_quic_header(Buffer(data=datagram), host_cid_length=configuration.connection_id_length)
+    except ValueError:
+        return None
+    if header.packet_type != QuicPacketType.INITIAL or header.version not in configuration.supported_versions:
+        return None
+    connection = FrpQuicConnection(
+        configuration=configuration,
+        original_destination_connection_id=header.destination_cid,
+        maxIncomingStreams=options.max_incoming_streams,
+    )
+    return QuicSession(connection, clock, send, peer=_address(*client), host=_address(*local),
+                       acceptFactory=acceptFactory, keepalivePeriod=options.keepalive_period)
+
+
 class QuicClientSocket(DatagramProtocol):
     """frpc's UDP socket towards frps, carrying one :class:`QuicSession` (``session``)."""
 
@@ -135,19 +170,9 @@ class QuicClientSocket(DatagramProtocol):
 
     def startProtocol(self) -> None:
         _widen(self.transport)
-        connection = FrpQuicConnection(
-            configuration=self._configuration, maxIncomingStreams=self._options.max_incoming_streams
-        )
-        connection.connect(self._server, now=self._clock.seconds())
         local = self.transport.getHost()
-        self.session = QuicSession(
-            connection,
-            self._clock,
-            _sender(self.transport),
-            peer=_address(*self._server),
-            host=_address(local.host, local.port),
-            keepalivePeriod=self._options.keepalive_period,
-        )
+        self.session = clientSession(self._configuration, self._options, self._clock, _sender(self.transport),
+                                     self._server, (local.host, local.port))
         self.session.whenClosed().addCallback(lambda _: self.transport.stopListening())
         self.session.start()
 
@@ -224,31 +249,12 @@ class QuicListener(DatagramProtocol):
         session.datagramReceived(data, addr)
 
     def _newSession(self, data: bytes, addr: Address) -> Optional[QuicSession]:
-        if len(data) < MIN_INITIAL_SIZE:
-            return None
-        try:
-            header = pull_quic_header(Buffer(data=data), host_cid_length=self._configuration.connection_id_length)
-        except ValueError:
-            return None
-        if header.packet_type != QuicPacketType.INITIAL or header.version not in self._configuration.supported_versions:
-            return None
-        connection = FrpQuicConnection(
-            configuration=self._configuration,
-            original_destination_connection_id=header.destination_cid,
-            maxIncomingStreams=self._options.max_incoming_streams,
-        )
         local = self.transport.getHost()
-        session = QuicSession(
-            connection,
-            self._clock,
-            self._send,
-            peer=_address(*addr),
-            host=_address(local.host, local.port),
-            acceptFactory=self._acceptFactory,
-            keepalivePeriod=self._options.keepalive_period,
-        )
-        self._sessions[addr] = session
-        session.whenClosed().addCallback(self._forget, addr, session)
+        session = serverSession(data, self._configuration, self._options, self._clock, self._send, addr,
+                                (local.host, local.port), self._acceptFactory)
+        if session is not None:
+            self._sessions[addr] = session
+            session.whenClosed().addCallback(self._forget, addr, session)
         return session
 
     def _forget(self, _: None, addr: Address, session: QuicSession) -> None:
