@@ -10,9 +10,9 @@ body) whatever the answer.
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from twisted.internet import reactor
+from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -107,11 +107,17 @@ class PluginServer(Resource):
         return self.of(op)
 
 
-async def listenPlugin(testCase, plugin: PluginServer) -> int:
-    """Serve ``plugin`` on 127.0.0.1 (any port) until the test ends; its port."""
+async def listenPlugin(testCase, plugin: PluginServer, tls: Optional[Tuple[str, str]] = None) -> int:
+    """Serve ``plugin`` on 127.0.0.1 (any port) until the test ends; its port.  ``tls``: the
+    PEM certificate and key files to serve https with."""
     site = Site(plugin)
     site.noisy = False
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    if tls is None:
+        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    else:
+        with open(tls[0], "rb") as certificate, open(tls[1], "rb") as key:
+            options = ssl.PrivateCertificate.loadPEM(certificate.read() + key.read()).options()
+        port = reactor.listenSSL(0, site, options, interface="127.0.0.1")
 
     def stop() -> Deferred:
         plugin.release()

@@ -8,7 +8,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
-from twisted.web.server import Site
 
 from frptw.config.model_common import HTTPPluginOptions
 from frptw.errors import PluginRejected
@@ -163,14 +162,8 @@ class TLSTests(TestCase):
 
     async def httpsPlugin(self):
         ca = TestCA(tempDir(self))
-        certFile, keyFile = ca.issueFiles("localhost", dnsNames=["localhost"])
-        from twisted.internet import ssl
-        with open(certFile, "rb") as c, open(keyFile, "rb") as k:
-            options = ssl.PrivateCertificate.loadPEM(c.read() + k.read()).options()
         server = PluginServer()
-        port = reactor.listenSSL(0, Site(server), options, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        return server, port.getHost().port
+        return server, await listenPlugin(self, server, ca.issueFiles("localhost", dnsNames=["localhost"]))
 
     async def test_https_without_verification_accepts_any_certificate(self) -> None:
         server, port = await self.httpsPlugin()

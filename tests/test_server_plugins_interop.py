@@ -8,7 +8,8 @@ What only frptw does, the timeout of a plugin that never answers (frp waits for 
 tested in tests/test_server_plugins.py on a task.Clock.
 """
 
-from typing import Any, Awaitable, Callable, Dict, List, Tuple
+import re
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
@@ -16,31 +17,39 @@ from twisted.trial.unittest import TestCase
 from frptw.config import parse_server_config
 from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
+from tests.grouptraffic import Banner, answer
+from tests.pki import TestCA
 from tests.pluginserver import HOLD, HTTPAnswer, PluginServer, listenPlugin
-from tests.support import free_port, holds
+from tests.support import free_port, holds, tempDir
 from tests.traffic import EchoServer, exchange
 
 TOKEN = "plugin-token"
 KINDS = ("go", "ours")
 #: Keys whose values change from run to run: compared for presence only.
-VOLATILE = frozenset({"timestamp", "privilege_key", "run_id", "client_address", "remote_addr", "hostname"})
+VOLATILE = frozenset({"timestamp", "privilege_key", "run_id", "hostname"})
+#: ``ip:port`` keys: compared without the (source) port.
+ADDRESSES = frozenset({"client_address", "remote_addr"})
 
 
 def shape(value: Any, aliases: Dict[int, str], key: str = "") -> Any:
     """``value`` with run-specific values replaced: VOLATILE keys by ``"<set>"`` (when not
-    empty), port numbers by their names in ``aliases``."""
+    empty), the port of ADDRESSES by ``<port>``, port numbers by their names in ``aliases``."""
     if isinstance(value, dict):
         return {k: shape(v, aliases, k) for k, v in value.items()}
     if key in VOLATILE and value:
         return "<set>"
+    if key in ADDRESSES and isinstance(value, str):
+        return re.sub(r":\d+$", ":<port>", value)
     if isinstance(value, int) and not isinstance(value, bool) and value in aliases:
         return aliases[value]
     return value
 
 
-def pluginSection(name: str, port: int, ops: List[str], path: str = "/handler") -> str:
+def pluginSection(name: str, port: int, ops: List[str], path: str = "/handler", scheme: str = "",
+                  extra: str = "") -> str:
     quoted = ", ".join(f'"{op}"' for op in ops)
-    return f'[[httpPlugins]]\nname = "{name}"\naddr = "127.0.0.1:{port}"\npath = "{path}"\nops = [{quoted}]\n'
+    return (f'[[httpPlugins]]\nname = "{name}"\naddr = "{scheme}127.0.0.1:{port}"\npath = "{path}"\n'
+            f"ops = [{quoted}]\n{extra}\n")
 
 
 class Run:
@@ -67,10 +76,10 @@ class PluginInterop(TestCase):
     timeout = 90
 
     # -- scaffolding ---------------------------------------------------------------------------
-    async def plugin(self, run: Run) -> Tuple[PluginServer, int]:
+    async def plugin(self, run: Run, tls: Optional[Tuple[str, str]] = None) -> Tuple[PluginServer, int]:
         server = PluginServer()
         run.plugins.append(server)
-        return server, await listenPlugin(self, server)
+        return server, await listenPlugin(self, server, tls)
 
     async def frps(self, run: Run, plugins: str, fmt: str = "toml") -> None:
         if fmt == "toml":
@@ -204,19 +213,19 @@ class PluginInterop(TestCase):
         self.assertEqual(await self.both(scenario, ("CloseProxy",)), "carol.echo")
 
     async def test_plugin_down_and_bad_replies_fail_the_proxy(self) -> None:
-        for answer in (None, HTTPAnswer(500, b"{}"), HTTPAnswer(200, b"{not json"),
+        for reply in (None, HTTPAnswer(500, b"{}"), HTTPAnswer(200, b"{not json"),
                        HTTPAnswer(200, b'{"unchange":"false"}')):
             async def scenario(run: Run):
                 plugin, port = await self.plugin(run)
-                if answer is None:
+                if reply is None:
                     port = free_port()  # nobody listens there
                 else:
-                    plugin.answer("NewProxy", answer)
+                    plugin.answer("NewProxy", reply)
                 await self.frps(run, pluginSection("broken", port, ["NewProxy"]))
                 frpc = await self.frpc(run, ready="start error")
                 return "[carol.echo] start error: send NewProxy request to plugin error" in frpc.output
 
-            self.assertTrue(await self.both(scenario, ("NewProxy",)), answer)
+            self.assertTrue(await self.both(scenario, ("NewProxy",)), reply)
 
     async def test_slow_plugin_delays_the_control_in_order(self) -> None:
         """A held NewProxy holds the messages behind it: the second proxy's NewProxy reaches the
@@ -241,3 +250,41 @@ class PluginInterop(TestCase):
             return sorted([first, plugin.calls[1].content["proxy_name"]])  # frpc sends them in either order
 
         self.assertEqual(await self.both(scenario, ()), ["carol.echo", "carol.second"])
+
+    async def test_https_plugin_with_and_without_verification(self) -> None:
+        """A self-signed plugin certificate: accepted by default, refused with tlsVerify."""
+        certificate = TestCA(tempDir(self)).issueFiles("plugin", ipAddresses=["127.0.0.1"])
+        for verify in (False, True):
+            async def scenario(run: Run):
+                plugin, port = await self.plugin(run, certificate)
+                plugin.answer("Login", {"reject": True, "reject_reason": "seen over tls"})
+                await self.frps(run, pluginSection("tls", port, ["Login"], scheme="https://",
+                                                   extra=f"tlsVerify = {str(verify).lower()}"))
+                frpc = await self.frpc(run, ready="login to the server failed", loginFailExit=True)
+                return [line.split("login to the server failed: ")[1].split(".")[0]
+                        for line in frpc.output.splitlines() if "login to the server failed: " in line]
+
+            reason = "send Login request to plugin error" if verify else "seen over tls"
+            self.assertEqual(await self.both(scenario, ("Login",)), [reason])
+
+    async def test_tcpmux_user_connections_are_asked_too(self) -> None:
+        """NewUserConn covers the vhost-routed types as well (frp: tcp, https, tcpmux, stcp, sudp)."""
+        tunnel = ('[[proxies]]\nname = "mux"\ntype = "tcpmux"\nmultiplexer = "httpconnect"\nlocalIP = "127.0.0.1"\n'
+                  'localPort = {port}\ncustomDomains = ["mux.test"]\n')
+        connect = b"CONNECT mux.test:80 HTTP/1.1\r\nHost: mux.test:80\r\n\r\n"
+
+        async def scenario(run: Run):
+            plugin, port = await self.plugin(run)
+            await self.frps(run, f"tcpmuxHTTPConnectPort = {run.otherPort}\n"
+                            + pluginSection("users", port, ["NewUserConn"]))
+            await self.frpc(run, proxies=tunnel.format(port=Banner.listen(self, reactor, b"banner")))
+            await run.frpc.waitFor("start proxy success", count=2)
+            passed = await answer(reactor, run.otherPort, connect)
+            plugin.answer("NewUserConn", {"reject": True, "reject_reason": "no tunnels"})
+            refused = await answer(reactor, run.otherPort, connect)
+            return passed.endswith(b"banner"), refused, [call.content["proxy_type"] for call in plugin.calls]
+
+        passed, refused, types = await self.both(scenario, ("NewUserConn",))
+        self.assertEqual((passed, types), (True, ["tcpmux", "tcpmux"]))
+        # frp has already answered the CONNECT when it asks the plugin: 200, then the close.
+        self.assertEqual(refused, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
