@@ -59,9 +59,11 @@ from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
 from frptw.transport.tls import clientContextFactory, startClientTLS
+from frptw.transport.tunnel import startTunnel
 from frptw.transport.websocket import WebSocketDialer
 from frptw.transport.yamux import YamuxSession
 from frptw.wire.messages import NewWorkConn
+from frptw.wire.tunnels import parse_proxy_url, tunnel_client
 
 #: After a graceful close, how long the connection to frps may take to flush before it is aborted.
 CLOSE_GRACE = 5.0
@@ -99,7 +101,8 @@ class _RootProtocol(SwitchableProtocol):
 
 class _Dialer:
     """Opens one connection to frps as frp 0.65's connector does: TCP (with the configured
-    timeout and source address), then per ``transport.protocol``:
+    timeout and source address) to frps, or to the forward proxy of ``transport.proxyURL`` and
+    through its tunnel (HTTP CONNECT or SOCKS5), then per ``transport.protocol``:
 
     * ``tcp``: TLS when enabled (after the ``0x17`` byte unless disabled);
     * ``websocket``: the websocket upgrade, then TLS inside it when enabled (``0x17`` likewise);
@@ -112,12 +115,12 @@ class _Dialer:
         transport = config.transport
         local = transport.connect_server_local_ip
         self._reactor = reactor
+        self._timeout = transport.dial_server_timeout
+        self._proxy = parse_proxy_url(transport.proxy_url) if transport.proxy_url else None
+        self._target = (config.server_addr, config.server_port)
+        host, port = (self._proxy.host, self._proxy.port) if self._proxy else self._target
         self._endpoint = tcpEndpoint(
-            reactor,
-            config.server_addr,
-            config.server_port,
-            transport.dial_server_timeout,
-            bindAddress=(local, 0) if local else None,
+            reactor, host, port, transport.dial_server_timeout, bindAddress=(local, 0) if local else None
         )
         tls = transport.tls
         protocol = transport.protocol
@@ -150,6 +153,8 @@ class _Dialer:
 
     def _stack(self, root: _RootProtocol) -> Deferred:
         d = succeed(root)
+        if self._proxy is not None:
+            d.addCallback(self._startTunnel)
         if self._tlsUnderWebSocket:
             d.addCallback(self._startTLS)
         if self._websocket is not None:
@@ -162,6 +167,10 @@ class _Dialer:
             return failure
 
         return d.addCallbacks(lambda top: (root, top), failed)
+
+    def _startTunnel(self, proto: SwitchableProtocol) -> Deferred:
+        client = tunnel_client(self._proxy, *self._target)
+        return startTunnel(proto, client, self._reactor, self._timeout)
 
     def _startTLS(self, proto: SwitchableProtocol) -> SwitchableProtocol:
         return startClientTLS(proto, self._tls, self._customFirstByte, clock=self._reactor)
@@ -369,11 +378,6 @@ class FrpClientService(Service):
                 _log.warn("[{name}] {error}", name=entry.config.name, error=entry.error)
             self._startChecking(entry)
         self._visitors.start()
-        if self.config.transport.proxy_url:
-            _log.warn(
-                "transport.proxyURL {url} is not supported by this frpc yet: connecting to frps directly",
-                url=self.config.transport.proxy_url,
-            )
         self._clientService = ClientService(
             _SessionEndpoint(self),
             Factory.forProtocol(Protocol),
