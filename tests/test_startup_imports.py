@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 OPTIONAL = ("h11", "yaml", "frptw.config.template", "frptw.config.goyaml", "frptw.wire.snappy", "frptw.wire.lz4",
             "frptw.server.vhost.http", "frptw.server.vhost.https", "frptw.server.vhost.tcpmux", "twisted.web.client",
             "aioquic", "frptw.transport.quic", "frptw.server.plugin_http", "frptw.transport.kcp",
-            "frptw.wire.reedsolomon")
+            "frptw.wire.reedsolomon", "autobahn", "frptw.transport.websocket", "frptw.wire.tunnels")
 
 
 def loadedAfter(code: str) -> list:
@@ -48,3 +48,9 @@ class StartupImportTests(SynchronousTestCase):
                              "FrpServerService(parse_server_config('vhostHTTPPort = 8080', 'toml'))")
         self.assertIn("h11", loaded)
         self.assertIn("frptw.server.vhost.http", loaded)
+
+    def test_websocket_and_tunnels_load_when_configured(self) -> None:
+        loaded = loadedAfter("from frptw.config import parse_client_config\nfrom frptw.client import FrpClientService\n"
+                             "FrpClientService(parse_client_config('transport.protocol = \"websocket\"\\n"
+                             "transport.proxyURL = \"socks5://127.0.0.1:1080\"', 'toml'))")
+        self.assertEqual(loaded, ["h11", "autobahn", "frptw.transport.websocket", "frptw.wire.tunnels"])

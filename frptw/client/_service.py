@@ -59,11 +59,8 @@ from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
 from frptw.transport.tls import clientContextFactory, startClientTLS
-from frptw.transport.tunnel import startTunnel
-from frptw.transport.websocket import WebSocketDialer
 from frptw.transport.yamux import YamuxSession
 from frptw.wire.messages import NewWorkConn
-from frptw.wire.tunnels import parse_proxy_url, tunnel_client
 
 #: After a graceful close, how long the connection to frps may take to flush before it is aborted.
 CLOSE_GRACE = 5.0
@@ -116,7 +113,11 @@ class _Dialer:
         local = transport.connect_server_local_ip
         self._reactor = reactor
         self._timeout = transport.dial_server_timeout
-        self._proxy = parse_proxy_url(transport.proxy_url) if transport.proxy_url else None
+        self._proxy = None
+        if transport.proxy_url and transport.protocol != "kcp":  # KCP (UDP) never takes the proxy, as in frp
+            from frptw.wire.tunnels import parse_proxy_url  # h11: only for configurations with a proxy
+
+            self._proxy = parse_proxy_url(transport.proxy_url)
         self._target = (config.server_addr, config.server_port)
         host, port = (self._proxy.host, self._proxy.port) if self._proxy else self._target
         self._endpoint = tcpEndpoint(
@@ -134,12 +135,15 @@ class _Dialer:
                 tls.key_file or None,
             )
         self._customFirstByte = not tls.disable_custom_tls_first_byte and protocol != "wss"
-        self._websocket: Optional[WebSocketDialer] = None
+        self._websocket = None
         self._tlsUnderWebSocket = protocol == "wss"
-        if protocol == "websocket":
-            self._websocket = WebSocketDialer(config.server_addr, config.server_port)
-        elif protocol == "wss":
-            self._websocket = WebSocketDialer(serverName, None)
+        if protocol in ("websocket", "wss"):
+            from frptw.transport.websocket import WebSocketDialer  # autobahn: only for these transports
+
+            if protocol == "websocket":
+                self._websocket = WebSocketDialer(config.server_addr, config.server_port)
+            else:
+                self._websocket = WebSocketDialer(serverName, None)
         self._keepalive = transport.dial_server_keepalive
         self._kcp = transport.protocol == "kcp"
         self._config = config
@@ -169,6 +173,9 @@ class _Dialer:
         return d.addCallbacks(lambda top: (root, top), failed)
 
     def _startTunnel(self, proto: SwitchableProtocol) -> Deferred:
+        from frptw.transport.tunnel import startTunnel
+        from frptw.wire.tunnels import tunnel_client
+
         client = tunnel_client(self._proxy, *self._target)
         return startTunnel(proto, client, self._reactor, self._timeout)
 

@@ -48,7 +48,6 @@ from frptw.transport.splice import widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
 from frptw.transport.tls import startServerTLS
-from frptw.transport.websocket import serverProtocol
 from frptw.transport.yamux import YamuxSession
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import Message
@@ -168,6 +167,8 @@ class BindConnection(SwitchableProtocol):
             return
         widenWriteBuffer(self.transport)  # a connection from frpc, not a user's
         if vhost is _WEBSOCKET:
+            from frptw.transport.websocket import serverProtocol  # autobahn: loaded by the first upgrade
+
             inner = _WebSocketStream(self._host)
             ws = serverProtocol(inner)
             ws.opened.addErrback(_upgradeFailed, self.transport)
