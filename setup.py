@@ -37,6 +37,9 @@ setup(
         # frp's websocket transport: a maintained RFC 6455 implementation for Twisted (with txaio)
         # and native frame masking, instead of a hand-written websocket.
         "autobahn[twisted]",
+        # OIDC (frps verifies RS256/ES256/... ID tokens against the issuer's JWKS): a maintained,
+        # typed JOSE implementation on cryptography, instead of hand-written JWS/JWK code.
+        "joserfc",
     ],
     extras_require={
         "test": ["hypothesis", "python-snappy"],

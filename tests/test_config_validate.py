@@ -37,7 +37,7 @@ class ClientCommonTests(SynchronousTestCase):
             ('transport.protocol = "auto"', 'frpc.toml transport.protocol: "auto" is not one of tcp, kcp, quic, websocket, wss'),
             ("transport.heartbeatInterval = 30\ntransport.heartbeatTimeout = 10",
              "frpc.toml transport.heartbeatTimeout: 10 is shorter than the heartbeat interval (30)"),
-            ('auth.tokenSource = {type = "exec"}', 'frpc.toml auth.tokenSource.type: "exec" is not a supported source type (only "file")'),
+            ('auth.tokenSource = {type = "exec"}', "frpc.toml auth.tokenSource.type: unsupported value source type: exec (only 'file' is supported)"),
             ('auth.tokenSource = {type = "file", file = {}}', "frpc.toml auth.tokenSource.file.path: a file path is required"),
         ]
         for text, message in cases:

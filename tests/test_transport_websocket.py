@@ -63,10 +63,11 @@ class UpgradeRules(TestCase):
         ]
 
     async def test_ours_like_go(self) -> None:
-        goPort = free_port()
-        frps = await GoFrp.start(reactor, "frps", f'bindAddr = "127.0.0.1"\nbindPort = {goPort}\n')
+        goPort, goVhost, ourVhost = free_port(), free_port(), free_port()
+        frps = await GoFrp.start(reactor, "frps", f'bindAddr = "127.0.0.1"\nbindPort = {goPort}\n'
+                                                  f'vhostHTTPPort = {goVhost}\n')
         self.addCleanup(frps.stop)
-        config = parse_server_config('bindAddr = "127.0.0.1"\n', "toml")
+        config = parse_server_config(f'bindAddr = "127.0.0.1"\nvhostHTTPPort = {ourVhost}\n', "toml")
         config.bind_port = 0
         service = FrpServerService(config, reactor=reactor)
         service.startService()
@@ -75,6 +76,9 @@ class UpgradeRules(TestCase):
         go = await self.statuses(goPort)
         self.assertEqual([s.split(" ")[1] for s in go], ["101", "403", "404"])
         self.assertEqual([s.split(" ")[1] for s in await self.statuses(ours)], ["101", "403", "404"])
+        # A vhost port of its own is no websocket endpoint: the request is an HTTP request there.
+        self.assertEqual((await self.ask(goVhost, "/~!frp", "http://127.0.0.1")).split(" ")[1], "404")
+        self.assertEqual((await self.ask(ourVhost, "/~!frp", "http://127.0.0.1")).split(" ")[1], "404")
 
 
 class WebSocketBackpressure(TestCase):

@@ -46,13 +46,13 @@ sees the proxies in ``wait start``.
 import enum
 import heapq
 from dataclasses import dataclass
-from typing import Dict, Hashable, List, Optional, Tuple, Union
+from typing import Callable, Dict, Hashable, List, Optional, Tuple, Union
 
 from frptw import FRP_VERSION
 from frptw.config import ClientConfig
 from frptw.config.proxies import local_name
 from frptw.errors import ConnectionClosed, LoginError, ProtocolError
-from frptw.wire.auth import SCOPE_HEARTBEATS, SCOPE_NEW_WORK_CONNS, privilege_key
+from frptw.wire.auth import SCOPE_HEARTBEATS, SCOPE_NEW_WORK_CONNS, TokenSigner
 from frptw.wire.messages import (
     CloseProxy,
     Login,
@@ -180,10 +180,13 @@ class ControlMachine:
 
     :param config: the ClientConfig (user, token, scopes, pool count, heartbeats).
     :param runId: the run id of the previous session ("" the first time).
+    :param sign: the fields that prove who we are, for a time (default: the token's
+        ``privilege_key`` and ``timestamp``; OIDC gives its access token).
     """
 
-    def __init__(self, config: ClientConfig, runId: str = "") -> None:
+    def __init__(self, config: ClientConfig, runId: str = "", sign: Optional[Callable[[float], dict]] = None) -> None:
         self._config = config
+        self._sign = sign or TokenSigner(config.auth.token)
         self.runId = runId
         self.state = ControlState.NEW
         self._deadlines = _Deadlines()
@@ -285,26 +288,24 @@ class ControlMachine:
 
     # -- decisions ------------------------------------------------------------------------------
     def loginMessage(self, now: float) -> Login:
-        timestamp = int(now)
         config = self._config
+        proof = {"timestamp": int(now), **self._sign(now)}
         return Login(
             version=FRP_VERSION,
             os="linux",
             arch="amd64",
             user=config.user,
-            privilege_key=privilege_key(config.auth.token, timestamp),
-            timestamp=timestamp,
             run_id=self.runId,
             metas=dict(config.metadatas),
             pool_count=config.transport.pool_count,
+            **proof,
         )
 
     def _scoped(self, scope: str, now: float) -> dict:
         """``privilege_key``/``timestamp`` for a message when ``scope`` is configured."""
         if scope not in self._config.auth.additional_scopes:
             return {}
-        timestamp = int(now)
-        return {"privilege_key": privilege_key(self._config.auth.token, timestamp), "timestamp": timestamp}
+        return self._sign(now)
 
     def _loginAnswered(self, resp: LoginResp, now: float) -> List[Action]:
         self._deadlines.cancel(_LOGIN)

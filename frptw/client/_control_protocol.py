@@ -53,6 +53,7 @@ class ControlProtocol(Protocol):
     :param clock: time source for the Login timestamp, timeouts and heartbeats.
     :param runId: the run id of the previous session ("" the first time).
     :param openWork: called with the ``NewWorkConn`` to send on each new work connection.
+    :param sign: the proof of identity for Login, Ping and NewWorkConn (see ControlMachine).
     """
 
     _log = FrpLogger(namespace="frptw.client.control")
@@ -64,8 +65,9 @@ class ControlProtocol(Protocol):
         clock: IReactorTime,
         runId: str,
         openWork: Callable[[NewWorkConn], None],
+        sign: Optional[Callable[[float], dict]] = None,
     ) -> None:
-        self.machine = ControlMachine(config, runId)
+        self.machine = ControlMachine(config, runId, sign)
         self.proxies = proxies
         self.clock = clock
         self._openWork = openWork

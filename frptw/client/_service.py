@@ -60,18 +60,13 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
 from frptw.transport.tls import clientContextFactory, startClientTLS
 from frptw.transport.yamux import YamuxSession
+from frptw.wire.auth import TokenSigner
 from frptw.wire.messages import NewWorkConn
 
 #: After a graceful close, how long the connection to frps may take to flush before it is aborted.
 CLOSE_GRACE = 5.0
 
 _log = FrpLogger(namespace="frptw.client")
-
-
-def _checkSupported(config: ClientConfig) -> None:
-    """Refuse settings that would make us speak something other than what frps expects."""
-    if config.auth.method != "token":
-        raise ConfigError(f"auth.method {config.auth.method!r}: only \"token\" is supported by this frpc")
 
 
 class _RootProtocol(SwitchableProtocol):
@@ -246,9 +241,24 @@ class _LoginAttempt:
         self.result: Deferred = Deferred(self._cancel)
 
     def start(self) -> Deferred:
+        credentials = self._service._credentials
+        if credentials is None:
+            self._dial(None)
+        else:  # OIDC: a token first (frp's "couldn't generate OIDC token for login")
+            self._dialing = credentials.fresh()
+            self._dialing.addCallbacks(self._dial, self._tokenFailed)
+        return self.result
+
+    def _dial(self, _: object) -> None:
+        if self.result.called:  # cancelled meanwhile
+            return
         self._dialing = self._service._dialer.dial()
         self._dialing.addCallbacks(self._connected, self._failed)
-        return self.result
+
+    def _tokenFailed(self, failure: Failure) -> None:
+        if not failure.check(CancelledError):
+            _log.error("login to frps failed: {error}", error=failure.getErrorMessage())
+        self._failed(failure)
 
     def _cancel(self, _: Deferred) -> None:
         if self._root is not None:
@@ -278,7 +288,8 @@ class _LoginAttempt:
                 keepaliveInterval=service.config.transport.tcp_mux_keepalive_interval,
             )
         control = ControlProtocol(
-            service.config, service._proxies, service._reactor, service.runId, lambda hello: service._openWork(hello, mux)
+            service.config, service._proxies, service._reactor, service.runId, lambda hello: service._openWork(hello, mux),
+            service._sign,
         )
         service._control = control
         if mux is not None:
@@ -343,7 +354,6 @@ class FrpClientService(Service):
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor
-        _checkSupported(config)
         self.config = config
         self._reactor = reactor
         self._onFatal = onFatal
@@ -355,6 +365,14 @@ class FrpClientService(Service):
             self._dialer = QuicDialer(config, reactor)
         else:
             self._dialer = _Dialer(config, reactor)
+        #: OIDC's token source (None with tokens); its ``fields`` sign our messages.
+        self._credentials = None
+        self._sign: Callable[[float], dict] = TokenSigner(config.auth.token)
+        if config.auth.method == "oidc":
+            from frptw.client._oidc import OIDCCredentials  # the HTTP client: only for OIDC
+
+            self._credentials = OIDCCredentials(config.auth, reactor)
+            self._sign = self._credentials.fields
         self._proxies = ProxyTable(config.user, config.server_addr)
         for proxy in config.proxies:
             self._proxies.add(proxy)
@@ -406,6 +424,8 @@ class FrpClientService(Service):
             self._stopPlugin(entry)
         for root in list(self._workRoots):
             root.transport.abortConnection()
+        if self._credentials is not None:
+            self._credentials.stop()
         return gatherResults([self._visitors.stop(), clientService.stopService()]).addCallback(lambda _: None)
 
     # -- public API -----------------------------------------------------------------------

@@ -44,7 +44,7 @@ def _auth(method: str, scopes: Iterable[str]) -> None:
 def check_value_source(source: ValueSource, key: str) -> None:
     """frp 0.65 only knows ``{type = "file", file = {path = ...}}``."""
     if source.type != "file":
-        raise Problem(f"{quote(source.type)} is not a supported source type (only \"file\")", f"{key}.type")
+        raise Problem(f"unsupported value source type: {source.type} (only 'file' is supported)", f"{key}.type")
     if source.file is None or not source.file.path:
         raise Problem("a file path is required", f"{key}.file.path")
 

@@ -10,7 +10,6 @@ from typing import Iterable, Optional
 from frptw.wire.auth import SCOPE_HEARTBEATS, SCOPE_NEW_WORK_CONNS, verify_privilege_key
 
 
-
 class TokenVerifier:
     """Checks ``privilege_key`` = md5(token + timestamp) on the messages that carry one."""
 

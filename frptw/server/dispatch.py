@@ -31,7 +31,7 @@ meantime, the answer is dropped.
 import secrets
 from typing import Dict, List, Optional, Set
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 
 from frptw import FRP_VERSION
@@ -61,14 +61,21 @@ class Dispatcher:
     :param clock: the clock of the connections' deadlines and of the control sessions.
     :param key: the token's AES key (control connections are encrypted with it).
     :param plugins: the server plugins.
+    :param reactor: what OIDC's HTTP requests run on (default: ``clock``).
     """
 
     def __init__(self, config, clock: IReactorTime, key: bytes, registry: ProxyRegistry,
-                 plugins: PluginManager) -> None:
+                 plugins: PluginManager, reactor=None) -> None:
         self._config = config
         self._plugins = plugins
         self.clock = clock
+        #: Checks the proof in Login (and, per scope, Ping and NewWorkConn): the token, or OIDC
+        #: (whose issuer the service contacts before it listens, :meth:`startAuth`).
         self._verifier = TokenVerifier(config.auth.token, config.auth.additional_scopes)
+        if config.auth.method == "oidc":
+            from frptw.server.oidc import oidcVerifier  # the HTTP client and JOSE: only for OIDC
+
+            self._verifier = oidcVerifier(config.auth, clock, reactor or clock)
         self._key = key
         self._registry = registry
         transport = config.transport
@@ -118,6 +125,12 @@ class Dispatcher:
                      peer=describePeer(conn.transport), kind=type(message).__name__)
             conn.transport.loseConnection()
 
+    def startAuth(self) -> "Deferred[None]":
+        """Whatever authentication needs before the first client: OIDC's discovery document
+        and keys (fails if the issuer cannot be read, as Go frps does not start then)."""
+        start = getattr(self._verifier, "start", None)
+        return start() if start is not None else succeed(None)
+
     def closeControls(self) -> "Deferred[None]":
         """Close every control (and so its proxies); fires when all are closed."""
         return _all([control.close() for control in list(self.controls.values())])
@@ -158,15 +171,24 @@ class Dispatcher:
         if conn.lost:
             log.info("login of {peer} dropped: the connection closed", peer=describePeer(conn.transport))
             return
-        config = self._config
         runId = login.run_id or secrets.token_hex(8)
         log.info("[{run_id}] client login info: ip [{peer}] version [{version}] hostname [{hostname}] os [{os}] "
                  "arch [{arch}]", run_id=runId, peer=describePeer(conn.transport), version=login.version,
                  hostname=login.hostname, os=login.os, arch=login.arch)
-        if config.auth.method != "token":
-            error: Optional[str] = f"auth method [{config.auth.method}] is not supported by this frps"
-        else:
-            error = self._verifier.verify_login(login.privilege_key, login.timestamp)
+        verdict = self._verifier.verify_login(login.privilege_key, login.timestamp)
+        if isinstance(verdict, Deferred):  # OIDC fetching the issuer's keys again
+            verdict.addCallback(lambda error: self._authenticated(conn, login, runId, leftover, error))
+            verdict.addErrback(lambda f: log.failure("login of {peer}", f, peer=describePeer(conn.transport)))
+            return
+        self._authenticated(conn, login, runId, leftover, verdict)
+
+    def _authenticated(self, conn: LogicalConnection, login: m.Login, runId: str, leftover: bytes,
+                       error: Optional[str]) -> None:
+        """Refuse ``login`` with ``error``, or make ``conn`` the control connection of ``runId``."""
+        config = self._config
+        if conn.lost:
+            log.info("login of {peer} dropped: the connection closed", peer=describePeer(conn.transport))
+            return
         if error is not None:
             log.warn("[{run_id}] register control error: {error}", run_id=runId, error=error)
             text = client_error("register control error", error, config.detailed_errors_to_client)

@@ -70,7 +70,7 @@ class FrpServerService(Service):
         self.stats: Optional[ServerStats] = ServerStats(clock) if config.web_server.port > 0 else None
         self._registry = ProxyRegistry(config, reactor, key, clock, self.stats)
         self._plugins = PluginManager(config.http_plugins, reactor, clock)
-        self._dispatcher = Dispatcher(config, clock, key, self._registry, self._plugins)
+        self._dispatcher = Dispatcher(config, clock, key, self._registry, self._plugins, self._reactor)
         self._listeningPort: Optional[IListeningPort] = None
         #: The QUIC port (``quic_bind_port``) and its protocol, when configured.
         self._quicPort: Optional[IListeningPort] = None
@@ -147,6 +147,12 @@ class FrpServerService(Service):
         except CannotListenError as e:
             self._cannotListen(Failure(), e.interface, e.port)
             return
+        # OIDC: the issuer is read before frps listens, as Go frps does (which panics if it cannot).
+        self._dispatcher.startAuth().addCallbacks(self._listenBindPort, self._authFailed)
+
+    def _listenBindPort(self, _: object = None) -> None:
+        if not self.running:
+            return
         d = maybeDeferred(listenTCP, self._reactor, self.config.bind_port, _BindFactory(self._dispatcher),
                           self.config.bind_addr)
         d.addCallbacks(self._listening, self._cannotListen)
@@ -210,10 +216,19 @@ class FrpServerService(Service):
         for d in waiters:
             d.callback(port)
 
+    def _authFailed(self, failure: Failure) -> None:
+        log.critical("frps cannot start: the OIDC issuer {issuer} could not be read: {error}",
+                     issuer=self.config.auth.oidc.issuer, error=failure.getErrorMessage())
+        self._failStart(failure)
+
     def _cannotListen(self, failure: Failure, addr: Optional[str] = None, port: Optional[int] = None) -> None:
-        self._listenFailure = failure
         log.critical("frps cannot listen on {addr}:{port}: {error}", addr=addr or self.config.bind_addr,
                      port=port if port is not None else self.config.bind_port, error=failure.getErrorMessage())
+        self._failStart(failure)
+
+    def _failStart(self, failure: Failure) -> None:
+        """The service cannot serve: close what it opened, fail whoever waits to hear it listens."""
+        self._listenFailure = failure
         for vhostPort in self._vhostPorts:
             vhostPort.stopListening()
         self._vhostPorts = []

@@ -136,4 +136,7 @@ def makeService(options: Options, reactor: Optional[IReactorCore] = None) -> ISe
         return _frpc(options, reactor)
     from frptw.server import FrpServerService
 
-    return FrpServerService(options.loaded, reactor=reactor)
+    service = FrpServerService(options.loaded, reactor=reactor)
+    # Like Go frps, which exits when it cannot listen or read its OIDC issuer.
+    service.whenListening().addErrback(lambda failure: exitProcess(reactor))
+    return service

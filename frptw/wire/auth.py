@@ -10,7 +10,8 @@ timestamp's age, so neither do we.
 import hashlib
 import hmac
 
-__all__ = ["AUTH_SCOPES", "SCOPE_HEARTBEATS", "SCOPE_NEW_WORK_CONNS", "privilege_key", "verify_privilege_key"]
+__all__ = ["AUTH_SCOPES", "SCOPE_HEARTBEATS", "SCOPE_NEW_WORK_CONNS", "TokenSigner", "privilege_key",
+           "verify_privilege_key"]
 
 #: ``auth.additionalScopes``: with ``HeartBeats`` every ``Ping`` carries a privilege key, with
 #: ``NewWorkConns`` every ``NewWorkConn`` does (frp's spelling; frpc and frps must agree).
@@ -32,3 +33,16 @@ def verify_privilege_key(token: str, timestamp: int, key: str) -> bool:
     """
     expected = privilege_key(token, timestamp).encode("ascii")
     return hmac.compare_digest(expected, key.encode("utf-8", "surrogatepass"))
+
+
+class TokenSigner:
+    """frpc's proof for a Login, Ping or NewWorkConn with ``auth.method = "token"``: the
+    fields ``privilege_key`` and ``timestamp`` for the time ``now`` (OIDC has its own signer,
+    frptw.client._oidc, that gives the access token instead)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, now: float) -> dict:
+        timestamp = int(now)
+        return {"privilege_key": privilege_key(self._token, timestamp), "timestamp": timestamp}
