@@ -6,6 +6,7 @@ import hashlib
 import os
 
 from twisted.internet import reactor, task
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from frptw.client.plugins import PluginContext
@@ -89,6 +90,13 @@ class RewriteTests(TestCase):
 def pluginOptions(kind: str, localAddr: str, **extra):
     options = PLUGIN_TYPES[kind](local_addr=localAddr, **extra)
     return options
+
+
+class _Deaf(Protocol):
+    """A backend that accepts and never reads."""
+
+    def connectionMade(self) -> None:
+        self.transport.pauseProducing()
 
 
 class _Base(TestCase):
@@ -181,6 +189,20 @@ class HTTPPluginTests(_Base):
         proto.transport.resumeProducing()
         await until(lambda: proto.closed.called, "the whole body", timeout=60)
         self.assertEqual(hashlib.sha256(parseResponse(b"".join(chunks)).body).digest(), hashlib.sha256(body).digest())
+
+    async def test_large_upload_to_a_backend_that_does_not_read_bounded(self):
+        """32 MiB uploaded to a backend that reads nothing: the plugin's buffer towards the
+        backend stays small and it stops reading the client (TCP pushes back to the sender)."""
+        backend, addr = await self.backend(factory=Factory.forProtocol(_Deaf))
+        port = await self.plugin("http2http", addr)
+        proto = await talk(self, port, b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % (32 << 20))
+        proto.transport.write(b"x" * (32 << 20))
+        front = self.accepted.accepted[0].switchedTo
+        await until(lambda: front.exchange is not None and front.exchange.backend is not None, "the exchange")
+        toBackend = front.exchange.backend.transport
+        await until(lambda: toBackend.producerPaused, "the client connection to be paused")
+        self.assertLess(len(toBackend.dataBuffer) + toBackend._tempDataLen, 1024 * 1024)
+        self.assertNotIn(front.transport, reactor.getReaders())
 
     async def test_http2https_reaches_a_tls_backend(self):
         backend, addr = await self.backend(tls=True)
