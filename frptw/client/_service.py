@@ -319,10 +319,12 @@ class _LoginAttempt:
             return
         proto = self._factory.buildProtocol(root.transport.getPeer())
         session = _Session(root, control, mux)
-        self._service._sessionUp(session)
         proto.makeConnection(_SessionLink(session, self._service._reactor))
         root.whenLost.addCallback(self._service._sessionDown, session, proto)
         self.result.callback(proto)
+        # Last: whoever waits for the login may stop the service at once, which ClientService
+        # must see as closing a connection it holds, not as cancelling an attempt.
+        self._service._sessionUp(session)
 
 
 @implementer(IStreamClientEndpoint)
