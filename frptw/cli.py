@@ -3,6 +3,9 @@
 ``frptw verify --config FILE [--role frpc|frps] [--no-strict-config]`` checks a configuration
 the way ``frpc verify -c FILE`` / ``frps verify -c FILE`` do: exit status 0 and
 ``FILE: syntax is ok`` (warnings on stderr), or the one-line error on stderr and status 1.
+``frptw nathole discover [--config FILE] [--nat_hole_stun_server HOST:PORT] [-l LOCAL_ADDR]`` is
+``frpc nathole discover``: STUN discovery as xtcp does it, printing the NAT type and behaviour,
+the mapped addresses and the local address, in frp's words.
 Running the services is twistd's job (``twistd -n frpc --config FILE``).
 """
 
@@ -27,7 +30,59 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="ignore unknown keys in TOML/YAML/JSON (frp's --strict-config=false)",
     )
+    nathole = commands.add_parser("nathole", help="actions about nathole (xtcp)")
+    actions = nathole.add_subparsers(dest="action", required=True, metavar="ACTION")
+    discover = actions.add_parser("discover", help="discover nathole information from stun server")
+    discover.add_argument("--config", "-c", metavar="FILE", help="frpc configuration (for natHoleStunServer)")
+    discover.add_argument("--nat_hole_stun_server", default="", help="STUN server address for nathole")
+    discover.add_argument("--nat_hole_local_addr", "-l", default="", help="local address to connect STUN server")
     return parser
+
+
+def natholeDiscover(reactor, configPath: Optional[str], server: str, localAddr: str, out: TextIO):
+    """frpc's ``nathole discover``; a Deferred firing with the exit status."""
+    from twisted.internet.defer import Deferred, succeed
+
+    from frptw.client._holesocket import discover, localIPsForNatHole, openHoleSocket
+    from frptw.config import ClientConfig, load_client_config
+    from frptw.errors import FrpError
+    from frptw.wire.nathole import classify, split_host_port
+
+    config = ClientConfig()
+    if configPath:
+        try:
+            config = load_client_config(configPath)
+        except ConfigError:
+            pass  # as frp: the command line may say all that is needed
+    server = server or config.nat_hole_stun_server
+    if not server:
+        print("nat_hole_stun_server can not be empty", file=out)
+        return succeed(1)
+
+    async def run() -> int:
+        host, port = split_host_port(localAddr) if localAddr else ("0.0.0.0", 0)
+        hole = openHoleSocket(reactor, port, host or "0.0.0.0")
+        try:
+            mapped = await discover(reactor, hole, server)
+        except FrpError as e:
+            print("discover error:", e, file=out)
+            return 1
+        finally:
+            local = hole.transport.getHost()
+            hole.close()
+        if len(mapped) < 2:
+            print(f"discover error: can not get enough addresses, need 2, got: [{' '.join(mapped)}]", file=out)
+            return 1
+        feature = classify(mapped, localIPsForNatHole())
+        print("STUN server:", server, file=out)
+        print("Your NAT type is:", feature.nat_type, file=out)
+        print("Behavior is:", feature.behavior, file=out)
+        print(f"External address is: [{' '.join(mapped)}]", file=out)
+        print(f"Local address is: {local.host}:{local.port}", file=out)
+        print("Public Network:", "true" if feature.public_network else "false", file=out)
+        return 0
+
+    return Deferred.fromCoroutine(run())
 
 
 def verify(path: str, role: Optional[str], strict: bool, out: TextIO, err: TextIO) -> int:
@@ -49,6 +104,19 @@ def verify(path: str, role: Optional[str], strict: bool, out: TextIO, err: TextI
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "nathole":
+        from twisted.internet import reactor
+
+        status: List[int] = []
+
+        def done(code: int) -> None:
+            status.append(code)
+            reactor.stop()
+
+        reactor.callWhenRunning(lambda: natholeDiscover(reactor, args.config, args.nat_hole_stun_server,
+                                                        args.nat_hole_local_addr, sys.stdout).addCallback(done))
+        reactor.run()
+        return status[0] if status else 1
     return verify(args.config, args.role, args.strict, sys.stdout, sys.stderr)
 
 

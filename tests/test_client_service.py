@@ -88,10 +88,9 @@ class ServiceTests(ServiceTestMixin, SynchronousTestCase):
 
     def test_snapshots_and_when_proxy_running(self) -> None:
         service = self.makeService(proxies=TCP_PROXY + XTCP_PROXY)
-        self.assertEqual([(p.name, p.status) for p in service.proxies()], [("t1", "new"), ("u", "start error")])
+        self.assertEqual([(p.name, p.status) for p in service.proxies()], [("t1", "new"), ("u", "new")])
         self.assertRaises(FrozenInstanceError, setattr, service.proxies()[0], "status", "running")
         running = service.whenProxyRunning("t1")
-        self.failureResultOf(service.whenProxyRunning("u"), ProxyError)
         self.failureResultOf(service.whenProxyRunning("nope"), ProxyNotFound)
         conn = self.login()
         conn.frps.messages()
@@ -109,18 +108,21 @@ class ServiceTests(ServiceTestMixin, SynchronousTestCase):
         [(port, _, _, interface)] = self.reactor.tcpServers
         self.assertEqual((port, interface), (7001, "127.0.0.1"))
         self.failureResultOf(service.addVisitor(visitor), ConfigError)
-        self.failureResultOf(service.addVisitor(XTCPVisitorConfig(name="x", server_name="s")), ConfigError)
+        self.assertEqual(self.successResultOf(service.addVisitor(XTCPVisitorConfig(name="x", server_name="s"))).type,
+                         "xtcp")
+        self.successResultOf(service.removeVisitor("x"))
         self.assertEqual([v.name for v in service.visitors()], ["v"])
         self.successResultOf(service.removeVisitor("v"))
         self.assertEqual(service.visitors(), [])
         self.failureResultOf(service.removeVisitor("v"), VisitorNotFound)
         refuse(self.reactor)
 
-    def test_unsupported_proxy_type_is_not_sent(self) -> None:
+    def test_xtcp_proxy_is_registered(self) -> None:
         service = self.makeService(proxies=XTCP_PROXY)
-        self.assertEqual(service.proxyStatus("u").status, "start error")
+        self.assertEqual(service.proxyStatus("u").status, "new")
         conn = self.login()
-        self.assertEqual(conn.frps.messages(), [])
+        [request] = conn.frps.messages()
+        self.assertEqual((request.proxy_name, request.proxy_type, request.sk), ("u", "xtcp", "sk"))
 
     def test_reconnect_reuses_run_id_and_registers_again(self) -> None:
         service = self.makeService()

@@ -70,6 +70,24 @@ class ConeNatTests(NatLabMixin, TestCase):
     async def test_go_peers_through_go_frps(self):
         await self.p2p("go", "go", "go")
 
+    async def test_our_owner_go_visitor_through_go_frps(self):
+        await self.p2p("go", "ours", "go")
+
+    async def test_go_owner_our_visitor_through_go_frps(self):
+        await self.p2p("go", "go", "ours")
+
+    async def test_our_peers_through_go_frps(self):
+        await self.p2p("go", "ours", "ours")
+
+    async def test_our_owner_go_visitor_through_our_frps(self):
+        await self.p2p("ours", "ours", "go")
+
+    async def test_go_owner_our_visitor_through_our_frps(self):
+        await self.p2p("ours", "go", "ours")
+
+    async def test_our_peers_through_our_frps(self):
+        await self.p2p("ours", "ours", "ours")
+
 
 class SymmetricNatTests(NatLabMixin, TestCase):
     """Both peers behind NATs that pick a random port per destination: punching fails as in
@@ -92,3 +110,27 @@ class SymmetricNatTests(NatLabMixin, TestCase):
 
     async def test_go_peers_through_our_frps(self):
         await self.fallback("ours", "go", "go")
+
+    async def test_go_owner_our_visitor_through_go_frps(self):
+        await self.fallback("go", "go", "ours")
+
+    async def test_our_peers_through_our_frps(self):
+        await self.fallback("ours", "ours", "ours")
+
+
+class KeepTunnelOpenTests(NatLabMixin, TestCase):
+    """keep_tunnel_open: the visitor punches at start, and later user connections reuse the
+    one tunnel."""
+
+    async def test_later_connections_reuse_the_tunnel(self):
+        await self.startLab()
+        server = await self.frps("ours")
+        await self.echo()
+        owner = await self.frpc("ours", "owner", OWNER, ready="start proxy success")
+        await self.frpc("ours", "visitor", visitor("keepTunnelOpen = true"), ready="start visitor success")
+        await server.waitFor("report make hole success: true")  # before any user connection
+        for _ in range(3):
+            report = await self.send(XTCP_PORT, 256 * 1024)
+            self.assertEqual(report["sent"], report["received"])
+        self.assertEqual(owner.output.count("establishing nat hole connection successful"), 1)
+        self.assertEqual(server.output.count("report make hole success"), 1)

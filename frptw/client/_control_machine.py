@@ -58,6 +58,7 @@ from frptw.wire.messages import (
     Login,
     LoginResp,
     Message,
+    NatHoleResp,
     NewProxy,
     NewProxyResp,
     NewWorkConn,
@@ -128,7 +129,14 @@ class Close:
     """The session ends gracefully: close the connection once the sends are flushed."""
 
 
-Action = Union[Send, OpenWorkConn, ProxyUpdate, LoggedIn, Fail, Close]
+@dataclass(frozen=True)
+class NatHoleAnswer:
+    """frps answered an xtcp request (``NatHoleResp``): hand it to whoever waits for it."""
+
+    message: NatHoleResp
+
+
+Action = Union[Send, OpenWorkConn, ProxyUpdate, LoggedIn, Fail, Close, NatHoleAnswer]
 
 
 class _Deadlines:
@@ -215,6 +223,8 @@ class ControlMachine:
             return [OpenWorkConn(NewWorkConn(run_id=self.runId, **self._scoped(SCOPE_NEW_WORK_CONNS, now)))]
         if isinstance(msg, NewProxyResp):
             return self._proxyAnswered(msg, now)
+        if isinstance(msg, NatHoleResp):
+            return [NatHoleAnswer(msg)]
         if isinstance(msg, Pong):
             if msg.error:
                 return self._fail(ConnectionClosed(f"frps refused our heartbeat: {msg.error}"))

@@ -31,6 +31,7 @@ from frptw.client._control_machine import (
     ControlState,
     Fail,
     LoggedIn,
+    NatHoleAnswer,
     OpenWorkConn,
     ProxyUpdate,
     Send,
@@ -41,7 +42,7 @@ from frptw.errors import ConnectionClosed, LoginError
 from frptw.logs import FrpLogger
 from frptw.transport.timers import cancelCall
 from frptw.wire.errors import ProtocolError
-from frptw.wire.messages import NewWorkConn
+from frptw.wire.messages import Message, NatHoleResp, NewWorkConn
 
 
 class ControlProtocol(Protocol):
@@ -54,6 +55,7 @@ class ControlProtocol(Protocol):
     :param runId: the run id of the previous session ("" the first time).
     :param openWork: called with the ``NewWorkConn`` to send on each new work connection.
     :param sign: the proof of identity for Login, Ping and NewWorkConn (see ControlMachine).
+    :param natHole: called with each ``NatHoleResp`` (xtcp answers).
     """
 
     _log = FrpLogger(namespace="frptw.client.control")
@@ -66,11 +68,13 @@ class ControlProtocol(Protocol):
         runId: str,
         openWork: Callable[[NewWorkConn], None],
         sign: Optional[Callable[[float], dict]] = None,
+        natHole: Optional[Callable[[NatHoleResp], None]] = None,
     ) -> None:
         self.machine = ControlMachine(config, runId, sign)
         self.proxies = proxies
         self.clock = clock
         self._openWork = openWork
+        self._natHole = natHole
         self._channel = ControlChannel(config.auth.token)
         self._timer: Optional[IDelayedCall] = None
         self._error: Optional[Exception] = None
@@ -137,6 +141,12 @@ class ControlProtocol(Protocol):
         """Tell frps a proxy removed from the table (or found unhealthy) is gone (if frps knows it)."""
         self._perform(self.machine.removeProxy(name))
 
+    def sendMessage(self, message: Message) -> None:
+        """Send one more message (xtcp's NatHole*); ConnectionClosed unless logged in."""
+        if self.machine.state is not ControlState.RUNNING:
+            raise ConnectionClosed("not logged in to frps")
+        self.transport.write(self._channel.encode([message]))
+
     def close(self) -> None:
         """Graceful end: CloseProxy for every proxy frps knows, then close the connection."""
         self._perform(self.machine.close())
@@ -159,6 +169,8 @@ class ControlProtocol(Protocol):
                 self._failed(action.error)
             elif isinstance(action, Close):
                 self.transport.loseConnection()
+            elif isinstance(action, NatHoleAnswer) and self._natHole is not None:
+                self._natHole(action.message)
         self._schedule()
 
     def _proxyUpdated(self, update: ProxyUpdate) -> None:

@@ -42,7 +42,7 @@ CHECK_FAILED = "check failed"
 CLOSED = "closed"
 
 #: Proxy types this client serves: byte pipes, and datagrams (udp, sudp) over work connections.
-SUPPORTED_TYPES = frozenset({"tcp", "http", "https", "tcpmux", "stcp", "udp", "sudp"})
+SUPPORTED_TYPES = frozenset({"tcp", "http", "https", "tcpmux", "stcp", "udp", "sudp", "xtcp"})
 #: Proxy types whose work connections carry datagrams: frp never hands them to a plugin.
 DATAGRAM_TYPES = frozenset({"udp", "sudp"})
 

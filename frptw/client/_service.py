@@ -44,6 +44,7 @@ from frptw.client._control_machine import ControlState
 from frptw.client._control_protocol import ControlProtocol
 from frptw.client._health import HealthChecker, probeFor
 from frptw.client._health_machine import isChecked
+from frptw.client._nathole_exchange import NatHoleExchange
 from frptw.client._proxies import CHECK_FAILED, NEW, RUNNING, WAIT_START, ProxyEntry, ProxyStatus, ProxyTable
 from frptw.client._reconnect import ReconnectPolicy
 from frptw.client._reload import applyConfig
@@ -290,6 +291,7 @@ class _LoginAttempt:
         control = ControlProtocol(
             service.config, service._proxies, service._reactor, service.runId, lambda hello: service._openWork(hello, mux),
             service._sign,
+            natHole=service._natHole.answered,
         )
         service._control = control
         if mux is not None:
@@ -389,7 +391,12 @@ class FrpClientService(Service):
         self._workRoots: Set[_RootProtocol] = set()
         #: The running health checkers, by proxy name.
         self._checkers: Dict[str, HealthChecker] = {}
-        self._visitors = VisitorManager(config, reactor, self._openVisitorConnection, lambda: self.runId)
+        #: xtcp requests on the control connection and their NatHoleResp answers.
+        self._natHole = NatHoleExchange(reactor, self._sendControl)
+        #: The xtcp owner sessions being punched or served.
+        self._xtcpRuns: Set = set()
+        self._visitors = VisitorManager(config, reactor, self._openVisitorConnection, lambda: self.runId,
+                                        natHole=self._natHole)
         #: The run id frps gave us; sent again on every reconnect.
         self.runId = ""
 
@@ -428,6 +435,8 @@ class FrpClientService(Service):
             root.transport.abortConnection()
         if self._credentials is not None:
             self._credentials.stop()
+        for run in list(self._xtcpRuns):
+            run.stop()
         return gatherResults([self._visitors.stop(), clientService.stopService()]).addCallback(lambda _: None)
 
     # -- public API -----------------------------------------------------------------------
@@ -599,6 +608,7 @@ class FrpClientService(Service):
         self._everLoggedIn = True
         self.runId = session.control.runId
         self._policy.loggedIn()
+        self._visitors.loggedIn()
         waiters, self._loginWaiters = self._loginWaiters, []
         for d in waiters:
             d.callback(self.runId)
@@ -652,9 +662,27 @@ class FrpClientService(Service):
         """Open a work connection: a stream of the session's yamux ``mux``, or (None) a new
         connection to frps."""
         work = WorkConnection(
-            hello, self._runningProxy, self._reactor, self.config.auth.token, self.config.udp_packet_size
+            hello, self._runningProxy, self._reactor, self.config.auth.token, self.config.udp_packet_size,
+            xtcp=self._startXTCP,
         )
         self._openLogical(work, mux).addErrback(self._workFailed)
+
+    def _sendControl(self, message) -> None:
+        control = self._control
+        if control is None:
+            raise ConnectionClosed("not logged in to frps")
+        control.sendMessage(message)
+
+    def _startXTCP(self, config: ProxyConfig, wireName: str, sid: str) -> None:
+        """frps woke an xtcp proxy of ours for session ``sid``: punch and serve the tunnel."""
+        from frptw.client._xtcp import XTCPOwnerRun  # aioquic only for configurations that use xtcp
+
+        if self._clientService is None:
+            return
+        run = XTCPOwnerRun(self._reactor, self.config, config, wireName, self._natHole, sid)
+        self._xtcpRuns.add(run)
+        run.done.addBoth(lambda _: run.session.whenClosed() if run.session is not None else None)
+        run.done.addBoth(lambda _: self._xtcpRuns.discard(run))
 
     def _openLogical(self, protocol: Protocol, mux: Optional[YamuxSession]) -> Deferred:
         """Connect ``protocol`` to frps over a new logical connection: a stream of ``mux``, or

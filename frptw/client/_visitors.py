@@ -195,7 +195,7 @@ class _UserConnection(SwitchableProtocol):
 class _UserFactory(Factory):
     noisy = False
 
-    def __init__(self, visitor: "STCPVisitor") -> None:
+    def __init__(self, visitor) -> None:
         self.visitor = visitor
 
     def buildProtocol(self, addr) -> _UserConnection:
@@ -293,6 +293,68 @@ class SUDPVisitor(_Visitor, DatagramProtocol):
         return super().stop()
 
 
+class XTCPVisitorRunner(_Visitor):
+    """An xtcp visitor: listens like an stcp visitor, carries each user connection over the P2P
+    tunnel (:class:`frptw.client._xtcp.XTCPVisitor`), or hands it to its ``fallback_to`` visitor
+    when no tunnel is ready within ``fallback_timeout_ms``."""
+
+    def __init__(self, *args, clientConfig: ClientConfig, exchange, lookup: Callable[[str], Optional[_Visitor]],
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from frptw.client._xtcp import XTCPVisitor  # aioquic only for configurations that use xtcp
+
+        self.tunnel = XTCPVisitor(self.reactor, clientConfig, self.config, self.user, exchange)
+        self._lookup = lookup
+        self.users: List[_UserConnection] = []
+
+    def listen(self) -> None:
+        if self.config.bind_port > 0:
+            self.port = listenTCP(self.reactor, self.config.bind_port, _UserFactory(self), interface=self.config.bind_addr)
+        self.tunnel.start()
+
+    def userConnected(self, user: _UserConnection) -> None:
+        self.users.append(user)
+        fallback = self.config.fallback_to
+        timeout = self.config.fallback_timeout_ms / 1000.0 if fallback else None
+        from frptw.client._xtcp import OPEN_TUNNEL_TIMEOUT
+
+        d = self.tunnel.tunnel(timeout if timeout is not None else OPEN_TUNNEL_TIMEOUT)
+        d.addCallbacks(self._opened, self._failed, callbackArgs=(user,), errbackArgs=(user,))
+
+    def _opened(self, session, user: _UserConnection) -> None:
+        if user.lost:
+            self._forget(user)
+            return
+        top = self.tunnel.openStream(session, SwitchableProtocol())
+        splice(top, user).addCallback(lambda _: self._forget(user))
+
+    def _failed(self, failure: Failure, user: _UserConnection) -> None:
+        self._forget(user)
+        if user.lost:
+            return
+        _log.warn("[{name}] open tunnel error: {error}", name=self.config.name, error=failure.getErrorMessage())
+        fallback = self.config.fallback_to
+        target = self._lookup(fallback) if fallback else None
+        if isinstance(target, STCPVisitor):
+            _log.debug("[{name}] try to transfer connection to visitor: {to}", name=self.config.name, to=fallback)
+            target.userConnected(user)
+            return
+        if fallback:
+            _log.warn("[{name}] transfer connection to visitor {to} error: visitor not found", name=self.config.name,
+                      to=fallback)
+        user.transport.loseConnection()
+
+    def _forget(self, user: _UserConnection) -> None:
+        if user in self.users:
+            self.users.remove(user)
+
+    def stop(self) -> Deferred:
+        self.tunnel.stop()
+        for user in list(self.users):
+            user.transport.abortConnection()
+        return super().stop()
+
+
 @dataclass(frozen=True)
 class VisitorStatus:
     """A snapshot of one visitor, as ``FrpClientService.visitors()`` lists it.
@@ -320,7 +382,10 @@ class VisitorManager:
     :param runId: the current session's run id.
     """
 
-    def __init__(self, config: ClientConfig, reactor, connect: Connector, runId: Callable[[], str]) -> None:
+    def __init__(self, config: ClientConfig, reactor, connect: Connector, runId: Callable[[], str],
+                 natHole=None) -> None:
+        self._config = config
+        self._natHole = natHole
         self._user = config.user
         self._reactor = reactor
         self._connect = connect
@@ -345,6 +410,8 @@ class VisitorManager:
             return STCPVisitor(*args)
         if cfg.type == "sudp":
             return SUDPVisitor(*args, packetSize=self._packetSize)
+        if cfg.type == "xtcp" and self._natHole is not None:
+            return XTCPVisitorRunner(*args, clientConfig=self._config, exchange=self._natHole, lookup=self.visitors.get)
         raise ConfigError(f"{cfg.type} visitors are not supported by this frpc")
 
     def _listen(self, visitor: "_Visitor") -> Optional[Exception]:
@@ -392,6 +459,12 @@ class VisitorManager:
         found = {name: visitor.config for name, visitor in self.visitors.items()}
         found.update((name, cfg) for name, (cfg, _) in self.unsupported.items())
         return found
+
+    def loggedIn(self) -> None:
+        """A control session logged in: xtcp visitors that keep their tunnel open punch now."""
+        for visitor in self.visitors.values():
+            if isinstance(visitor, XTCPVisitorRunner):
+                visitor.tunnel.loggedIn()
 
     def statuses(self) -> List[VisitorStatus]:
         """Snapshots of every visitor, sorted by name."""

@@ -42,7 +42,7 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import FRPTW_COMPRESSIONS
 from frptw.wire.crypto import derive_key
 from frptw.wire.errors import ProtocolError
-from frptw.wire.messages import NewWorkConn, StartWorkConn
+from frptw.wire.messages import NatHoleSid, NewWorkConn, StartWorkConn
 
 LOCAL_DIAL_TIMEOUT = 10.0
 
@@ -71,6 +71,8 @@ class WorkConnection(PreambleProtocol):
     :param lookup: maps the proxy name in ``StartWorkConn`` to a *running* proxy, or None.
     :param token: ``auth.token``, the key material of ``use_encryption``.
     :param udpPacketSize: read buffer for the local sockets of udp/sudp proxies.
+    :param xtcp: ``xtcp(config, wire name, sid)`` starts an xtcp owner's hole punching; frps
+        writes ``NatHoleSid`` right after ``StartWorkConn`` on the work connection.
     """
 
     _log = FrpLogger()
@@ -82,8 +84,10 @@ class WorkConnection(PreambleProtocol):
         reactor: IReactorTCP,
         token: str,
         udpPacketSize: int = 1500,
+        xtcp: Optional[Callable[[ProxyConfig, str, str], None]] = None,
     ) -> None:
         super().__init__(greeting=hello)
+        self._xtcp = xtcp
         self._udpPacketSize = udpPacketSize
         self._lookup = lookup
         self._reactor = reactor
@@ -144,6 +148,10 @@ class WorkConnection(PreambleProtocol):
         self._compression = msg.frptw_compression
         if config.type in ("udp", "sudp"):
             self._startDatagrams(config)
+            return
+        if config.type == "xtcp":
+            self.state = WorkState.PLUGIN
+            self.switchTo(_SidReader(self, config, msg.proxy_name))
             return
         if running.plugin is not None:
             self.state = WorkState.PLUGIN
@@ -206,3 +214,25 @@ class WorkConnection(PreambleProtocol):
                                 transport.bandwidth_limit, transport.bandwidth_limit_mode)
         return stackDataPlane(self, plane.compressedWith(self._compression), "client", self._reactor)
 
+
+
+class _SidReader(PreambleProtocol):
+    """The rest of an xtcp work connection: one ``NatHoleSid``, then frps closes it."""
+
+    def __init__(self, work: WorkConnection, config: ProxyConfig, wireName: str) -> None:
+        super().__init__()
+        self._work = work
+        self._config = config
+        self._wireName = wireName
+
+    def messageReceived(self, msg, leftover: bytes) -> None:
+        self.transport.loseConnection()
+        if not isinstance(msg, NatHoleSid):
+            self._work._log.warn("[{name}] xtcp read from workConn error: expected NatHoleSid, got {type}",
+                                 name=self._config.name, type=type(msg).__name__)
+        elif self._work._xtcp is not None:
+            self._work._xtcp(self._config, self._wireName, msg.sid)
+
+    def badMessage(self, error: ProtocolError) -> None:
+        self._work._log.warn("[{name}] xtcp read from workConn error: {error}", name=self._config.name, error=error)
+        self.transport.abortConnection()
