@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from typing import List
 
+import h11
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -19,6 +20,7 @@ from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
+from tests.h11server import serverEvents
 from tests.support import free_port, proxiesRunning, until
 
 TOKEN = "abc"
@@ -139,3 +141,33 @@ def socketPath(testcase: TestCase) -> str:
     directory = tempfile.mkdtemp(prefix="frptw-uds-")
     testcase.addCleanup(shutil.rmtree, directory, True)
     return os.path.join(directory, "s")
+
+
+class _HTTPBackend(Protocol):
+    def connectionMade(self) -> None:
+        self.h11 = h11.Connection(h11.SERVER)
+        self.body = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        for event in serverEvents(self.h11, data):
+            if isinstance(event, h11.Request):
+                self.request = event
+                self.body = b""
+            elif isinstance(event, h11.Data):
+                self.body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                self.factory.requests.append((self.request, self.body))
+                answer = b"you sent %d bytes to %s" % (len(self.body), self.request.target)
+                self.transport.write(self.h11.send(h11.Response(status_code=201, headers=[
+                    (b"Content-Length", b"%d" % len(answer)), (b"X-Backend", b"yes"), (b"Date", b"fixed")])))
+                self.transport.write(self.h11.send(h11.Data(data=answer)) + self.h11.send(h11.EndOfMessage()))
+
+
+class HTTPBackend(Factory):
+    """An HTTP/1.1 origin server that records each request (head, body) and answers 201 with
+    ``you sent N bytes to TARGET``."""
+
+    protocol = _HTTPBackend
+
+    def __init__(self) -> None:
+        self.requests: list = []

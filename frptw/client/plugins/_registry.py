@@ -27,6 +27,7 @@ BUILTIN_MODULES: Dict[str, str] = {
     "http2https": "reverse_proxy",
     "https2http": "reverse_proxy",
     "https2https": "reverse_proxy",
+    "http_proxy": "http_proxy",
     "socks5": "socks5",
     "static_file": "static_file",
     "unix_domain_socket": "unix_socket",
