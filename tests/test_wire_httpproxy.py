@@ -9,6 +9,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.client.plugins import ConnectionInfo, PluginContext
+from frptw.client.plugins._dial import parseAddress
 from frptw.client.plugins.http_proxy import AUTH_FAILURE_DELAY
 from frptw.client.plugins.http_proxy import build as buildHTTPProxy
 from frptw.config import HTTPProxyPluginOptions
@@ -26,7 +27,6 @@ from frptw.wire.httpproxy import (
     forward_headers,
     proxy_authorized,
     proxy_credentials_given,
-    split_host_port,
 )
 from tests.support import LogCapture
 
@@ -111,10 +111,10 @@ class ForwardingTests(SynchronousTestCase):
                           (b"Transfer-Encoding", b"chunked")])
         self.assertEqual(forward_headers([(b"user-agent", b"curl")], b"h"), [(b"Host", b"h"), (b"user-agent", b"curl")])
 
-    def test_split_host_port(self) -> None:
-        self.assertEqual(split_host_port("[::1]:80"), ("::1", 80))
+    def test_dial_addresses(self) -> None:
+        self.assertEqual(parseAddress("[::1]:80"), ("::1", 80))
         for bad in ("example.com", "a:b", "::1:80", "a:99999", ""):
-            self.assertRaises(ValueError, split_host_port, bad)
+            self.assertRaises(ValueError, parseAddress, bad)
 
 
 class ConnectTunnelClockTests(SynchronousTestCase):

@@ -156,7 +156,7 @@ class AbsoluteTarget:
     path: bytes
 
 
-class UnsupportedScheme(ValueError):
+class UnsupportedScheme(ProtocolError):
     """The request target has no scheme frptw forwards; ``str()`` is Go's error text."""
 
 
@@ -191,15 +191,3 @@ def forward_headers(headers: Headers, authority: bytes) -> Headers:
         out.append((name, value))
     return out
 
-
-def split_host_port(authority: str) -> Tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` as Go's dialer splits it; raises ValueError (Go: "missing
-    port in address" and the like)."""
-    host, sep, port = authority.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"address {authority}: missing or bad port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"address {authority}: too many colons")
-    return host, int(port)

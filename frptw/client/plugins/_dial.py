@@ -4,7 +4,7 @@
 ``http_proxy`` and ``socks5`` dial the target a user asked for and answer before splicing.
 """
 
-from typing import Callable
+from typing import Callable, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -13,9 +13,18 @@ from twisted.python.failure import Failure
 from frptw.transport.sockets import quietFactory
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
+from frptw.wire.nathole import split_host_port
 
 #: How long a plugin waits for its backend to accept (frp's local dial timeout).
 DIAL_TIMEOUT = 10.0
+
+
+def parseAddress(text: str) -> Tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` to dial, as Go's dialer takes it; ValueError otherwise."""
+    host, port = split_host_port(text)
+    if port > 65535:
+        raise ValueError(f"address {text}: invalid port")
+    return host, port
 
 
 def dial(endpoint: IStreamClientEndpoint) -> "Deferred[SwitchableProtocol]":

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frptw.client.plugins._contract import ConnectionInfo, IClientPlugin, PluginContext
-from frptw.client.plugins._dial import DIAL_TIMEOUT, dial
+from frptw.client.plugins._dial import DIAL_TIMEOUT, dial, parseAddress
 from frptw.config.plugins import HTTPProxyPluginOptions
 from frptw.logs import FrpLogger
 from frptw.transport.http_exchange import Backend, Exchange, reason
@@ -133,7 +133,7 @@ class ConnectTunnel(SwitchableProtocol):
 
     def _dial(self) -> None:
         try:
-            host, port = wire.split_host_port(self._target)
+            host, port = parseAddress(self._target)
         except ValueError as e:
             self._failed(Failure(e))
             return
