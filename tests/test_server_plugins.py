@@ -280,3 +280,23 @@ class FrpsHookTests(RawClientMixin, TestCase):
         [live] = self.service._liveControls().values()
         await holds(lambda: len(live.pool) == 0, "no work connection pooled")
         self.assertEqual(logs.failures(), [])
+
+    async def test_stopping_frps_during_calls_is_quiet(self) -> None:
+        """Calls under way (a Login, a NewProxy, a NewWorkConn) are cancelled by stopService
+        without a traceback."""
+        plugin = await self.withPlugin(["Login", "NewProxy", "NewWorkConn"])
+        control, resp = await self.login()
+        plugin.answer("NewProxy", HOLD)
+        plugin.answer("NewWorkConn", HOLD)
+        plugin.answer("Login", HOLD)
+        control.send(m.NewProxy(proxy_name="web", proxy_type="tcp"))
+        await self.workConn(resp.run_id)
+        pending = await self.connect(RawConn())
+        pending.send(m.Login(version="0.65.0", privilege_key=privilege_key(TOKEN, 1), timestamp=1))
+        for op in ("NewProxy", "NewWorkConn"):
+            await plugin.waitFor(op)
+        await plugin.waitFor("Login", 2)
+        logs = LogCapture(self)
+        await self.service.stopService()
+        self.assertEqual(logs.failures(), [])
+        self.assertEqual([line for line in logs.reported(0) if "plugin" in line], [])

@@ -227,6 +227,26 @@ class PluginInterop(TestCase):
 
             self.assertTrue(await self.both(scenario, ("NewProxy",)), reply)
 
+    async def test_refused_work_connections_leave_the_user_without_service(self) -> None:
+        async def scenario(run: Run):
+            plugin, port = await self.plugin(run)
+            plugin.answer("NewWorkConn", {"reject": True, "reject_reason": "no work today"})
+            await self.frps(run, pluginSection("work", port, ["NewWorkConn"]))
+            await self.frpc(run, extra="transport.poolCount = 0", echoPort=await self.echo())
+            with self.assertRaises(AssertionError):  # closed without an echo
+                await exchange(reactor, run.remotePort, 1024, timeout=15)
+            return "no work today" in run.frpc.output
+
+        self.assertTrue(await self.both(scenario, ("NewWorkConn",)))
+
+    async def test_login_plugin_down(self) -> None:
+        async def scenario(run: Run):
+            await self.frps(run, pluginSection("down", free_port(), ["Login"]))
+            frpc = await self.frpc(run, ready="login to the server failed", loginFailExit=True)
+            return "login to the server failed: send Login request to plugin error." in frpc.output
+
+        self.assertTrue(await self.both(scenario))
+
     async def test_slow_plugin_delays_the_control_in_order(self) -> None:
         """A held NewProxy holds the messages behind it: the second proxy's NewProxy reaches the
         plugin only once the first is answered (frp's control handles messages one by one)."""

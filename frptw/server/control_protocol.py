@@ -23,7 +23,7 @@ from collections import deque
 from typing import Callable, Deque, List, Optional
 from typing import Protocol as TypingProtocol
 
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
@@ -257,6 +257,8 @@ class ControlProtocol(Protocol):
         return self._perform(actions)
 
     def _pluginRefused(self, failure: Failure, message: m.Message) -> "Deferred[None]":
+        if failure.check(CancelledError):
+            return succeed(None)  # frps is stopping
         failure.trap(PluginRejected)
         error = failure.getErrorMessage()
         if isinstance(message, m.NewProxy):

@@ -31,7 +31,7 @@ meantime, the answer is dropped.
 import secrets
 from typing import Dict, List, Optional, Set
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 
 from frptw import FRP_VERSION
@@ -158,6 +158,8 @@ class Dispatcher:
         d.addErrback(lambda f: log.failure("login of {peer}", f, peer=describePeer(conn.transport)))
 
     def _pluginRefusedLogin(self, conn: LogicalConnection, login: m.Login, failure) -> None:
+        if failure.check(CancelledError):
+            return  # frps is stopping
         failure.trap(PluginRejected)
         if conn.lost:
             return
@@ -252,6 +254,8 @@ class Dispatcher:
             conn.transport.loseConnection()
 
     def _pluginRefusedWorkConn(self, conn: LogicalConnection, request: m.NewWorkConn, failure) -> None:
+        if failure.check(CancelledError):
+            return  # frps is stopping
         failure.trap(PluginRejected)
         self._refuseWorkConn(conn, request, failure.getErrorMessage())
 

@@ -14,7 +14,7 @@ from io import BytesIO
 from typing import List, Set
 from urllib.parse import urlsplit, urlunsplit
 
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -115,6 +115,13 @@ class PluginClient:
         if failure.check(ResponseFailed):  # also ResponseNeverReceived
             return "; ".join(PluginClient.describe(reason) for reason in failure.value.reasons)
         return failure.getErrorMessage() or failure.type.__name__
+
+    @staticmethod
+    def cancelled(failure: Failure) -> bool:
+        """True if a call failed because it was cancelled (not because of the plugin)."""
+        if failure.check(ResponseFailed):
+            return any(reason.check(CancelledError) for reason in failure.value.reasons)
+        return bool(failure.check(CancelledError))
 
     def close(self) -> "Deferred[None]":
         """Close the idle connections."""

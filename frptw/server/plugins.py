@@ -125,10 +125,11 @@ class PluginManager:
             try:
                 reply = await plugin.call(op, content, reqid)
                 changed = rpc.apply_reply(content, reply)
-            except CancelledError:
-                raise
             except Exception:
-                error = self._client.describe(Failure())
+                failure = Failure()
+                if self._client.cancelled(failure):
+                    raise CancelledError() from None  # withdrawn (the user left, frps stops): no error
+                error = self._client.describe(failure)
                 # frp logs a failed NewUserConn call at info level, every other one as a warning.
                 emit = log.info if op == rpc.NEW_USER_CONN else log.warn
                 emit("[reqid: {reqid}] send {op} request to plugin [{name}] error: {error}", reqid=reqid, op=op,
