@@ -6,11 +6,23 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
 from frptw.client import FrpClientService
-from frptw.config import parse_client_config
+from frptw.config import parse_client_config, parse_server_config
+from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
 from tests.support import free_port
 from tests.traffic import EchoServer
 from tests.udptraffic import UDPEcho
+
+
+async def ourFrps(testCase, text: str) -> int:
+    """Our frps from the TOML ``text`` on a free bind port (whatever ``bindPort`` says), stopped
+    at cleanup; fires with its bind port once it listens."""
+    config = parse_server_config(text, "toml")
+    config.bind_port = 0
+    service = FrpServerService(config, reactor=reactor)
+    service.startService()
+    testCase.addCleanup(service.stopService)
+    return (await service.whenListening()).getHost().port
 
 
 class GoAndOursMixin:

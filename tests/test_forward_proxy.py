@@ -11,13 +11,13 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from frptw.client import FrpClientService
-from frptw.config import parse_client_config, parse_server_config
+from frptw.config import parse_client_config
 from frptw.errors import ConfigError
-from frptw.server import FrpServerService
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.tunnel import startTunnel
 from frptw.wire.tunnels import HTTPConnectClient, TunnelError
 from tests.gofrp import GoFrp
+from tests.interop import ourFrps
 from tests.relays import ForwardProxy
 from tests.support import LogCapture, free_port, toml, until
 from tests.traffic import EchoServer, exchange
@@ -49,13 +49,8 @@ class ThroughForwardProxies(TestCase):
                                                     f'auth.token = "{TOKEN}"\ntransport.tcpMux = {toml(mux)}\n')
             self.addCleanup(go.stop)
         else:
-            config = parse_server_config(f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\n'
-                                         f"transport.tcpMux = {toml(mux)}\n", "toml")
-            config.bind_port = 0
-            service = FrpServerService(config, reactor=reactor)
-            service.startService()
-            self.addCleanup(service.stopService)
-            self.bindPort = (await service.whenListening()).getHost().port
+            self.bindPort = await ourFrps(self, f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\n'
+                                                f"transport.tcpMux = {toml(mux)}\n")
 
     async def ours(self, url: str, remote: int, mux: bool, extra: str = "") -> FrpClientService:
         config = parse_client_config(clientText(self.bindPort, url, self.echo.port, remote, mux, extra), "toml")

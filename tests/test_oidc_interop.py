@@ -16,6 +16,7 @@ from frptw.config import parse_client_config, parse_server_config
 from frptw.errors import LoginError
 from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
+from tests.interop import ourFrps
 from tests.oidcprovider import OIDCProvider
 from tests.support import LogCapture, free_port
 from tests.traffic import EchoServer, exchange
@@ -51,12 +52,7 @@ class OIDCBothWays(TestCase):
         return port
 
     async def ourFrps(self, **kwargs) -> int:
-        config = parse_server_config(self.frpsText(0, **kwargs), "toml")
-        config.bind_port = 0
-        service = FrpServerService(config, reactor=reactor)
-        service.startService()
-        self.addCleanup(service.stopService)
-        return (await service.whenListening()).getHost().port
+        return await ourFrps(self, self.frpsText(0, **kwargs))
 
     def ourFrpc(self, port: int, remote: int, extra: str = "", tokenURL: str = "") -> FrpClientService:
         service = FrpClientService(parse_client_config(self.frpcText(port, remote, extra, tokenURL), "toml"), reactor)

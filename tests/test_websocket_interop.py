@@ -12,9 +12,9 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from frptw.client import FrpClientService
-from frptw.config import parse_client_config, parse_server_config
-from frptw.server import FrpServerService
+from frptw.config import parse_client_config
 from tests.gofrp import GoFrp
+from tests.interop import ourFrps
 from tests.relays import tlsTerminator
 from tests.support import free_port, toml
 from tests.traffic import EchoServer, exchange
@@ -41,15 +41,7 @@ class WebSocketCells:
             )
             self.addCleanup(frps.stop)
             return port
-        config = parse_server_config(
-            f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\ntransport.tcpMux = {toml(mux)}\n{extra}\n', "toml"
-        )
-        config.bind_port = 0
-        service = FrpServerService(config, reactor=reactor)
-        service.startService()
-        self.addCleanup(service.stopService)
-        listening = await service.whenListening()
-        return listening.getHost().port
+        return await ourFrps(self, f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\ntransport.tcpMux = {toml(mux)}\n{extra}\n')
 
     async def frpc(self, kind: str, serverPort: int, protocol: str, mux: bool, localPort: int, remotePort: int,
                    extra: str = "", proxyExtra: str = ""):
