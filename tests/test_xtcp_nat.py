@@ -49,12 +49,12 @@ bindPort = {STCP_PORT}
 class ConeNatTests(NatLabMixin, TestCase):
     """Both peers behind port-preserving NATs: frp punches through."""
 
-    async def p2p(self, frps: str, owner: str, visit: str) -> None:
+    async def p2p(self, frps: str, owner: str, visit: str, protocol: str = "quic") -> None:
         await self.startLab()
         server = await self.frps(frps)
         await self.echo()
         await self.frpc(owner, "owner", OWNER, ready="start proxy success")
-        await self.frpc(visit, "visitor", visitor(), ready="start visitor success")
+        await self.frpc(visit, "visitor", visitor(f'protocol = "{protocol}"'), ready="start visitor success")
         before = self.lab.counterBytes("server")
         report = await self.send(XTCP_PORT, SIZE)
         self.assertEqual(report["sent"], report["received"])
@@ -87,6 +87,15 @@ class ConeNatTests(NatLabMixin, TestCase):
 
     async def test_our_peers_through_our_frps(self):
         await self.p2p("ours", "ours", "ours")
+
+    async def test_kcp_our_owner_go_visitor(self):
+        await self.p2p("ours", "ours", "go", "kcp")
+
+    async def test_kcp_go_owner_our_visitor(self):
+        await self.p2p("go", "go", "ours", "kcp")
+
+    async def test_kcp_our_peers(self):
+        await self.p2p("ours", "ours", "ours", "kcp")
 
 
 class SymmetricNatTests(NatLabMixin, TestCase):

@@ -325,8 +325,9 @@ class XTCPVisitorRunner(_Visitor):
         if user.lost:
             self._forget(user)
             return
-        top = self.tunnel.openStream(session, SwitchableProtocol())
-        splice(top, user).addCallback(lambda _: self._forget(user))
+        d = self.tunnel.openStream(session, SwitchableProtocol())
+        d.addCallback(lambda top: splice(top, user).addCallback(lambda _: self._forget(user)))
+        d.addErrback(self._failed, user)
 
     def _failed(self, failure: Failure, user: _UserConnection) -> None:
         self._forget(user)

@@ -17,7 +17,10 @@ session): a user connection opens a stream on it; without a live tunnel it asks 
 another visitor, which then gets the connection.  ``keep_tunnel_open`` starts a run at once and
 checks every ``min_retry_interval`` s, at most ``max_retries_an_hour`` runs an hour.
 
-Only ``protocol = "quic"`` tunnels are implemented; a ``kcp`` run fails with a clear log line.
+The tunnel is QUIC (``protocol = "quic"``, the default: visitor = client, owner = server, one
+QUIC stream per user connection) or KCP (``"kcp"``: conversation 1 with frps's KCP settings on
+the punched 5-tuple, yamux above it with a 10 s keep-alive and 6 MiB windows, the visitor as the
+yamux client), as frp does.
 """
 
 from typing import Callable, List, Optional, Tuple
@@ -36,12 +39,14 @@ from frptw.config import ClientConfig, ProxyConfig, XTCPVisitorConfig
 from frptw.errors import FrpError
 from frptw.logs import FrpLogger
 from frptw.transport.dataplane import DataPlane, stackDataPlane
+from frptw.transport.kcp import SERVER_WINDOWS, KcpSession, udpAddress
 from frptw.transport.quic import QuicSession
 from frptw.transport.quicudp import QuicClientSocket, QuicListener, clientConfiguration, serverConfiguration
 from frptw.transport.sockets import quietFactory, tcpEndpoint
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
+from frptw.transport.yamux import YamuxSession
 from frptw.wire.auth import privilege_key
 from frptw.wire.crypto import derive_key
 from frptw.wire.messages import NatHoleClient, NatHoleReport, NatHoleResp, NatHoleVisitor
@@ -194,8 +199,9 @@ class XTCPOwnerRun:
             raise
         self._exchange.send(NatHoleReport(sid=resp.sid, success=True))
         if resp.protocol == "kcp":
-            sock.close()
-            raise TunnelError("kcp P2P tunnels are not supported by this frpc: set protocol = \"quic\" on the visitor")
+            self.session = _KcpTunnel(self._reactor, sock, peer, isClient=False, accept=_OwnerStreams(self))
+            self.session.whenClosed().addCallback(lambda _: sock.close())
+            return
         self._listen(sock, peer)
 
     def _listen(self, sock: HoleSocket, peer: Tuple[str, int]) -> None:
@@ -373,8 +379,9 @@ class XTCPVisitor:
             run.close()
             raise
         if resp.protocol == "kcp":
-            sock.close()
-            raise TunnelError("init tunnel session error: kcp P2P tunnels are not supported by this frpc")
+            tunnel = _KcpTunnel(self._reactor, sock, peer, isClient=True)
+            tunnel.whenClosed().addCallback(lambda _: sock.close())
+            return tunnel  # type: ignore[return-value]
         return await self._dial(sock, peer)
 
     async def _dial(self, sock: HoleSocket, peer: Tuple[str, int]) -> QuicSession:
@@ -410,9 +417,36 @@ class XTCPVisitor:
         else:
             _log.failure("[{name}] xtcp hole punching", failure, name=self.config.name)
 
-    def openStream(self, session: QuicSession, protocol: SwitchableProtocol) -> SwitchableProtocol:
-        """Open a stream for ``protocol`` and return the top of its data plane."""
-        session.openStream(protocol)
+    def openStream(self, session, protocol: SwitchableProtocol) -> "Deferred[SwitchableProtocol]":
+        """Open a stream for ``protocol``; fires with the top of its data plane."""
         transport = self.config.transport
-        return stackDataPlane(protocol, _plane(self.config.secret_key, transport.use_encryption,
-                                               transport.use_compression), "client", self._reactor)
+        plane = _plane(self.config.secret_key, transport.use_encryption, transport.use_compression)
+        return session.openStream(protocol).addCallback(
+            lambda _: stackDataPlane(protocol, plane, "client", self._reactor))
+
+
+class _KcpTunnel:
+    """frp's KCP P2P tunnel: KCP conversation 1 on the punched socket, yamux above it."""
+
+    def __init__(self, reactor, sock: HoleSocket, peer: Tuple[str, int], isClient: bool, accept=None) -> None:
+        local = sock.transport.getHost()
+        self._kcp = KcpSession(1, reactor, lambda data: sock.send(data, peer), udpAddress(*peer),
+                               udpAddress(local.host, local.port), SERVER_WINDOWS)
+        sock.handler = _onlyFrom(peer, lambda data, addr: self._kcp.datagramReceived(data))
+        self._mux = YamuxSession(isClient=isClient, clock=reactor, acceptFactory=accept, keepaliveInterval=10.0,
+                                 maxStreamWindow=6 * 1024 * 1024)
+        self._kcp.connect(self._mux)
+        self.closed = False
+        self._mux.whenClosed().addCallback(self._ended)
+
+    def _ended(self, _: object) -> None:
+        self.closed = True
+
+    def openStream(self, protocol) -> Deferred:
+        return self._mux.openStream(protocol)
+
+    def whenClosed(self) -> Deferred:
+        return self._mux.whenClosed()
+
+    def close(self) -> None:
+        self._mux.close()
