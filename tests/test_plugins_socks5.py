@@ -172,3 +172,23 @@ class SocksSessionTests(SynchronousTestCase):
         self.assertEqual(backendTransport.value(), b"early and more")
         backend.dataReceived(b"reply")
         self.assertTrue(self.transport.value().endswith(b"reply"))
+
+
+class Socks5OnSecretProxyTests(PluginRigMixin, TestCase):
+    async def test_stcp_proxy_with_socks5_through_a_visitor(self):
+        """Plugins serve stcp proxies too: a SOCKS5 CONNECT through our visitor, the Go frps
+        and our frpc's stcp proxy."""
+        echo = await EchoServer.listen(reactor)
+        self.addCleanup(echo.stop)
+        serverPort = await self.startFrps("go")
+        owner = ('user = "owner"\n[[proxies]]\nname = "sec"\ntype = "stcp"\nsecretKey = "s3cret"\n'
+                 'allowUsers = ["guest"]\n[proxies.plugin]\ntype = "socks5"\n')
+        await self.startFrpc("ours", serverPort, owner, ["sec"])
+        bindPort = free_port()
+        visitor = (f'user = "guest"\n[[visitors]]\nname = "vis"\ntype = "stcp"\nserverName = "sec"\n'
+                   f'serverUser = "owner"\nsecretKey = "s3cret"\nbindAddr = "127.0.0.1"\nbindPort = {bindPort}\n')
+        service = await self.startFrpc("ours", serverPort, visitor, [])
+        await service.whenLoggedIn()
+        user = await talk(self, bindPort, GREET_NONE + connect(b"\x7f\x00\x00\x01", echo.port) + b"via stcp")
+        received = await user.waitFor(12 + 8, "the echo through the visitor")
+        self.assertEqual((received[:4], received[12:]), (b"\x05\x00\x05\x00", b"via stcp"))

@@ -288,12 +288,14 @@ class _TLSFactory(TLSMemoryBIOFactory):
 
 
 def _startTLS(
-    proto: SwitchableProtocol, contextFactory, isClient: bool, leftover: bytes, clock: Optional[IReactorTime]
+    proto: SwitchableProtocol, contextFactory, isClient: bool, leftover: bytes, clock: Optional[IReactorTime],
+    top: Optional[SwitchableProtocol] = None,
 ) -> SwitchableProtocol:
     # The factory's protocol (built on Twisted's BufferingTLSTransport) coalesces the small
     # writes of one reactor turn into one TLS record.  It wraps no factory of ours: the
     # protocol on top is the switchable we return.
-    top = SwitchableProtocol()
+    if top is None:
+        top = SwitchableProtocol()
     factory = _TLSFactory(contextFactory, isClient, None, clock)
     proto.switchTo(factory.protocol(factory, top), leftover)
     return top
@@ -320,10 +322,13 @@ def startServerTLS(
     contextFactory: IOpenSSLServerConnectionCreator,
     leftover: bytes = b"",
     clock: Optional[IReactorTime] = None,
+    top: Optional[SwitchableProtocol] = None,
 ) -> SwitchableProtocol:
     """Start a TLS server handshake on ``proto``'s connection; return the protocol above TLS.
 
     ``leftover`` is what a sniffer read past the first byte frps consumes (``0x17``), or the
-    whole sniffed prefix when it kept it (``0x16``).
+    whole sniffed prefix when it kept it (``0x16``).  ``top`` is the protocol to put above TLS
+    (default: a plain switchable one); one that provides ``IHandshakeListener`` learns when
+    the handshake is complete (frpc's ``tls2raw`` dials its backend only then).
     """
-    return _startTLS(proto, contextFactory, False, leftover, clock)
+    return _startTLS(proto, contextFactory, False, leftover, clock, top)

@@ -3,7 +3,7 @@
 The seam (frp's ``pkg/plugin/client``): :class:`IClientPlugin` (``handle`` a started work
 connection with its :class:`ConnectionInfo`, ``close`` when the proxy goes), built once per
 proxy by :func:`buildPlugin` from the proxy's plugin options and a :class:`PluginContext`.
-Plugin modules: ``unix_socket`` (``unix_domain_socket``), ``socks5``, ``http_proxy``; shared pieces: ``_dial`` (dial a
+Plugin modules: ``unix_socket`` (``unix_domain_socket``), ``socks5``, ``http_proxy``, ``tls2raw``; shared pieces: ``_dial`` (dial a
 backend, write the PROXY header, splice).
 """
 

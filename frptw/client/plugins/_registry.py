@@ -30,6 +30,7 @@ BUILTIN_MODULES: Dict[str, str] = {
     "http_proxy": "http_proxy",
     "socks5": "socks5",
     "static_file": "static_file",
+    "tls2raw": "tls2raw",
     "unix_domain_socket": "unix_socket",
 }
 
