@@ -8,8 +8,14 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+from frptw.client import FrpClientService
+from frptw.config import parse_client_config, parse_server_config
+from frptw.errors import ConfigError
+from frptw.server import FrpServerService
+from tests.pki import TestCA
+from tests.support import free_port, tempDir
 from tests.traffic import exchange
-from tests.transports import UDPTransportMixin
+from tests.transports import TOKEN, UDPTransportMixin
 
 BIG = 8 * 1024 * 1024
 CONCURRENT = 20
@@ -73,3 +79,46 @@ class QuicInterop(UDPTransportMixin, TestCase):
     def test_lossy_go_frpc_to_ours(self):
         yield self.setUpPair("quic", frps="ours", frpc="go", loss=0.05)
         yield self.lossy()
+
+
+class QuicTLS(UDPTransportMixin, TestCase):
+    """frp's TLS settings over QUIC: our frpc verifies Go frps's certificate against
+    ``trustedCaFile`` and ``serverName``; our frps refuses client certificates over QUIC."""
+
+    @inlineCallbacks
+    def goFrpsWithCertificate(self):
+        ca = TestCA(tempDir(self))
+        cert, key = ca.issueFiles("frps", dnsNames=["frps.test"])
+        yield self.startFrps("go", "quic", f'transport.tls.certFile = "{cert}"\ntransport.tls.keyFile = "{key}"\n')
+        return ca
+
+    def ourFrpc(self, extra: str) -> FrpClientService:
+        text = (f'serverAddr = "127.0.0.1"\nserverPort = {self.udpPort}\nauth.token = "{TOKEN}"\n'
+                f'transport.protocol = "quic"\n{extra}\n')
+        service = FrpClientService(parse_client_config(text, "toml"), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        return service
+
+    @inlineCallbacks
+    def test_verified_server_name(self):
+        ca = yield self.goFrpsWithCertificate()
+        service = self.ourFrpc(f'transport.tls.trustedCaFile = "{ca.ca}"\ntransport.tls.serverName = "frps.test"\n')
+        runId = yield service.whenLoggedIn()
+        self.assertTrue(runId)
+
+    @inlineCallbacks
+    def test_wrong_server_name_is_refused(self):
+        ca = yield self.goFrpsWithCertificate()
+        service = self.ourFrpc(f'transport.tls.trustedCaFile = "{ca.ca}"\ntransport.tls.serverName = "other.test"\n')
+        yield self.assertFailure(service.whenLoggedIn(), Exception)
+
+    @inlineCallbacks
+    def test_our_frps_refuses_client_certificates_over_quic(self):
+        ca = TestCA(tempDir(self))
+        text = (f'bindAddr = "127.0.0.1"\nbindPort = {free_port()}\nquicBindPort = {free_port(2)}\n'
+                f'transport.tls.trustedCaFile = "{ca.ca}"\n')
+        frps = FrpServerService(parse_server_config(text, "toml"), reactor)
+        frps.startService()
+        self.addCleanup(frps.stopService)
+        yield self.assertFailure(frps.whenListening(), ConfigError)

@@ -11,6 +11,7 @@ from typing import Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from frptw.config import ClientConfig
@@ -40,14 +41,16 @@ class _SessionHandle:
 class QuicRoot:
     """A QUIC connection to frps, shaped like frpc's TCP root connection."""
 
-    def __init__(self, session: QuicSession) -> None:
+    def __init__(self, session: QuicSession, clock: IReactorTime) -> None:
         self.session = session
         self.transport = _SessionHandle(session)
         self.lostReason: Optional[Failure] = None
         self.whenLost: Deferred = Deferred()
-        session.whenClosed().addCallback(self._closed)
+        # As with a TCP connection, the end is reported on a later turn, never from inside the
+        # loseConnection() that caused it (ClientService's state machine relies on that).
+        session.whenClosed().addCallback(lambda _: clock.callLater(0, self._closed))
 
-    def _closed(self, _: None) -> None:
+    def _closed(self) -> None:
         why = self.session.closeReason
         if why == "closed locally":
             self.lostReason = Failure(ConnectionDone("QUIC connection closed"))
@@ -81,4 +84,4 @@ class QuicDialer:
             config.transport.dial_server_timeout,
             config.transport.connect_server_local_ip,
         )
-        return d.addCallback(lambda session: (QuicRoot(session), None))
+        return d.addCallback(lambda session: (QuicRoot(session, self._reactor), None))

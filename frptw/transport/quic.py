@@ -25,6 +25,7 @@ Backpressure (design rule 2):
   reader (:meth:`QuicStream.pauseProducing`) stops the peer after one window per stream.
 """
 
+import logging
 from collections import deque
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
@@ -52,6 +53,9 @@ from frptw.logs import FrpLogger
 from frptw.transport.timers import cancelCall
 
 log = FrpLogger()
+# aioquic reports through the stdlib logger "quic" (a failed handshake as a warning); frptw says
+# why a session ended in its own log line, so keep Python's last-resort handler from printing it.
+logging.getLogger("quic").addHandler(logging.NullHandler())
 
 #: frp's ALPN on both sides.
 ALPN = "frp"
