@@ -78,9 +78,11 @@ class HealthMachineTests(SynchronousTestCase):
         self.assertFalse(isChecked(proxyConfig('{ type = "" }')))
         self.assertFalse(isChecked(proxyConfig('{ type = "tcp" }', extra="")))  # no local port
         plugin = '[proxies.plugin]\ntype = "socks5"'
-        self.assertFalse(isChecked(parse_client_config(
-            f'[[proxies]]\nname = "p"\ntype = "tcp"\nlocalPort = 1\nhealthCheck = {{ type = "tcp" }}\n{plugin}\n', "toml"
-        ).proxies[0]))
+        # A plugin proxy is checked when it also names a local port, as frp 0.65's proxy wrapper does.
+        for localPort, checked in (("localPort = 1\n", True), ("", False)):
+            self.assertEqual(isChecked(parse_client_config(
+                f'[[proxies]]\nname = "p"\ntype = "tcp"\n{localPort}healthCheck = {{ type = "tcp" }}\n{plugin}\n', "toml"
+            ).proxies[0]), checked)
 
 
 class ScriptedProbe:

@@ -21,8 +21,12 @@ from frptw.config.proxies import ProxyConfig
 
 
 def isChecked(config: ProxyConfig) -> bool:
-    """Whether frp health-checks this proxy: a check type and a local port (never a plugin)."""
-    return config.health_check.type in ("tcp", "http") and config.local_port > 0 and config.plugin is None
+    """Whether frp health-checks this proxy: a check type and a local port.
+
+    A plugin proxy is checked too when it also has a local port (frp 0.65's proxy wrapper looks at
+    nothing else), so its plugin is withdrawn while that port does not answer.
+    """
+    return config.health_check.type in ("tcp", "http") and config.local_port > 0
 
 
 class HealthMachine:
