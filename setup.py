@@ -10,7 +10,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(exclude=["tests", "tests.*", "bench"]) + ["twisted.plugins"],
-    package_data={"twisted": ["plugins/frptw_plugins.py"]},
+    package_data={"twisted": ["plugins/frptw_plugins.py"], "frptw.server": ["dashboard_ui/*"]},
     install_requires=[
         # 23.10 brought the TLS write coalescing and clock that frptw.transport.tls builds on; the
         # ceiling is the last release line tests/test_transport_tls_twisted.py was run against.
@@ -40,6 +40,8 @@ setup(
         # OIDC (frps verifies RS256/ES256/... ID tokens against the issuer's JWKS): a maintained,
         # typed JOSE implementation on cryptography, instead of hand-written JWS/JWK code.
         "joserfc",
+        # frps's /metrics (enablePrometheus): metric families, process metrics, the text parser.
+        "prometheus-client",
     ],
     extras_require={
         "test": ["hypothesis", "python-snappy"],

@@ -1,4 +1,5 @@
-"""frps's statistics model (frptw.server.stats): frp 0.65's in-memory collector, on task.Clock.
+"""frps's statistics model (frptw.server.stats): frp 0.65's in-memory collector, on task.Clock;
+and the dashboard's ``conf`` of a proxy (frptw.server.proxy_conf).
 
 Days are local calendar days, so the tests start the clock at a local noon and move it past
 local midnights computed the same way the module does (daylight saving included).
@@ -9,8 +10,17 @@ import time
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.server.stats import (CLEANUP_INTERVAL, OFFLINE_RETENTION, RESERVE_DAYS, DailyCounter, ServerStats,
-                                format_time, next_midnight)
+from frptw.server.proxy_conf import proxy_conf
+from frptw.server.stats import (
+    CLEANUP_INTERVAL,
+    OFFLINE_RETENTION,
+    RESERVE_DAYS,
+    DailyCounter,
+    ServerStats,
+    format_time,
+    next_midnight,
+)
+from frptw.wire.messages import NewProxy
 
 #: 2026-03-10 12:00 local time.
 NOON = time.mktime((2026, 3, 10, 12, 0, 0, 0, 0, -1))
@@ -158,3 +168,27 @@ class ServerStatsTests(SynchronousTestCase):
         self.stats.start()
         self.stats.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class ProxyConfTests(SynchronousTestCase):
+    """The dashboard's ``conf`` (frptw.server.proxy_conf); compared with Go frps's in
+    test_dashboard_interop, here the cases that comparison does not reach."""
+
+    def test_http_without_locations_shows_null_and_a_bad_bandwidth_is_dropped(self) -> None:
+        conf = proxy_conf(NewProxy(proxy_name="w", proxy_type="http", custom_domains=["a.test"],
+                                   bandwidth_limit="9XB"), "http")
+        self.assertEqual(list(conf), ["name", "type", "transport", "loadBalancer", "healthCheck", "localIP", "plugin",
+                                      "customDomains", "locations", "hostHeaderRewrite"])
+        self.assertIsNone(conf["locations"])
+        self.assertEqual(conf["transport"], {"bandwidthLimit": "", "bandwidthLimitMode": "client"})
+
+    def test_sudp_shows_its_whole_configuration_sorted(self) -> None:
+        conf = proxy_conf(NewProxy(proxy_name="q", proxy_type="sudp", sk="k", metas={"b": "2", "a": "1"}), "sudp")
+        self.assertEqual(list(conf), sorted(conf))
+        self.assertEqual((conf["secretKey"], list(conf["metadatas"])), ("k", ["a", "b"]))
+
+    def test_xtcp_and_stcp_show_only_the_base(self) -> None:
+        for kind in ("stcp", "xtcp"):
+            conf = proxy_conf(NewProxy(proxy_name="s", proxy_type=kind, sk="k", allow_users=["u"]), kind)
+            self.assertNotIn("secretKey", conf)
+            self.assertNotIn("allowUsers", conf)

@@ -14,7 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 OPTIONAL = ("h11", "yaml", "frptw.config.template", "frptw.config.goyaml", "frptw.wire.snappy", "frptw.wire.lz4",
             "frptw.server.vhost.http", "frptw.server.vhost.https", "frptw.server.vhost.tcpmux", "twisted.web.client",
             "aioquic", "frptw.transport.quic", "frptw.server.plugin_http", "frptw.transport.kcp",
-            "frptw.wire.reedsolomon", "autobahn", "frptw.transport.websocket", "frptw.wire.tunnels")
+            "frptw.wire.reedsolomon", "autobahn", "frptw.transport.websocket", "frptw.wire.tunnels",
+            "frptw.server.dashboard", "prometheus_client")
 
 
 def loadedAfter(code: str) -> list:

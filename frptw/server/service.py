@@ -80,6 +80,8 @@ class FrpServerService(Service):
         self._kcpListener = None
         self._vhostPorts: List[IListeningPort] = []
         self._listenFailure: Optional[Failure] = None
+        #: The dashboard's web server (frptw.web.WebServer), when webServer.port is set.
+        self._dashboard = None
         self._listenWaiters: List[Deferred] = []
         # frps drops the nat-hole score tables of pairs unseen for the reserve hours, hourly.
         self._natHoleCleaner = LoopingCall(self._registry.natHole.clean)
@@ -153,9 +155,20 @@ class FrpServerService(Service):
     def _listenBindPort(self, _: object = None) -> None:
         if not self.running:
             return
-        d = maybeDeferred(listenTCP, self._reactor, self.config.bind_port, _BindFactory(self._dispatcher),
-                          self.config.bind_addr)
+        d = self._listenDashboard()
+        d.addCallback(lambda _: listenTCP(self._reactor, self.config.bind_port, _BindFactory(self._dispatcher),
+                                          self.config.bind_addr))
         d.addCallbacks(self._listening, self._cannotListen)
+
+    def _listenDashboard(self) -> Deferred:
+        """Listen for the dashboard, if configured (twisted.web is loaded only then); frp does
+        not start without its dashboard either."""
+        if self.stats is None:
+            return succeed(None)
+        from frptw.server.dashboard import dashboardServer
+
+        self._dashboard = dashboardServer(self, self._reactor)
+        return self._dashboard.listen()
 
     def _listenVhosts(self) -> None:
         """Listen on the HTTPS vhost and tcpmux ports on ``proxy_bind_addr`` (not on a port
@@ -222,6 +235,8 @@ class FrpServerService(Service):
         self._failStart(failure)
 
     def _cannotListen(self, failure: Failure, addr: Optional[str] = None, port: Optional[int] = None) -> None:
+        if failure.check(CannotListenError):
+            addr, port = failure.value.interface, failure.value.port
         log.critical("frps cannot listen on {addr}:{port}: {error}", addr=addr or self.config.bind_addr,
                      port=port if port is not None else self.config.bind_port, error=failure.getErrorMessage())
         self._failStart(failure)
@@ -232,6 +247,8 @@ class FrpServerService(Service):
         for vhostPort in self._vhostPorts:
             vhostPort.stopListening()
         self._vhostPorts = []
+        if self._dashboard is not None:
+            self._dashboard.stop()
         waiters, self._listenWaiters = self._listenWaiters, []
         for d in waiters:
             d.errback(failure)
@@ -255,6 +272,8 @@ class FrpServerService(Service):
             self._kcpPort = None
         waits.extend(maybeDeferred(port.stopListening) for port in self._vhostPorts)
         self._vhostPorts = []
+        if self._dashboard is not None:
+            waits.append(self._dashboard.stop())
         for vhost in (self._registry.httpVhost, self._registry.httpsVhost, self._registry.tcpmuxVhost):
             if vhost is not None:
                 waits.append(vhost.closeConnections())
