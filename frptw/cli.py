@@ -6,7 +6,13 @@ the way ``frpc verify -c FILE`` / ``frps verify -c FILE`` do: exit status 0 and
 ``frptw nathole discover [--config FILE] [--nat_hole_stun_server HOST:PORT] [-l LOCAL_ADDR]`` is
 ``frpc nathole discover``: STUN discovery as xtcp does it, printing the NAT type and behaviour,
 the mapped addresses and the local address, in frp's words.
-Running the services is twistd's job (``twistd -n frpc --config FILE``).
+
+``frptw status|reload|stop --config FILE [--no-strict-config] [--api-timeout 30s]`` are frp's
+``frpc status|reload|stop -c FILE``: they read the admin API's address and credentials from the
+frpc configuration FILE (which must load), call a running frpc's admin API and print what frp
+prints (the status table, ``reload success``, ``stop success``) with exit status 0, or the
+error on stdout with status 1.  Running the services is twistd's job
+(``twistd -n frpc --config FILE``).
 """
 
 import argparse
@@ -14,8 +20,16 @@ import sys
 import traceback
 from typing import List, Optional, TextIO
 
-from frptw.config import load_config
+from frptw.adminclient import DEFAULT_TIMEOUT, AdminAPIError, AdminClient, parseDuration, statusReport
+from frptw.config import load_client_config, load_config
 from frptw.errors import ConfigError
+
+#: frpc's admin commands: what each does, and what it prints on success.
+ADMIN_COMMANDS = {
+    "status": "overview of all proxies' status (frpc status)",
+    "reload": "hot-reload a running frpc's configuration (frpc reload)",
+    "stop": "stop a running frpc (frpc stop)",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +50,17 @@ def _parser() -> argparse.ArgumentParser:
     discover.add_argument("--config", "-c", metavar="FILE", help="frpc configuration (for natHoleStunServer)")
     discover.add_argument("--nat_hole_stun_server", default="", help="STUN server address for nathole")
     discover.add_argument("--nat_hole_local_addr", "-l", default="", help="local address to connect STUN server")
+    for name, description in ADMIN_COMMANDS.items():
+        admin = commands.add_parser(name, help=description)
+        admin.add_argument("--config", "-c", required=True, metavar="FILE", help="the running frpc's configuration")
+        admin.add_argument(
+            "--no-strict-config", dest="strict", action="store_false",
+            help="ignore unknown keys in TOML/YAML/JSON (frp's --strict-config=false)",
+        )
+        admin.add_argument(
+            "--api-timeout", default=str(DEFAULT_TIMEOUT), type=parseDuration, metavar="DURATION",
+            help="timeout for the admin API call, seconds or a Go duration like 30s (default 30s)",
+        )
     return parser
 
 
@@ -85,6 +110,37 @@ def natholeDiscover(reactor, configPath: Optional[str], server: str, localAddr: 
     return Deferred.fromCoroutine(run())
 
 
+def adminCommand(command: str, path: str, strict: bool, timeout: float, out: TextIO) -> int:
+    """Run ``status``, ``reload`` or ``stop`` against the frpc configured in ``path`` and print
+    frp's output.  Returns 1 when the file does not do; otherwise runs the reactor for the call
+    and exits the process with its status (0, or 1 after printing the error)."""
+    try:
+        config = load_client_config(path, strict=strict)
+    except ConfigError as e:
+        print(str(e), file=out)
+        return 1
+    if config.web_server.port <= 0:
+        print("web server port should be set if you want to use this feature", file=out)
+        return 1
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import react
+
+    async def call(reactor) -> None:
+        client = AdminClient(reactor, config.web_server, timeout)
+        try:
+            if command == "status":
+                out.write(statusReport(await client.status()))
+            else:
+                await (client.reload(strict) if command == "reload" else client.stop())
+                print(f"{command} success", file=out)
+        except AdminAPIError as e:
+            print(str(e), file=out)
+            raise SystemExit(1)
+
+    react(lambda reactor: Deferred.fromCoroutine(call(reactor)))  # exits the process with the status
+    raise AssertionError("react() returned")
+
+
 def verify(path: str, role: Optional[str], strict: bool, out: TextIO, err: TextIO) -> int:
     """Check ``path``; print the verdict; return the exit status."""
     try:
@@ -104,6 +160,8 @@ def verify(path: str, role: Optional[str], strict: bool, out: TextIO, err: TextI
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ADMIN_COMMANDS:
+        return adminCommand(args.command, args.config, args.strict, args.api_timeout, sys.stdout)
     if args.command == "nathole":
         from twisted.internet import reactor
 

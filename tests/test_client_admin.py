@@ -6,6 +6,7 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from frptw.adminclient import parseDuration, statusReport
 from frptw.client import AdminService, Reloader
 from frptw.client._admin import goParseBool
 from frptw.client._reload import diffConfigs
@@ -270,3 +271,21 @@ class AdminApiTests(ServiceTestMixin, SynchronousTestCase):
         self.start(tcp("a", 6000))
         self.assertEqual(exchange(self.site, "GET", "/healthz").status, 200)
         self.assertEqual(exchange(self.site, "GET", "/api/nothing").status, 404)
+
+
+class CliPiecesTests(SynchronousTestCase):
+    def test_parseDuration(self) -> None:
+        self.assertEqual([parseDuration(t) for t in ("30s", "500ms", "1m30s", "2.5", "1h")], [30, 0.5, 90, 2.5, 3600])
+        for bad in ("30x", "s", "1m x"):
+            self.assertRaises(ValueError, parseDuration, bad)
+
+    def test_statusReportOrderAndPadding(self) -> None:
+        item = {"name": "u.a", "type": "udp", "status": "running", "err": "", "local_addr": "127.0.0.1:53",
+                "plugin": "", "remote_addr": "127.0.0.1:6000"}
+        report = statusReport({"udp": [item], "tcp": [dict(item, name="u.long-name", type="tcp")]})
+        self.assertEqual(report.splitlines()[:4], [
+            "Proxy Status...", "", "TCP",
+            "Name         Status   LocalAddr     Plugin  RemoteAddr      Error  ",
+        ])
+        self.assertEqual(report.splitlines()[6], "UDP")
+        self.assertTrue(report.endswith("\n\n"))

@@ -37,9 +37,6 @@ from frptw.web import ApiResource, BasicAuthGate, Healthz, RedirectToStatic, Web
 
 _log = FrpLogger(namespace="frptw.client.admin")
 
-#: frp's proxy types in the order ``frpc status`` prints them.
-STATUS_TYPE_ORDER = ("tcp", "udp", "tcpmux", "http", "https", "stcp", "sudp", "xtcp")
-
 _TEXT = b"text/plain; charset=utf-8"
 
 
