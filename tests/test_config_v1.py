@@ -92,6 +92,23 @@ class GoJsonRulesTests(SynchronousTestCase):
         self.assertEqual(client("serverPort: 7000.0\n", source="c.yaml").server_port, 7000)
 
 
+class HostileDocumentTests(SynchronousTestCase):
+    """Found by bench/fuzz.py: these raised RecursionError or ValueError instead of a config error."""
+
+    def test_nesting_deeper_than_the_recursion_limit(self) -> None:
+        for text, source in (("[" * 100_000, "c.json"), ('{"a":' * 50_000, "c.json"),
+                             ("a = " + "[" * 100_000, "c.toml"), ("- " * 50_000 + "x", "c.yaml")):
+            with self.assertRaisesRegex(ConfigError, "nested too deeply"):
+                client(text, source=source)
+
+    def test_integers_longer_than_python_converts(self) -> None:
+        for text, source, message in (('{"serverPort": ' + "9" * 5000 + "}", "c.json", "of 5000 digits is out of range"),
+                                      ("serverPort = " + "9" * 5000, "c.toml", "Exceeds the limit"),
+                                      ("serverPort = 0x" + "9" * 5000, "c.toml", "bits is out of range")):
+            with self.assertRaisesRegex(ConfigError, message):
+                client(text, source=source)
+
+
 class StrictModeTests(SynchronousTestCase):
     def test_unknown_key_is_an_error(self) -> None:
         with self.assertRaises(ConfigError) as caught:

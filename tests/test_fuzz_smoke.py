@@ -5,7 +5,7 @@ The large on-demand run is bench/fuzz.py (1,000,000 inputs per target)."""
 from hypothesis import HealthCheck, given, settings
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.fuzztargets import TARGETS, check, inputs, seeds
+from tests.fuzztargets import HOSTILE, TARGETS, check, inputs, seeds
 
 #: Examples per target: the whole module stays well under 20 s on a loaded 2-core machine.
 EXAMPLES = 150
@@ -28,6 +28,13 @@ class FuzzSmokeTests(SynchronousTestCase):
             if not accepted:
                 refused.append(name)
         self.assertEqual(refused, [])
+
+    def test_hostile_inputs(self):
+        """Deep nesting and huge integers: clean errors everywhere (regression: the TOML, JSON
+        and YAML config readers raised RecursionError and ValueError)."""
+        for target in TARGETS.values():
+            for data in HOSTILE:
+                check(target, data)
 
 
 def _add(name: str) -> None:

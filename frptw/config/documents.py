@@ -19,10 +19,11 @@ reproduced here: the result only contains ``dict`` (string keys), ``list``, ``st
 
 import datetime
 import decimal
+import functools
 import json
 import math
 import re
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 try:
     import tomllib
@@ -40,12 +41,21 @@ class DocumentError(FrpError, ValueError):
         self.line = line
 
 
+#: Longer integers are refused rather than converted (Go's int64 holds 19 digits).
+_MAX_INT_DIGITS = 4000
+_MAX_INT_BITS = 13000  # fewer than 4000 decimal digits
+
+
 def _jsonable(value: Any) -> Any:
     """Go's JSON marshalling of a TOML/YAML value."""
     if isinstance(value, dict):
         return {_key(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_INT_BITS:
+        # A hexadecimal literal is read whatever its length, but could not even be printed in
+        # the "does not fit" message (ValueError: integer string conversion limit).
+        raise DocumentError(f"integer of {value.bit_length()} bits is out of range")
     if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
         return value
     if isinstance(value, float):
@@ -59,21 +69,42 @@ def _jsonable(value: Any) -> Any:
     raise DocumentError(f"unsupported value {value!r}")
 
 
+def _depth_guarded(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Refuse a document nested deeper than Python's recursion limit with a DocumentError.
+
+    The TOML, JSON and YAML readers (and :func:`_jsonable`) recurse once per nesting level, so
+    ``[[[[...`` a few thousand deep raised RecursionError, a traceback instead of a config
+    error (found by bench/fuzz.py).  Go's readers give up at a fixed depth too (encoding/json at
+    10000); no frp setting nests more than four levels."""
+    @functools.wraps(parse)
+    def guarded(text: str) -> Any:
+        try:
+            return parse(text)
+        except RecursionError:
+            raise DocumentError("the document is nested too deeply") from None
+    return guarded
+
+
 def _key(key: Any) -> str:
     if isinstance(key, bool):
         return "true" if key else "false"
     return key if isinstance(key, str) else str(_jsonable(key))
 
 
+@_depth_guarded
 def parse_toml(text: str) -> Any:
     """TOML 1.0, converted like frp converts it to JSON."""
     try:
-        return _jsonable(tomllib.loads(text))
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         line = int(m.group(1)) if (m := re.search(r"line (\d+)", str(e))) else 0
         raise DocumentError(f"TOML syntax error: {e}", line) from None
+    except ValueError as e:  # an integer longer than Python converts (sys.get_int_max_str_digits)
+        raise DocumentError(f"TOML value error: {e}") from None
+    return _jsonable(document)
 
 
+@_depth_guarded
 def parse_json(text: str) -> Any:
     """The first JSON value of ``text`` (frp ignores what follows it)."""
     body = text.lstrip(" \t\r\n")
@@ -81,14 +112,22 @@ def parse_json(text: str) -> Any:
     def refuse_constant(name: str) -> Any:
         raise DocumentError(f"invalid JSON literal {name}")
 
+    def parse_int(digits: str) -> int:
+        # Python refuses to convert integers of thousands of digits (ValueError); none fits
+        # any frp setting (Go reports it out of range for the field).
+        if len(digits.lstrip("-")) > _MAX_INT_DIGITS:
+            raise DocumentError(f"JSON integer of {len(digits)} digits is out of range")
+        return int(digits)
+
     try:
-        value, _end = json.JSONDecoder(parse_constant=refuse_constant).raw_decode(body)
+        value, _end = json.JSONDecoder(parse_constant=refuse_constant, parse_int=parse_int).raw_decode(body)
     except json.JSONDecodeError as e:
         line = text[: len(text) - len(body)].count("\n") + e.lineno
         raise DocumentError(f"JSON syntax error: {e.msg} (column {e.colno})", line) from None
     return value
 
 
+@_depth_guarded
 def parse_yaml(text: str) -> Any:
     """The first YAML document, with go-yaml v2's scalars, converted like frp converts it.
 
