@@ -11,7 +11,15 @@ member's Basic credentials for every member.
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.grouptraffic import GoFrpsClosedMixin, OurFrpsMixin, startError, answer, httpGroupProxy, httpSpread, labelSite
+from tests.grouptraffic import (
+    GoFrpsClosedMixin,
+    OurFrpsMixin,
+    answer,
+    httpGroupProxy,
+    httpSpread,
+    labelSite,
+    startError,
+)
 from tests.interop import GoAndOursMixin
 from tests.support import free_port, proxiesRunning
 

@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from frptw.errors import ProxyError
 from frptw.server.ports import PORT_ALREADY_USED, PortAllocator
 from frptw.server.tcpgroup import GROUP_AUTH_FAILED, GROUP_DIFFERENT_PORT, TCPGroups
-from tests.grouptraffic import OurFrpsMixin, Banner, answer, groupProxy, spread
+from tests.grouptraffic import Banner, OurFrpsMixin, answer, groupProxy, spread
 from tests.support import free_port, proxiesRunning, until
 
 

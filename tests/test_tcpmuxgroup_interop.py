@@ -9,7 +9,7 @@ refused with the same texts by both servers, and so are other credentials.
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.grouptraffic import GoFrpsClosedMixin, Banner, OurFrpsMixin, connectSpread, startError, tcpmuxGroupProxy
+from tests.grouptraffic import Banner, GoFrpsClosedMixin, OurFrpsMixin, connectSpread, startError, tcpmuxGroupProxy
 from tests.interop import GoAndOursMixin
 from tests.support import free_port, proxiesRunning
 
