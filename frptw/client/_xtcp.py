@@ -38,8 +38,9 @@ from frptw.client._work import LOCAL_DIAL_TIMEOUT
 from frptw.config import ClientConfig, ProxyConfig, XTCPVisitorConfig
 from frptw.errors import FrpError
 from frptw.logs import FrpLogger
+from frptw.transport.addresses import udpAddress
 from frptw.transport.dataplane import DataPlane, stackDataPlane
-from frptw.transport.kcp import SERVER_WINDOWS, KcpSession, udpAddress
+from frptw.transport.kcp import SERVER_WINDOWS, KcpSession
 from frptw.transport.quic import QuicSession
 from frptw.transport.quicudp import QuicClientSocket, QuicListener, clientConfiguration, serverConfiguration
 from frptw.transport.sockets import quietFactory, tcpEndpoint

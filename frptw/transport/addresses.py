@@ -7,6 +7,7 @@ have none) gives ``("", 0)``, which is what frp sends when it has no address eit
 
 from typing import Optional, Tuple
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress
 
 
@@ -24,3 +25,8 @@ def describePeer(transport) -> str:
     peer = transport.getPeer()
     host, port = hostPort(peer)
     return f"{host}:{port}" if host else str(peer)
+
+
+def udpAddress(host: str, port: int) -> IAddress:
+    """The ``getPeer()`` / ``getHost()`` of a session carried over UDP (QUIC, KCP)."""
+    return IPv6Address("UDP", host, port) if ":" in host else IPv4Address("UDP", host, port)

@@ -24,11 +24,10 @@ peer that stops acknowledging ends it after a segment went out ``DEAD_LINK`` tim
 """
 
 import os
-import socket
+from functools import partial
 from typing import Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
@@ -48,6 +47,8 @@ from zope.interface import implementer
 
 from frptw.errors import ProtocolError
 from frptw.logs import FrpLogger
+from frptw.transport.addresses import udpAddress
+from frptw.transport.sockets import sendDatagram, widenDatagramBuffers
 from frptw.transport.timers import cancelCall
 from frptw.wire import kcpfec
 from frptw.wire.kcp import CMD_PUSH, KcpConnection
@@ -63,13 +64,8 @@ PARITY_SHARDS = 3
 #: (send, receive) windows in segments, as frp configures them.
 CLIENT_WINDOWS = (128, 512)
 SERVER_WINDOWS = (1024, 1024)
-SOCKET_BUFFER = 4 * 1024 * 1024
 
 Address = Tuple[str, int]
-
-
-def udpAddress(host: str, port: int) -> IAddress:
-    return IPv6Address("UDP", host, port) if ":" in host else IPv4Address("UDP", host, port)
 
 
 @implementer(ITransport, IConsumer, IPushProducer)
@@ -275,22 +271,6 @@ class KcpSession:
             self._delivering = False
 
 
-def _widen(transport) -> None:
-    sock = transport.getHandle()
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        except OSError:
-            pass
-
-
-def _write(transport, datagram: bytes, addr: Address) -> None:
-    try:
-        transport.write(datagram, addr)
-    except OSError:
-        pass  # a full socket buffer or an ICMP error: KCP resends
-
-
 class KcpClientSocket(DatagramProtocol):
     """frpc's UDP socket to frps, carrying one :class:`KcpSession` (``session``)."""
 
@@ -300,10 +280,10 @@ class KcpClientSocket(DatagramProtocol):
         self.session: Optional[KcpSession] = None
 
     def startProtocol(self) -> None:
-        _widen(self.transport)
+        widenDatagramBuffers(self.transport)
         local = self.transport.getHost()
         conv = int.from_bytes(os.urandom(4), "little")
-        self.session = KcpSession(conv, self._clock, lambda d: _write(self.transport, d, self._server),
+        self.session = KcpSession(conv, self._clock, partial(sendDatagram, self.transport, addr=self._server),
                                   udpAddress(*self._server), udpAddress(local.host, local.port),
                                   CLIENT_WINDOWS, onClosed=lambda s: self.transport.stopListening())
 
@@ -335,7 +315,7 @@ class KcpListener(DatagramProtocol):
         self._sessions: Dict[Address, KcpSession] = {}
 
     def startProtocol(self) -> None:
-        _widen(self.transport)
+        widenDatagramBuffers(self.transport)
 
     @property
     def sessions(self) -> Dict[Address, KcpSession]:
@@ -367,7 +347,7 @@ class KcpListener(DatagramProtocol):
         if protocol is None:
             return None
         local = self.transport.getHost()
-        session = KcpSession(conv, self._clock, lambda d: _write(self.transport, d, addr), udpAddress(*addr),
+        session = KcpSession(conv, self._clock, partial(sendDatagram, self.transport, addr=addr), udpAddress(*addr),
                              udpAddress(local.host, local.port), SERVER_WINDOWS, onClosed=self._forget)
         self._sessions[addr] = session
         session.connect(protocol)

@@ -12,15 +12,14 @@ configured certificate or a self-signed one.  aioquic cannot verify client certi
 server side, so frps refuses to open ``quicBindPort`` when ``tls.trustedCaFile`` asks for that.
 """
 
-import socket
 import ssl
+from functools import partial
 from typing import Callable, Dict, Optional, Tuple
 
 from aioquic.buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import TimeoutError as DialTimeout
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
@@ -29,7 +28,9 @@ from twisted.internet.protocol import DatagramProtocol
 from frptw.config.model_common import QUICOptions
 from frptw.errors import ConfigError
 from frptw.logs import FrpLogger
+from frptw.transport.addresses import udpAddress
 from frptw.transport.quic import ALPN, FrpQuicConnection, QuicSession
+from frptw.transport.sockets import sendDatagram, widenDatagramBuffers
 from frptw.transport.timers import cancelCall
 from frptw.transport.tls import serverIdentity
 
@@ -39,8 +40,6 @@ log = FrpLogger()
 STREAM_WINDOW = 4 * 1024 * 1024
 #: Receive window of the whole connection, before aioquic widens it.
 CONNECTION_WINDOW = 16 * 1024 * 1024
-#: UDP socket buffers, as frp sets them for KCP (QUIC bursts a whole congestion window).
-SOCKET_BUFFER = 4 * 1024 * 1024
 #: The smallest datagram that may open a QUIC connection (RFC 9000 §14.1).
 MIN_INITIAL_SIZE = 1200
 
@@ -100,28 +99,6 @@ def serverConfiguration(
     return configuration
 
 
-def _address(host: str, port: int):
-    return IPv6Address("UDP", host, port) if ":" in host else IPv4Address("UDP", host, port)
-
-
-def _widen(transport) -> None:
-    sock = transport.getHandle()
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        except OSError:
-            pass
-
-
-def _sender(transport) -> Callable[[bytes, Address], None]:
-    def send(data: bytes, addr: Address) -> None:
-        try:
-            transport.write(data, addr)
-        except OSError:
-            pass  # a full socket buffer or an ICMP error: QUIC's loss recovery resends
-    return send
-
-
 def clientSession(configuration: QuicConfiguration, options: QUICOptions, clock: IReactorTime,
                   send: Callable[[bytes, Address], None], server: Address, local: Address,
                   acceptFactory: Optional[IProtocolFactory] = None) -> QuicSession:
@@ -130,7 +107,7 @@ def clientSession(configuration: QuicConfiguration, options: QUICOptions, clock:
     Initial.  frpc's socket uses it, and so can a punched hole (xtcp)."""
     connection = FrpQuicConnection(configuration=configuration, maxIncomingStreams=options.max_incoming_streams)
     connection.connect(server, now=clock.seconds())
-    return QuicSession(connection, clock, send, peer=_address(*server), host=_address(*local),
+    return QuicSession(connection, clock, send, peer=udpAddress(*server), host=udpAddress(*local),
                        acceptFactory=acceptFactory, keepalivePeriod=options.keepalive_period)
 
 
@@ -153,7 +130,7 @@ def serverSession(datagram: bytes, configuration: QuicConfiguration, options: QU
         original_destination_connection_id=header.destination_cid,
         maxIncomingStreams=options.max_incoming_streams,
     )
-    return QuicSession(connection, clock, send, peer=_address(*client), host=_address(*local),
+    return QuicSession(connection, clock, send, peer=udpAddress(*client), host=udpAddress(*local),
                        acceptFactory=acceptFactory, keepalivePeriod=options.keepalive_period)
 
 
@@ -169,10 +146,11 @@ class QuicClientSocket(DatagramProtocol):
         self.session: Optional[QuicSession] = None
 
     def startProtocol(self) -> None:
-        _widen(self.transport)
+        widenDatagramBuffers(self.transport)
         local = self.transport.getHost()
-        self.session = clientSession(self._configuration, self._options, self._clock, _sender(self.transport),
-                                     self._server, (local.host, local.port))
+        send = partial(sendDatagram, self.transport)
+        self.session = clientSession(self._configuration, self._options, self._clock, send, self._server,
+                                     (local.host, local.port))
         self.session.whenClosed().addCallback(lambda _: self.transport.stopListening())
         self.session.start()
 
@@ -231,8 +209,8 @@ class QuicListener(DatagramProtocol):
         self._send: Optional[Callable[[bytes, Address], None]] = None
 
     def startProtocol(self) -> None:
-        _widen(self.transport)
-        self._send = _sender(self.transport)
+        widenDatagramBuffers(self.transport)
+        self._send = partial(sendDatagram, self.transport)
 
     @property
     def sessions(self) -> Dict[Address, QuicSession]:

@@ -141,3 +141,28 @@ def setKeepalive(transport, seconds: int) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), seconds)
     except (AttributeError, OSError) as e:
         log.debug("cannot set TCP keep-alive: {error}", error=e)
+
+
+#: Kernel buffers asked for the UDP sockets under QUIC and KCP (frp sets 4 MiB for KCP): a burst
+#: of datagrams the reactor has not read yet is queued rather than dropped.
+DATAGRAM_SOCKET_BUFFER = 4 * 1024 * 1024
+
+
+def widenDatagramBuffers(port) -> None:
+    """Ask for :data:`DATAGRAM_SOCKET_BUFFER` receive and send buffers on a listening UDP port
+    (the kernel may grant less, or refuse: then the defaults stay)."""
+    sock = port.getHandle()
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, DATAGRAM_SOCKET_BUFFER)
+        except OSError:
+            pass
+
+
+def sendDatagram(port, datagram: bytes, addr: Tuple[str, int]) -> None:
+    """Write one datagram; a full socket buffer or an ICMP error loses it, and the reliable
+    layer above (QUIC's or KCP's retransmission) resends it."""
+    try:
+        port.write(datagram, addr)
+    except OSError:
+        pass
