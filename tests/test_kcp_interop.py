@@ -15,9 +15,6 @@ from frptw.wire import kcpfec
 from tests.traffic import exchange
 from tests.transports import UDPTransportMixin
 
-BIG = 8 * 1024 * 1024
-CONCURRENT = 20
-EACH = 256 * 1024
 LOSSY_BYTES = 1024 * 1024
 LOSSY_MIN_RATE = 128 * 1024
 
@@ -33,13 +30,6 @@ def groups(datagrams: List[bytes]) -> Dict[int, Dict[int, bytes]]:
 
 
 class KcpInterop(UDPTransportMixin, TestCase):
-    @inlineCallbacks
-    def traffic(self):
-        echoed = yield exchange(reactor, self.remotePort, BIG)
-        self.assertEqual(echoed, BIG)
-        echoed = yield exchange(reactor, self.remotePort, EACH, connections=CONCURRENT)
-        self.assertEqual(echoed, EACH * CONCURRENT)
-
     @inlineCallbacks
     def test_ours_to_go_frps(self):
         yield self.setUpPair("kcp", frps="go", frpc="ours")

@@ -17,9 +17,13 @@ from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
 from tests.support import free_port
-from tests.traffic import EchoServer
+from tests.traffic import EchoServer, exchange
 
 TOKEN = "udp-transports"
+#: The interop traffic: one 8 MiB echo, then 20 concurrent connections of 256 KiB each.
+BIG = 8 * 1024 * 1024
+CONCURRENT = 20
+EACH = 256 * 1024
 PORT_KEYS = {"quic": "quicBindPort", "kcp": "kcpBindPort"}
 
 
@@ -91,6 +95,15 @@ class UDPTransportMixin:
     "ours" or "go") over ``protocol`` with an echo proxy on :attr:`remotePort`."""
 
     timeout = 120
+
+    @inlineCallbacks
+    def traffic(self):
+        """:data:`BIG` bytes echoed on one connection, then :data:`EACH` on each of
+        :data:`CONCURRENT` at once, through the pair's proxy."""
+        echoed = yield exchange(reactor, self.remotePort, BIG)
+        self.assertEqual(echoed, BIG)
+        echoed = yield exchange(reactor, self.remotePort, EACH, connections=CONCURRENT)
+        self.assertEqual(echoed, EACH * CONCURRENT)
 
     @inlineCallbacks
     def startFrps(self, kind: str, protocol: str, extra: str = ""):
