@@ -7,7 +7,7 @@ and no traceback, while a frptw frpc logged in to the same frps keeps a tcp prox
 checked traffic: a long-lived echo connection opened before the bad input still echoes after
 it, and a fresh :func:`tests.traffic.exchange` passes.
 
-Timeouts (frps's 10 s first-bytes and first-message deadlines) run on a :class:`SplitClock`
+Timeouts (frps's 10 s first-bytes, TLS handshake, first-stream and first-message deadlines) run on a :class:`SplitClock`
 given to the service as its ``clock``: timers with a delay sit on a ``task.Clock`` the test
 advances, while zero-delay calls (Twisted's TLS write coalescing, yamux hand-offs) still run on
 the reactor, so the good session keeps flowing.
@@ -23,8 +23,8 @@ from twisted.trial.unittest import TestCase
 
 from frptw.client import FrpClientService
 from frptw.errors import ProxyError
-from frptw.server.bindport import FIRST_BYTE_TIMEOUT, FIRST_MESSAGE_TIMEOUT
-from frptw.transport.yamux import PING_TIMEOUT, YamuxSession
+from frptw.server.bindport import FIRST_BYTE_TIMEOUT, FIRST_MESSAGE_TIMEOUT, FIRST_STREAM_TIMEOUT, TLS_HANDSHAKE_TIMEOUT
+from frptw.transport.yamux import YamuxSession
 from frptw.wire import messages as m
 from frptw.wire import yamux as ywire
 from frptw.wire.auth import privilege_key
@@ -216,19 +216,14 @@ class MuxServerTests(_BadInputCase, TestCase):
         self.assertOneLine(since, "TLS error")
         await self.good.stillWorks()
 
-    async def test_tls_handshake_stalls(self):
-        """A ClientHello cut short after its first 31 bytes, then silence.  frps got its first
-        10 bytes, so, as in frp, it is the yamux keep-alive that ends it: the ping queued
-        behind the stalled handshake is not answered within 10 s."""
+    async def test_yamux_session_opens_no_stream(self):
+        """A yamux session that pings (and is answered) but never opens a stream."""
         await self.setUpSession()
         since = self.logs.mark()
         probe = await connectRaw(self, self.good.bindPort)
-        probe.transport.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20)
-        await self.good.sync()  # frps has the 31 bytes
-        self.good.clock.advance(self.good.server.config.transport.tcp_mux_keepalive_interval)  # pings on every session
-        await self.good.sync()  # the good client answered its ping (on the keeper's path, before the echo)
-        await self.deadline(probe, PING_TIMEOUT)
-        self.assertOneLine(since, "ping")
+        probe.transport.write(ywire.encode_header(ywire.FrameType.PING, ywire.Flag.SYN, 0, 7))
+        await self.deadline(probe, FIRST_STREAM_TIMEOUT)
+        self.assertOneLine(since, "no yamux stream opened in 10 s")
         await self.good.stillWorks()
 
     async def test_half_open_sends_nothing(self):
@@ -246,6 +241,17 @@ class MuxServerTests(_BadInputCase, TestCase):
         probe.transport.write(b"\x00\x01\x00\x01\x00")  # the start of a yamux header
         await self.deadline(probe, FIRST_BYTE_TIMEOUT)
         self.assertOneLine(since)
+        await self.good.stillWorks()
+
+    async def test_tls_handshake_stalls(self):
+        """A ClientHello cut short after its first 31 bytes, then silence: frps got its first
+        10 bytes, so the handshake's own deadline ends it (frp has none with tcpMux)."""
+        await self.setUpSession()
+        since = self.logs.mark()
+        probe = await connectRaw(self, self.good.bindPort)
+        probe.transport.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20)
+        await self.deadline(probe, TLS_HANDSHAKE_TIMEOUT)
+        self.assertOneLine(since, "TLS handshake not completed in 10 s")
         await self.good.stillWorks()
 
     async def test_bad_yamux_version(self):

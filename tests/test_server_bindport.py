@@ -8,6 +8,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from frptw.server.bindport import (
     FIRST_BYTE_TIMEOUT,
     FIRST_MESSAGE_TIMEOUT,
+    FIRST_STREAM_TIMEOUT,
+    TLS_HANDSHAKE_TIMEOUT,
     BindConnection,
     LogicalConnection,
 )
@@ -15,6 +17,7 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.tls import clientContextFactory, serverContextFactory, startClientTLS
 from frptw.transport.yamux import YamuxSession, YamuxStream
 from frptw.wire import messages as m
+from frptw.wire import yamux as ywire
 from tests.support import LogCapture, pumpStrings
 
 LOGIN = m.Login(version="0.65.0", privilege_key="k", timestamp=1, pool_count=1)
@@ -158,6 +161,54 @@ class BindConnectionTests(SynchronousTestCase):
         for logical, _, _ in host.dispatched:
             self.assertIsInstance(logical.transport, YamuxStream)
 
+    def test_tls_handshake_deadline(self):
+        """A handshake cut short: closed TLS_HANDSHAKE_TIMEOUT after it started, with or without
+        mux, whatever came first; one that completes is not."""
+        hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20
+        for mux in (False, True):
+            host, logs = FakeHost(tcpMux=mux), LogCapture(self)
+            conn = BindConnection(host)
+            transport = connect(conn)
+            host.clock.advance(FIRST_BYTE_TIMEOUT - 1)
+            conn.dataReceived(hello)
+            host.clock.advance(TLS_HANDSHAKE_TIMEOUT - 0.1)
+            self.assertFalse(transport.disconnecting)
+            host.clock.advance(0.2)
+            self.assertTrue(transport.disconnecting)
+            self.assertEqual(logs.texts(("frptw.server",)),
+                             [f"closing connection from {transport.getPeer().host}:{transport.getPeer().port}: "
+                              f"TLS handshake not completed in 10 s"])
+            conn.connectionLost()
+        host, _ = self.tlsLogin(customFirstByte=True)
+        self.assertEqual(host.clock.getDelayedCalls(), [])  # handshake and first message deadlines: off
+
+    def test_yamux_session_must_open_a_stream(self):
+        """A session that only pings (and is answered) is closed FIRST_STREAM_TIMEOUT after
+        its first bytes."""
+        host, logs = FakeHost(tcpMux=True), LogCapture(self)
+        server = BindConnection(host)
+        transport = connect(server)
+        server.dataReceived(ywire.encode_header(ywire.FrameType.PING, ywire.Flag.SYN, 0, 7))
+        self.assertNotEqual(transport.value(), b"")  # the ping's answer
+        host.clock.advance(FIRST_STREAM_TIMEOUT - 0.1)
+        self.assertFalse(transport.disconnecting)
+        host.clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+        [line] = logs.texts(("frptw.server",))
+        self.assertIn("no yamux stream opened in 10 s", line)
+
+    def test_first_stream_stops_the_session_deadline(self):
+        """Once a stream is open, only that stream's first-message deadline runs."""
+        host = FakeHost(tcpMux=True)
+        server = BindConnection(host)
+        serverTransport = connect(server)
+        clientSession = YamuxSession(isClient=True, clock=Clock(), keepaliveInterval=0)
+        clientTransport = connect(clientSession)
+        clientSession.openStream(Protocol())
+        pumpStrings(server, serverTransport, clientSession, clientTransport)
+        host.clock.advance(FIRST_STREAM_TIMEOUT + FIRST_MESSAGE_TIMEOUT)
+        self.assertFalse(serverTransport.disconnecting)
+        self.assertEqual(host.clock.getDelayedCalls(), [])
 
     def test_tls_failure_is_logged_once(self):
         for mux in (False, True):

@@ -7,6 +7,7 @@ byte.  TLS, yamux, encryption and compression of the data plane are exercised ag
 Go frpc in test_server_interop.
 """
 
+import os
 import socket
 from dataclasses import FrozenInstanceError
 
@@ -26,7 +27,7 @@ from frptw.wire import messages as m
 from frptw.wire.auth import privilege_key
 from frptw.wire.crypto import AESCFBCodec, derive_key
 from tests.rawfrpc import TOKEN, RawClientMixin, RawConn, UserConn, serverConfig
-from tests.support import LogCapture, until
+from tests.support import LogCapture, tempDir, until
 
 
 class ServiceTests(RawClientMixin, TestCase):
@@ -342,7 +343,49 @@ class StartupTests(SynchronousTestCase):
                 raise ValueError("not allowed")
 
         self.patch(socketsModule, "resource", Refusing)
+        logs = LogCapture(self)
+        since = logs.mark()
         self.assertIsNone(socketsModule.raiseFileLimit())
+        [line] = logs.reported(since, ("frptw.transport",))
+        self.assertIn("cannot raise the open file limit from 1024 to 4096: not allowed", line)
+
+    def test_unlimited_hard_limit_raises_to_nr_open(self):
+        """The soft limit cannot be "unlimited": the kernel's ceiling is ``fs.nr_open``."""
+        calls = []
+
+        class Unlimited:
+            RLIMIT_NOFILE, RLIM_INFINITY = 7, -1
+
+            @staticmethod
+            def getrlimit(which):
+                return (1024, -1)
+
+            @staticmethod
+            def setrlimit(which, limits):
+                calls.append(limits)
+
+        nrOpen = os.path.join(tempDir(self), "nr_open")
+        with open(nrOpen, "w") as f:
+            f.write("1048576\n")
+        self.patch(socketsModule, "resource", Unlimited)
+        self.patch(socketsModule, "_NR_OPEN_FILE", nrOpen)
+        self.assertEqual(socketsModule.raiseFileLimit(), 1048576)
+        self.assertEqual(calls, [(1048576, -1)])
+
+    def test_file_limit_already_at_the_hard_limit(self):
+        class AtHard:
+            RLIMIT_NOFILE, RLIM_INFINITY = 7, -1
+
+            @staticmethod
+            def getrlimit(which):
+                return (4096, 4096)
+
+            @staticmethod
+            def setrlimit(which, limits):
+                raise AssertionError("nothing to raise")
+
+        self.patch(socketsModule, "resource", AtHard)
+        self.assertEqual(socketsModule.raiseFileLimit(), 4096)
 
 
     def test_unreadable_certificate_fails_at_construction(self):

@@ -2,7 +2,8 @@
 
 Theory of operation (wire-protocol.md §2.1, §3.1).  Every accepted TCP connection starts as a
 :class:`BindConnection`, which waits (10 s at most) for its first bytes and routes on them, in
-frp's order:
+frp's order (a shared vhost or the websocket must see 10 bytes within those 10 s; frp itself
+has a deadline for each of its phases from the first byte on):
 
 * ``GET /~!frp``: frp's websocket transport (bytes that may still become this prefix are
   waited for): the upgrade is served (:func:`frptw.transport.websocket.serverProtocol`) and the
@@ -17,9 +18,12 @@ frp's order:
 * anything else: plain frp, refused when the server requires TLS (``transport.tls.force`` or a
   trusted CA file).
 
-Above that byte stream there is either a yamux session (``transport.tcp_mux``, frps is the
-yamux server), where every stream the client opens is one *logical connection*, or, without
-mux, the stream is itself the one logical connection.  A logical connection is a
+A TLS handshake must complete within 10 s of starting (:data:`TLS_HANDSHAKE_TIMEOUT`), so a
+half-open handshake is closed within 20 s of the connect; what follows starts (and its own
+deadlines run) once it is complete.  Above that byte stream there is
+either a yamux session (``transport.tcp_mux``, frps is the yamux server), which must see its
+first stream within 10 s, and where every stream the client opens is one *logical
+connection*, or, without mux, the stream is itself the one logical connection.  A logical connection is a
 :class:`LogicalConnection`: it reads exactly one frp message (10 s at most) and hands the
 connection, the message and the bytes after it to the host's ``dispatch``, which turns it into
 a control session (``Login``), a pooled work connection (``NewWorkConn``) or a visitor
@@ -36,9 +40,10 @@ from typing import Protocol as TypingProtocol
 
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IProtocolFactory, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IProtocol, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from frptw.logs import FrpLogger
 from frptw.server._event import Event
@@ -59,6 +64,14 @@ FIRST_BYTE_TIMEOUT = 10.0
 FIRST_BYTES = 10
 #: Seconds frps waits for the first message of a logical connection.
 FIRST_MESSAGE_TIMEOUT = 10.0
+#: Seconds a TLS handshake on the bind port may take once it has started (after the first
+#: bytes).  frp has none with tcpMux (its yamux reads the handshake without a deadline), so a
+#: ClientHello cut short lingers until a keep-alive ping times out, or for ever when pings are
+#: off; here such a connection is closed at most FIRST_BYTE_TIMEOUT + this after it opened.
+TLS_HANDSHAKE_TIMEOUT = 10.0
+#: Seconds frps's yamux session waits for the client to open its first stream (frpc opens its
+#: control stream at once); without it a session that opens none would be kept for ever.
+FIRST_STREAM_TIMEOUT = 10.0
 
 CUSTOM_TLS_FIRST_BYTE = 0x17
 TLS_HANDSHAKE_BYTE = 0x16
@@ -104,10 +117,65 @@ def logTLSFailure(transport, reason: Failure) -> None:
 
 
 class _ServerSession(YamuxSession):
-    """frps's yamux session: the same, plus the line saying why a TLS handshake failed."""
+    """frps's yamux session: the same, plus a deadline for the client's first stream and the
+    line saying why a TLS handshake failed."""
+
+    def __init__(self, host: "ConnectionHost") -> None:
+        super().__init__(
+            isClient=False,
+            clock=host.clock,
+            acceptFactory=LogicalConnectionFactory(host, self._streamOpened),
+            keepaliveInterval=host.muxKeepaliveInterval,
+        )
+        self._firstStream: Optional[IDelayedCall] = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._firstStream = self._clock.callLater(FIRST_STREAM_TIMEOUT, self._noStream)
+
+    def _noStream(self) -> None:
+        log.info("closing connection from {peer}: no yamux stream opened in {t:.0f} s",
+                 peer=describePeer(self.transport), t=FIRST_STREAM_TIMEOUT)
+        self.transport.abortConnection()
+
+    def _streamOpened(self) -> None:
+        cancelCall(self._firstStream)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        cancelCall(self._firstStream)
         logTLSFailure(self.transport, reason)
+        super().connectionLost(reason)
+
+
+@implementer(IHandshakeListener)
+class _HandshakeDeadline(SwitchableProtocol):
+    """What sits right above frps's TLS while it handshakes: closes the connection when the
+    handshake is not complete within :data:`TLS_HANDSHAKE_TIMEOUT`, and once it is, switches
+    to frp (``above()``, whose own deadlines start then)."""
+
+    def __init__(self, clock: IReactorTime, above: Callable[[], IProtocol]) -> None:
+        super().__init__()
+        self._clock = clock
+        self._above = above
+        self._deadline: Optional[IDelayedCall] = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._deadline = self._clock.callLater(TLS_HANDSHAKE_TIMEOUT, self._notCompleted)
+
+    def _notCompleted(self) -> None:
+        log.info("closing connection from {peer}: TLS handshake not completed in {t:.0f} s",
+                 peer=describePeer(self.transport), t=TLS_HANDSHAKE_TIMEOUT)
+        self.transport.abortConnection()
+
+    def handshakeCompleted(self) -> None:
+        cancelCall(self._deadline)
+        self.switchTo(self._above())
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        cancelCall(self._deadline)
+        if self.switchedTo is None:
+            logTLSFailure(self.transport, reason)
         super().connectionLost(reason)
 
 
@@ -175,6 +243,7 @@ class BindConnection(SwitchableProtocol):
             self.switchTo(ws, data)
             return
         self._refused = not serveFrp(self._host, self, data)
+        cancelCall(self._deadline)  # frp's own deadlines (TLS, first stream or message) run now
 
     def _vhostFor(self, data: bytes):
         """Where frp's sniffing rules send a connection that began with ``data``: a shared
@@ -209,28 +278,19 @@ def serveFrp(host: ConnectionHost, proto: SwitchableProtocol, data: bytes) -> bo
     connection (wire-protocol.md §2.1 steps 3 and 4).  False if the connection was refused
     (plain, but the server requires TLS)."""
     first = data[0]
-    if first == CUSTOM_TLS_FIRST_BYTE:
-        top = startServerTLS(proto, host.tlsContextFactory(), data[1:], host.clock)
-        leftover = b""
-    elif first == TLS_HANDSHAKE_BYTE:
-        top = startServerTLS(proto, host.tlsContextFactory(), data, host.clock)
-        leftover = b""
+
+    def frp() -> IProtocol:
+        return _ServerSession(host) if host.tcpMux else LogicalConnection(host)
+
+    if first in (CUSTOM_TLS_FIRST_BYTE, TLS_HANDSHAKE_BYTE):
+        hello = data[1:] if first == CUSTOM_TLS_FIRST_BYTE else data
+        startServerTLS(proto, host.tlsContextFactory(), hello, host.clock, _HandshakeDeadline(host.clock, frp))
     elif host.tlsRequired:
         log.warn("refusing plain connection from {peer}: this server requires TLS", peer=describePeer(proto.transport))
         proto.transport.abortConnection()
         return False
     else:
-        top, leftover = proto, data
-    if host.tcpMux:
-        session = _ServerSession(
-            isClient=False,
-            clock=host.clock,
-            acceptFactory=LogicalConnectionFactory(host),
-            keepaliveInterval=host.muxKeepaliveInterval,
-        )
-        top.switchTo(session, leftover)
-    else:
-        top.switchTo(LogicalConnection(host), leftover)
+        proto.switchTo(frp(), data)
     return True
 
 
@@ -271,12 +331,16 @@ class _WebSocketStream(SwitchableProtocol):
 
 
 class LogicalConnectionFactory(Factory):
-    """Builds a logical connection for each yamux stream the client opens."""
+    """Builds a logical connection for each yamux stream the client opens (and tells
+    ``opened``, when given, each time)."""
 
-    def __init__(self, host: ConnectionHost) -> None:
+    def __init__(self, host: ConnectionHost, opened: Optional[Callable[[], None]] = None) -> None:
         self._host = host
+        self._opened = opened
 
     def buildProtocol(self, addr) -> "LogicalConnection":
+        if self._opened is not None:
+            self._opened()
         return LogicalConnection(self._host)
 
 

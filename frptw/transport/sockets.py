@@ -112,19 +112,33 @@ def tcpEndpoint(
     return _NoDelayEndpoint(inner)
 
 
+_NR_OPEN_FILE = "/proc/sys/fs/nr_open"
+
+
 def raiseFileLimit() -> Optional[int]:
     """Raise the soft limit of open files to the hard limit (design lesson 5: descriptor
-    exhaustion is a top frp complaint); return the new soft limit, or None if it could not be
-    raised (logged, not fatal)."""
+    exhaustion is a top frp complaint; Go raises it the same way at start-up); return the soft
+    limit now in force, or None if it could not be raised (logged, not fatal).
+
+    An unlimited hard limit is not a value the soft limit can take (the kernel caps it at
+    ``fs.nr_open``), so the soft limit is then raised to ``fs.nr_open``."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft == hard:
-        return soft if soft == hard else None
+    target = hard
+    if hard == resource.RLIM_INFINITY:
+        try:
+            with open(_NR_OPEN_FILE, "rb") as f:
+                target = int(f.read().strip())
+        except (OSError, ValueError):
+            target = soft
+    if soft != resource.RLIM_INFINITY and soft >= target:
+        return soft
     try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     except (ValueError, OSError) as e:
-        log.warn("cannot raise the open file limit from {soft} to {hard}: {error}", soft=soft, hard=hard, error=e)
+        log.warn("cannot raise the open file limit from {soft} to {hard}: {error}", soft=soft, hard=target, error=e)
         return None
-    return hard
+    log.debug("open file limit raised from {soft} to {hard}", soft=soft, hard=target)
+    return target
 
 
 def setKeepalive(transport, seconds: int) -> None:

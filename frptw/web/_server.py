@@ -1,7 +1,7 @@
 """A management web server: where it listens (TCP or TLS) and its lifetime.
 
 frp's ``httppkg.NewServer`` listens on ``webServer.addr:port`` at start-up (an empty address
-means every interface) and, with ``webServer.tls``, serves HTTPS with the given certificate;
+means every interface, the backlog is the system's maximum as for every frptw listener) and, with ``webServer.tls``, serves HTTPS with the given certificate;
 stopping it closes the listener and every open connection.
 """
 
@@ -17,6 +17,7 @@ from twisted.web.resource import IResource
 
 from frptw.config import WebServerConfig
 from frptw.logs import FrpLogger
+from frptw.transport.sockets import systemBacklog
 from frptw.transport.tls import serverContextFactory
 from frptw.web._site import BoundedSite
 
@@ -56,9 +57,10 @@ class WebServer:
     def _listen(self, factory) -> Deferred:
         addr = self.config.addr
         if isIPv6Address(addr):
-            endpoint = TCP6ServerEndpoint(self._reactor, self.config.port, interface=addr)
+            endpoint = TCP6ServerEndpoint(self._reactor, self.config.port, backlog=systemBacklog(), interface=addr)
         else:
-            endpoint = TCP4ServerEndpoint(self._reactor, self.config.port, interface=addr or "0.0.0.0")
+            endpoint = TCP4ServerEndpoint(self._reactor, self.config.port, backlog=systemBacklog(),
+                                          interface=addr or "0.0.0.0")
         return endpoint.listen(factory).addCallback(self._listening)
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
