@@ -1,8 +1,9 @@
 """``transport.protocol = "kcp"`` against the real frp 0.65, both directions, and between our
 own ends: 8 MiB echoed (sha256 both ways) on one connection, then 20 concurrent connections,
-with yamux on and off (off: Go frpc to our frps only, see the user guide); the same under 5 % datagram loss; and kcp-go's FEC byte for byte: the
-parity datagrams Go sends are the ones our encoder computes from Go's data datagrams, and Go's
-parity rebuilds what the relay dropped."""
+with yamux on and off; the same under 5 % datagram loss through a relay that gives each client
+socket its own upstream socket (each conversation keeps its own address, as kcp-go's listener
+needs); and kcp-go's FEC byte for byte: the parity datagrams Go sends are the ones our encoder
+computes from Go's data datagrams, and Go's parity rebuilds what the relay dropped."""
 
 import time
 from typing import Dict, List
@@ -17,6 +18,7 @@ from tests.transports import UDPTransportMixin
 
 LOSSY_BYTES = 1024 * 1024
 LOSSY_MIN_RATE = 128 * 1024
+MUX_OFF = "transport.tcpMux = false\n"
 
 
 def groups(datagrams: List[bytes]) -> Dict[int, Dict[int, bytes]]:
@@ -60,6 +62,26 @@ class KcpInterop(UDPTransportMixin, TestCase):
         yield self.traffic()
 
     @inlineCallbacks
+    def test_ours_to_go_frps_without_mux(self):
+        """Every work connection its own conversation and UDP socket, as Go frpc dials them; Go
+        frps ends each one without acknowledging our last segments (see
+        frptw.wire.kcp.FORGOTTEN_PROBE): the next connections must not wait for that."""
+        yield self.setUpPair("kcp", frps="go", frpc="ours", serverExtra=MUX_OFF, clientExtra=MUX_OFF)
+        yield self.traffic()
+
+    @inlineCallbacks
+    def test_ours_to_go_frps_without_mux_encrypted_compressed_pool(self):
+        yield self.setUpPair("kcp", frps="go", frpc="ours", serverExtra=MUX_OFF,
+                             clientExtra=MUX_OFF + "transport.poolCount = 3\n",
+                             proxyExtra="transport.useEncryption = true\ntransport.useCompression = true\n")
+        yield self.traffic()
+
+    @inlineCallbacks
+    def test_ours_to_ours_without_mux(self):
+        yield self.setUpPair("kcp", frps="ours", frpc="ours", serverExtra=MUX_OFF, clientExtra=MUX_OFF)
+        yield self.traffic()
+
+    @inlineCallbacks
     def lossy(self):
         started = time.monotonic()
         echoed = yield exchange(reactor, self.remotePort, LOSSY_BYTES, connections=2)
@@ -81,6 +103,18 @@ class KcpInterop(UDPTransportMixin, TestCase):
         yield self.lossy()
         [session] = self.frps._kcpListener.sessions.values()
         self.assertGreater(session._decoder.recovered, 0, "no datagram was rebuilt from Go's parity")
+
+    @inlineCallbacks
+    def test_lossy_ours_to_go_frps_without_mux(self):
+        yield self.setUpPair("kcp", frps="go", frpc="ours", loss=0.05, serverExtra=MUX_OFF, clientExtra=MUX_OFF)
+        yield self.lossy()
+        self.assertGreaterEqual(self.relay.clients, 3, "one UDP socket per conversation")
+
+    @inlineCallbacks
+    def test_lossy_go_frpc_to_ours_without_mux(self):
+        yield self.setUpPair("kcp", frps="ours", frpc="go", loss=0.05, serverExtra=MUX_OFF, clientExtra=MUX_OFF)
+        yield self.lossy()
+        self.assertGreaterEqual(self.relay.clients, 3, "one UDP socket per conversation")
 
     @inlineCallbacks
     def test_parity_is_byte_for_byte_kcp_go(self):

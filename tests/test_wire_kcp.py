@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.errors import ProtocolError
 from frptw.wire import kcpfec
-from frptw.wire.kcp import CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS, HEADER, KcpConnection
+from frptw.wire.kcp import CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS, FORGOTTEN_PROBE, HEADER, OVERHEAD, KcpConnection
 from frptw.wire.reedsolomon import ReedSolomon, gf_inverse, gf_mul
 
 
@@ -119,6 +119,16 @@ class Link:
             self.received["b"] += self.b.recv()
 
 
+def segments(packet: bytes):
+    """(cmd, sn, data) of each segment of a KCP packet."""
+    result = []
+    while len(packet) >= OVERHEAD:
+        _conv, cmd, _frg, _wnd, _ts, sn, _una, length = HEADER.unpack_from(packet)
+        result.append((cmd, sn, packet[OVERHEAD:OVERHEAD + length]))
+        packet = packet[OVERHEAD + length:]
+    return result
+
+
 class KcpTests(SynchronousTestCase):
     def test_segment_layout(self):
         conn = KcpConnection(0x01020304)
@@ -192,6 +202,35 @@ class KcpTests(SynchronousTestCase):
             conn.flush(now)
             now += 100
         self.assertTrue(conn.dead)
+
+    def test_timed_out_resend_carries_the_forgotten_probe(self):
+        """Once segment 0 is acknowledged, a timed-out resend brings segment 0 = b"\\0" along:
+        a duplicate for a peer that still has the conversation, the first byte of a fresh one
+        (kcp-go's listener after frps closed it) that would otherwise wait for one."""
+        link = Link()
+        link.a.send(b"first")
+        link.step()
+        self.assertEqual(link.a.sndUna, 1)
+        link.a.send(b"x" * 2000)
+        link.a.flush(link.now)  # sent; its acknowledgement never comes (the peer forgot us)
+        resent = [p for t in range(link.now, link.now + 1000, 20) for p in link.a.flush(t)]
+        probes = [segs for segs in map(segments, resent) if (CMD_PUSH, 0, FORGOTTEN_PROBE) in segs]
+        self.assertTrue(probes)
+        fresh = KcpConnection(99)  # a listener's new conversation for our address
+        for packet in resent:
+            fresh.input(packet, link.now)
+        self.assertEqual(fresh.recv()[:1], FORGOTTEN_PROBE)  # its first byte, whatever follows
+        link.b.input(resent[0], link.now)  # the peer that still knows us delivers nothing new
+        link.b.input(resent[-1], link.now)
+        self.assertEqual(link.b.recv(), b"x" * 2000)
+        self.assertEqual(bytes(link.received["b"]), b"first")
+
+    def test_no_forgotten_probe_before_segment_0_was_acknowledged(self):
+        conn = KcpConnection(5)
+        conn.send(b"lost")
+        resent = [p for t in range(0, 2000, 20) for p in conn.flush(t)]
+        self.assertEqual({sn for packet in resent for _cmd, sn, _data in segments(packet)}, {0})
+        self.assertNotIn(FORGOTTEN_PROBE, [data for packet in resent for _cmd, _sn, data in segments(packet)])
 
     def test_foreign_and_malformed_segments(self):
         conn = KcpConnection(5)

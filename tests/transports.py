@@ -2,11 +2,11 @@
 the real Go one, talking over ``protocol``, with a tcp proxy in front of an echo server; and
 :class:`LossyRelay`, a loopback UDP relay that drops a share of the datagrams both ways.
 
-Used by tests/test_quic_interop.py and tests/test_kcp_interop.py, and by bench/bench_udp_transports.py.
+Used by tests/test_quic_interop.py and tests/test_kcp_interop.py.
 """
 
 import random
-from typing import List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -28,8 +28,11 @@ PORT_KEYS = {"quic": "quicBindPort", "kcp": "kcpBindPort"}
 
 
 class LossyRelay(DatagramProtocol):
-    """Relays datagrams between one client and ``target``, dropping each with probability
-    ``loss`` (seeded, so a run is repeatable); counts what it relayed and dropped."""
+    """Relays datagrams between clients and ``target`` as a NAT would: each client address gets
+    its own upstream socket, so the target sees one address per client (as without the relay;
+    with ``tcpMux = false`` each KCP conversation has its own client socket).  Drops each
+    datagram with probability ``loss`` (seeded, so a run is repeatable); counts what it relayed
+    and dropped."""
 
     noisy = False
 
@@ -37,7 +40,7 @@ class LossyRelay(DatagramProtocol):
         self._target = target
         self._loss = loss
         self._random = random.Random(seed)
-        self._client: Optional[Tuple[str, int]] = None
+        self._upstreams: Dict[Tuple[str, int], _Upstream] = {}
         self._record = record
         self.relayed = 0
         self.dropped = 0
@@ -56,26 +59,45 @@ class LossyRelay(DatagramProtocol):
         host = self.port.getHost()
         return host.host, host.port
 
+    @property
+    def clients(self) -> int:
+        """How many client addresses the relay has seen."""
+        return len(self._upstreams)
+
     def datagramReceived(self, data: bytes, addr) -> None:
-        if addr == self._target:
-            destination = self._client
-            seen = self.fromServer
-        else:
-            self._client = addr
-            destination = self._target
-            seen = self.fromClient
+        upstream = self._upstreams.get(addr)
+        if upstream is None:
+            upstream = self._upstreams[addr] = _Upstream(self, addr)
+            upstream.port = reactor.listenUDP(0, upstream, interface="127.0.0.1")
+        self.forward(data, self.fromClient, upstream.transport, self._target)
+
+    def forward(self, data: bytes, seen: List[bytes], transport, destination: Tuple[str, int]) -> None:
         if len(seen) < self._record:
             seen.append(data)
-        if destination is None:
-            return
         if self._random.random() < self._loss:
             self.dropped += 1
             return
         self.relayed += 1
-        self.transport.write(data, destination)
+        transport.write(data, destination)
 
     def stop(self):
+        for upstream in self._upstreams.values():
+            upstream.port.stopListening()
         return self.port.stopListening()
+
+
+class _Upstream(DatagramProtocol):
+    """The relay's socket towards the target for one client."""
+
+    noisy = False
+
+    def __init__(self, relay: LossyRelay, client: Tuple[str, int]) -> None:
+        self._relay = relay
+        self._client = client
+
+    def datagramReceived(self, data: bytes, addr) -> None:
+        relay = self._relay
+        relay.forward(data, relay.fromServer, relay.transport, self._client)
 
 
 def tcpProxy(localPort: int, remotePort: int, extra: str = "") -> str:

@@ -44,6 +44,14 @@ PROBE_INIT = 7000
 PROBE_LIMIT = 120000
 #: Transmissions of one segment after which the link counts as dead.
 DEAD_LINK = 20
+#: Sent as segment 0 (again) with every timed-out retransmission once the peer acknowledged
+#: segment 0.  A peer that still has the conversation takes it for a duplicate (acknowledged,
+#: not delivered).  A peer that forgot it, as kcp-go's listener does when frps closes a work
+#: conversation before acknowledging our last segments, opens a new one from our
+#: retransmission; this byte is then that conversation's first, which Go frps's bind-port
+#: sniffer reads at once and rejects (no frp message starts with 0) instead of blocking its
+#: accept loop for 10 s waiting for one (see :meth:`KcpConnection.flush`).
+FORGOTTEN_PROBE = b"\0"
 _MASK32 = 0xFFFFFFFF
 
 
@@ -242,7 +250,14 @@ class KcpConnection:
     # -- output ----------------------------------------------------------------------------
     def flush(self, now: int) -> List[bytes]:
         """Acknowledgements, probes, new and due segments, packed into packets of at most
-        ``mtu`` bytes."""
+        ``mtu`` bytes; with a timed-out retransmission, :data:`FORGOTTEN_PROBE` as segment 0.
+
+        KCP has no close: a conversation ends when one side stops.  kcp-go 5.6.13 (frp 0.65)
+        drops the acknowledgements its ``Close`` means to flush, and its listener keys
+        conversations by address and opens a new one for any segment from an address it does
+        not know, so after Go frps ended a work conversation (``tcpMux = false``) our resends
+        of its unacknowledged last segments start a conversation that never speaks; Go frpc
+        does the same (measured).  The probe byte makes such a conversation speak."""
         packets: List[bytes] = []
         buffer = bytearray()
         mtu = self.mtu
@@ -313,6 +328,10 @@ class KcpConnection:
             buffer += data
             if seg.xmit >= DEAD_LINK:
                 self.dead = True
+        if lost and self.sndUna > 0:
+            room(OVERHEAD + len(FORGOTTEN_PROBE))
+            buffer += pack(conv, CMD_PUSH, 0, window, now & _MASK32, 0, una & _MASK32, len(FORGOTTEN_PROBE))
+            buffer += FORGOTTEN_PROBE
         if buffer:
             packets.append(bytes(buffer))
 
