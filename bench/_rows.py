@@ -186,6 +186,10 @@ class Session:
         self.machine: Dict[str, str] = {}
         self.load_before = os.getloadavg()
         self.started = time.time()
+        #: How the figures were taken, for the report's head (a bench that does not
+        #: alternate repetitions says what it does instead).
+        self.method = (f"medians of {args.repeat} alternating repetitions (go, tw, go, tw, ...); "
+                       f"\"vs Go\" > 1 means frptw did better (Go's time / frptw's, or frptw's rate / Go's)")
 
     def __enter__(self) -> "Session":
         def terminated(signum, frame):
@@ -240,13 +244,14 @@ class Session:
             for child in reversed(run.children):
                 self.procs.stop(child)
 
-    def spawn_frp(self, run: "Run", impl: str, kind: str, config_text: str) -> Child:
-        """Write ``config_text`` to the run's directory and start that frp side, as
-        ``bench_tcp`` does."""
-        path = os.path.join(run.directory, f"{kind}.toml")
+    def spawn_frp(self, run: "Run", impl: str, kind: str, config_text: str, name: str = "") -> Child:
+        """Write ``config_text`` to the run's directory (as ``name``.toml, by default
+        ``kind``.toml) and start that frp side, as ``bench_tcp`` does."""
+        name = name or kind
+        path = os.path.join(run.directory, f"{name}.toml")
         with open(path, "w") as f:
             f.write(config_text)
-        child = self.procs.spawn(f"{impl}-{kind}", frp_argv(impl, kind, path), env=frp_env(impl), cwd=run.directory)
+        child = self.procs.spawn(f"{impl}-{name}", frp_argv(impl, kind, path), env=frp_env(impl), cwd=run.directory)
         run.children.append(child)
         return child
 
@@ -309,8 +314,7 @@ class Session:
             f"- load average (1 / 5 / 15 min): before {loads(self.load_before)}, after {loads(after)}\n"
             f"- Go frp: `{m['go_frp']}`; frptw: checkout `{m['frptw']}`, last change to frptw/: "
             f"`{m['frptw_change']}`\n"
-            f"- medians of {self.args.repeat} alternating repetitions (go, tw, go, tw, ...); "
-            f"\"vs Go\" > 1 means frptw did better (Go's time / frptw's, or frptw's rate / Go's)\n\n"
+            f"- {self.method}\n\n"
             f"{description.strip()}\n\n" + "\n\n".join(self.sections) + "\n"
         )
         if self.failures:

@@ -10,6 +10,7 @@ ends only the process this object started (SIGTERM, then SIGKILL after a grace p
 import os
 import re
 import shutil
+import sys
 import tempfile
 from typing import List, Optional, Sequence, Tuple
 
@@ -19,6 +20,9 @@ from twisted.internet.interfaces import IReactorProcess
 from tests.frpbin import frp_binary
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+#: The checkout these tests run from (frptw under twistd runs from it too).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: The line each program logs once it is ready to be used.
 READY_LINES = {"frps": "frps started successfully", "frpc": "login to server success"}
@@ -78,6 +82,25 @@ class GoFrp:
         if ready == "default":
             ready = READY_LINES[kind]
         return cls.command(reactor, kind, [*prefix, binary, "-c", path], ready, timeout, directory=os.path.dirname(path))
+
+    @classmethod
+    def startOurs(cls, reactor, kind: str, config_text: str, ready: Optional[str] = "default",
+                  timeout: float = 30.0) -> defer.Deferred:
+        """Like :meth:`start`, but frptw's ``kind`` under ``twistd -n`` from this checkout (its
+        own process, so its memory and descriptors are its own); frptw logs the same ready
+        lines as frp."""
+        path = writeConfig(kind, config_text)
+        if ready == "default":
+            ready = READY_LINES[kind]
+        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+                kind, "--config", path]
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": ROOT}
+        return cls.command(reactor, f"frptw {kind}", argv, ready, timeout, directory=os.path.dirname(path), env=env)
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The running process's id (None once it has exited)."""
+        return self._process.pid if self._process is not None else None
 
     @classmethod
     def command(cls, reactor, name: str, argv: Sequence[str], ready: Optional[str], timeout: float = 15.0,
