@@ -25,6 +25,10 @@ Service protocol (first byte of a connection picks its mode):
   close.  Throughput is measured in this direction (service -> frpc -> frps -> user, frp's
   usual direction); the receiver counts, so the figure is what actually arrived.
 * ``b"E"``: every following byte is echoed (latency, connrate, hold).
+* ``b"\x16"`` (a TLS ClientHello): echoed whole, first byte included (``bench_burst``'s HTTPS
+  vhost probe, which only needs the bytes back through frps and frpc).
+* ``b"G"`` (``GET ...``): an HTTP request; once its head is in, answered with a 200 whose body
+  is ``burst-ok`` and closed (``bench_burst``'s HTTP vhost probe).
 
 The UDP echo sends every datagram back to its source, unchanged.  The UDP clients number their
 datagrams (the first 8 bytes, big endian) so that an echo is matched to what it answers: a
@@ -50,6 +54,8 @@ PAYLOAD_SIZE = 4 * 1024 * 1024
 #: A connect + exchange that takes longer than this is counted as failed (connrate, hold).
 CYCLE_TIMEOUT = 10.0
 _HEADER = 9
+#: The service's whole answer to an HTTP request (``G`` mode).
+HTTP_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\nConnection: close\r\n\r\nburst-ok"
 
 
 def raise_nofile() -> int:
@@ -148,6 +154,16 @@ class _ServiceConn:
             rest, self.head = self.head[1:], b""
             if rest:
                 self.echo(rest)
+        elif self.head[:1] == b"\x16":
+            self.mode = b"E"
+            whole, self.head = self.head, b""
+            self.echo(whole)
+        elif self.head[:1] == b"G":
+            if b"\r\n\r\n" in self.head:
+                self.sock.send(HTTP_ANSWER)  # small: fits the fresh socket buffer
+                self.close()
+            elif len(self.head) > 65536:
+                self.close()
         elif self.head[:1] == b"D" and len(self.head) >= _HEADER:
             self.mode = b"D"
             self.left = int.from_bytes(self.head[1:_HEADER], "big")

@@ -7,7 +7,8 @@
 * :class:`LogCapture`, :class:`SplitClock`, :func:`pumpStrings` (two protocols on
   ``StringTransport`` s), :func:`tempDir`, :func:`free_port`;
 * loopback TCP peers with backpressure: :class:`Peer`, :class:`Notifying`, :func:`tcpPair`,
-  :func:`closeOnCleanup`, :func:`stalled`, :func:`buffered`.
+  :func:`closeOnCleanup`, :func:`stalled`, :func:`buffered`;
+* :func:`scaled`: a test's size in CI, or its full size when ``FRPTW_SCALE=full``.
 """
 
 import hashlib
@@ -36,6 +37,16 @@ from frptw.wire import messages as m
 What = Union[str, Callable[[], str]]
 
 POLL_INTERVAL = 0.01
+
+
+#: ``FRPTW_SCALE=full`` in the environment: the scale tests (bursts, held connections) run at
+#: the sizes of their issue instead of sizes that fit the suite on a shared machine.
+SCALE_VARIABLE = "FRPTW_SCALE"
+
+
+def scaled(ci, full):
+    """``full`` when ``FRPTW_SCALE=full``, else ``ci``."""
+    return full if os.environ.get(SCALE_VARIABLE) == "full" else ci
 
 
 # -- real time -----------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+from frptw.transport.sockets import systemBacklog
+
 CHUNK = 64 * 1024
 
 
@@ -45,7 +47,9 @@ class EchoServer(protocol.Factory):
     def listen(cls, reactor, interface: str = "127.0.0.1", port: int = 0) -> defer.Deferred:
         """Start listening on ``port`` (0: an ephemeral one); fire with the EchoServer."""
         self = cls()
-        d = TCP4ServerEndpoint(reactor, port, interface=interface).listen(self)
+        # The system's backlog, as frptw's listeners have: a burst of dials from frpc is queued,
+        # not dropped and retried a second later.
+        d = TCP4ServerEndpoint(reactor, port, backlog=systemBacklog(), interface=interface).listen(self)
 
         def listening(port):
             self._listening = port
