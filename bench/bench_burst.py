@@ -19,8 +19,8 @@ out, and p50/p99 of connect to first answer.
 
 **held**: ``--held`` echo-checked connections through one tcp proxy, opened 500 at a time from
 16 loopback source addresses and then all open at once; RSS and open sockets of frps and frpc
-before, with all held, and 5 s after they closed (the sockets must be back; RSS shows what
-each process gives back).
+before, with all held, and 5 s and 40 s after they closed (the sockets must be back; RSS shows
+what each process gives back).
 
 **stall**: raw connections that stop in one phase and then say nothing, all opened at once on
 a fresh frps (and frpc, for the visitor-free listeners); the seconds until the server closed
@@ -132,10 +132,12 @@ def held_part(s: Session, backend: int, count: int) -> List[Figure]:
                 time.sleep(0.2)
             time.sleep(5.0)  # measurement spacing only: what the processes give back within 5 s
             after = {k: (rss_mib(pid), open_sockets(pid)) for k, pid in sides.items()}
+            time.sleep(35.0)  # and within 40 s (Go returns memory to the system in the background)
+            later = {k: rss_mib(pid) for k, pid in sides.items()}
             out = {"served": result["served"], "alive": result["alive_at_release"], "open_ms_p99": result["p99_ms"],
                    "errors": result["errors"]}
             for k in sides:
-                out[f"{k}_rss"] = (before[k][0], peak[k][0], after[k][0])
+                out[f"{k}_rss"] = (before[k][0], peak[k][0], after[k][0], later[k])
                 out[f"{k}_sockets"] = (before[k][1], peak[k][1], after[k][1])
             return out
 
@@ -146,8 +148,9 @@ def held_part(s: Session, backend: int, count: int) -> List[Figure]:
         figures.append(figure(f"{side} RSS before", "MiB", True, runs, lambda r, k=side: r[f"{k}_rss"][0]))
         figures.append(figure(f"{side} RSS with all held", "MiB", True, runs, lambda r, k=side: r[f"{k}_rss"][1]))
         figures.append(figure(f"{side} RSS 5 s after close", "MiB", True, runs, lambda r, k=side: r[f"{k}_rss"][2]))
-        figures.append(figure(f"{side} RSS after close - before", "MiB", True, runs,
-                              lambda r, k=side: r[f"{k}_rss"][2] - r[f"{k}_rss"][0]))
+        figures.append(figure(f"{side} RSS 40 s after close", "MiB", True, runs, lambda r, k=side: r[f"{k}_rss"][3]))
+        figures.append(figure(f"{side} RSS 40 s after close - before", "MiB", True, runs,
+                              lambda r, k=side: r[f"{k}_rss"][3] - r[f"{k}_rss"][0]))
         figures.append(figure(f"{side} sockets with all held", "", True, runs,
                               lambda r, k=side: float(r[f"{k}_sockets"][1])))
         figures.append(figure(f"{side} sockets after close - before", "", True, runs,
@@ -251,7 +254,9 @@ def main() -> int:
     parts = [x for x in args.parts.split(",") if x]
     if any(x not in PARTS for x in parts):
         p.error(f"--parts: some of {', '.join(PARTS)}")
-    with Session("burst", "Bursts, 10 000 held connections and stalled peers: frptw and Go frp 0.65", args) as s:
+    # results/<date>-burst.md for a whole run, -burst-held.md (say) for a run of some parts
+    name = "burst" if set(parts) == set(PARTS) else "burst-" + "-".join(parts)
+    with Session(name, "Bursts, 10 000 held connections and stalled peers: frptw and Go frp 0.65", args) as s:
         s.bench.start_backend()
         backend = s.bench.backend_port
         impls = ["go", "tw"]

@@ -4,12 +4,15 @@ import gzip
 import os
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.error import CannotListenError, ConnectionRefusedError
+from twisted.internet.error import CannotListenError, ConnectionDone, ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, LoopingCall
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 
@@ -24,8 +27,9 @@ from frptw.web import (
     WebServer,
     staticAssets,
 )
+from frptw.web._site import REQUEST_TIMEOUT
 from tests.pki import TestCA
-from tests.support import free_port, tempDir, until
+from tests.support import LogCapture, free_port, tempDir, until
 from tests.webclient import Connection, basic, exchange, fetch, rawRequest
 
 PAGE = b"<html>frptw</html>" * 20
@@ -209,6 +213,41 @@ class StaticTests(TestCase):
         self.assertEqual(exchange(site, "GET", "/static/index.html").status, 404)
 
 
+class HeadDeadlineTests(SynchronousTestCase):
+    """A request head must be complete within REQUEST_TIMEOUT however it trickles (frp's
+    ReadHeaderTimeout); Twisted's idle timeout alone restarts with every byte."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.site = _site(self.clock, user="", password="")
+        self.channel = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.channel.makeConnection(self.transport)
+
+    def test_trickled_head_is_cut(self) -> None:
+        logs = LogCapture(self)
+        self.channel.dataReceived(b"GET /api/echo HTTP/1.1\r\n")
+        for _ in range(5):
+            self.clock.advance(REQUEST_TIMEOUT / 6)  # each byte well within the idle timeout
+            self.channel.dataReceived(b"X")
+        self.clock.advance(REQUEST_TIMEOUT / 6 - 0.1)
+        self.assertFalse(self.transport.disconnected)
+        self.clock.advance(0.2)
+        self.assertTrue(self.transport.disconnected)
+        self.assertEqual(logs.texts(("frptw.web",)),
+                         ["closing connection from 127.0.0.1:40000: no complete request head in 60 s"])
+        self.channel.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_each_request_of_a_kept_connection_gets_its_own_time(self) -> None:
+        request = b"GET /api/echo HTTP/1.1\r\nhost: x\r\n\r\n"
+        for _ in range(3):
+            self.clock.advance(REQUEST_TIMEOUT - 1)
+            self.channel.dataReceived(request)
+        self.assertFalse(self.transport.disconnected)
+        self.assertEqual(self.transport.value().count(b"200 OK"), 3)
+
+
 class WebServerTests(TestCase):
     """Real sockets on loopback: plain HTTP, HTTPS with webServer.tls, stopping."""
 
@@ -242,6 +281,23 @@ class WebServerTests(TestCase):
         second = WebServer(first.config, _tree(), reactor)
         with self.assertRaises(CannotListenError):
             await second.listen()
+
+    async def test_trickled_head_is_closed(self) -> None:
+        """The head deadline on a real socket (shortened to 0.5 s): a byte every 0.1 s does not
+        keep the connection."""
+        server = self._server()
+        server.site.headTimeout = 0.5
+        await server.listen()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", server.config.port)
+        idle = await endpoint.connect(Factory.forProtocol(_Idle))
+        started = reactor.seconds()
+        idle.transport.write(b"GET /healthz HTTP/1.1\r\n")
+        trickle = LoopingCall(idle.transport.write, b"X")
+        trickle.start(0.1)
+        self.addCleanup(lambda: trickle.running and trickle.stop())
+        idle.lost.addTimeout(10, reactor)
+        await idle.lost
+        self.assertGreaterEqual(reactor.seconds() - started, 0.5)
 
     async def test_stopClosesConnections(self) -> None:
         """Stopping closes the listener and every open connection, as Go's Server.Close."""

@@ -1,5 +1,11 @@
 """The ``twisted.web`` Site of a management server: bounded request bodies, frp's timeouts.
 
+frp's management servers (Go ``http.Server``) give a request's head 60 s to arrive
+(``ReadHeaderTimeout``) however it trickles in; Twisted's own timeout is an idle one, restarted
+by every byte, so a head sent a byte every 59 s (slowloris) would hold a connection for ever.
+:class:`_HeadDeadlineChannel` adds the head deadline: from the connection (or the end of the
+previous response) to the last header line, :data:`REQUEST_TIMEOUT` at most.
+
 Go's ``net/http`` server in frp reads a whole request body into memory however large it is;
 here a body beyond :data:`MAX_BODY` is not kept (the bytes are counted and dropped as they
 arrive), and the request is answered ``413`` without reaching any resource.  A
@@ -9,9 +15,12 @@ arrive), and the request is answered ``413`` without reaching any resource.  A
 import io
 import tempfile
 
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
 
 from frptw.logs import FrpLogger
+from frptw.transport.addresses import describePeer
+from frptw.transport.timers import cancelCall
 from frptw.web._resources import textBody
 
 #: The largest request body a management server accepts (a config file is a few KiB).
@@ -64,15 +73,64 @@ class _BoundedRequest(Request):
         super().process()
 
 
+class _HeadDeadlineChannel(HTTPChannel):
+    """An HTTPChannel whose every request head must be complete within ``headTimeout`` of
+    the connection or of the previous response's end (frp's ``ReadHeaderTimeout``)."""
+
+    headTimeout = REQUEST_TIMEOUT
+    _headCall = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._awaitHead()
+
+    def _awaitHead(self) -> None:
+        cancelCall(self._headCall)
+        self._headCall = self.callLater(self.headTimeout, self._noHead)
+
+    def _noHead(self) -> None:
+        self._headCall = None
+        _log.info("closing connection from {peer}: no complete request head in {t:.0f} s",
+                  peer=describePeer(self.transport), t=self.headTimeout)
+        self.transport.abortConnection()
+
+    def allHeadersReceived(self) -> None:
+        cancelCall(self._headCall)
+        self._headCall = None
+        super().allHeadersReceived()
+
+    def requestDone(self, request) -> None:
+        # Before the next request is parsed: a pipelined head already buffered completes (and
+        # cancels this) inside requestDone.
+        if self.persistent:
+            self._awaitHead()
+        super().requestDone(request)
+
+    def connectionLost(self, reason) -> None:
+        cancelCall(self._headCall)
+        self._headCall = None
+        super().connectionLost(reason)
+
+
 class BoundedSite(Site):
-    """A Site with bounded request bodies (:data:`MAX_BODY`), frp's 60 s timeout, no form
+    """A Site with bounded request bodies (:data:`MAX_BODY`), frp's 60 s timeouts (idle, and
+    for a request head however it trickles), no form
     parsing and request logging at debug level only (the programs log their own lines)."""
 
     requestFactory = _BoundedRequest
+    #: HTTP/1.1 only, as before (no h2 package: Twisted's HTTP/2 switch never happened).
+    protocol = _HeadDeadlineChannel
 
-    def __init__(self, resource, maxBody: int = MAX_BODY, timeout: float = REQUEST_TIMEOUT, reactor=None) -> None:
+    def __init__(self, resource, maxBody: int = MAX_BODY, timeout: float = REQUEST_TIMEOUT, reactor=None,
+                 headTimeout: float = REQUEST_TIMEOUT) -> None:
         super().__init__(resource, timeout=timeout, reactor=reactor, parsePOSTFormSubmission=False)
         self.maxBody = maxBody
+        self.headTimeout = headTimeout
+
+    def buildProtocol(self, addr):
+        channel = super().buildProtocol(addr)
+        channel.headTimeout = self.headTimeout
+        return channel
 
     def getContentFile(self, length):
         return _BoundedContent(self.maxBody, length)
