@@ -125,7 +125,7 @@ class BindConnectionTests(SynchronousTestCase):
         serverTransport = connect(server)
         client, clientClock = SwitchableProtocol(), Clock()
         clientTransport = connect(client)
-        top = startClientTLS(client, clientContextFactory("frps.test"), customFirstByte, clientClock)
+        top = startClientTLS(client, clientContextFactory("frps.test"), customFirstByte)
         first = clientTransport.value()[:1]
         top.switchTo(Protocol())
         top.transport.write(m.encode_message(LOGIN))

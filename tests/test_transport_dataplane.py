@@ -9,7 +9,6 @@ from typing import List
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -46,22 +45,43 @@ class Collector(Protocol):
         self.reason = reason
 
 
+class Answerer(Collector):
+    """Answers every read with ``answers`` (then closes, if asked), noting how many writes
+    the transport below had seen by the end of its ``dataReceived``."""
+
+    def __init__(self, *answers: bytes, close: bool = False) -> None:
+        super().__init__()
+        self.answers = answers
+        self.close = close
+        self.lowerWritesSeen: List[int] = []
+        self.lower: "CountingTransport | None" = None
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        for answer in self.answers:
+            self.transport.write(answer)
+        if self.close:
+            self.transport.loseConnection()
+        self.lowerWritesSeen.append(len(self.lower.writes))
+
+
 class TLSPair:
     """Our client and server TLS layers on two in-memory transports, pumped by hand."""
 
     serverOptions = None
 
-    def __init__(self) -> None:
+    def __init__(self, server: "Collector | None" = None) -> None:
         if TLSPair.serverOptions is None:  # a fresh RSA key per test would be slow
             TLSPair.serverOptions = serverContextFactory()
-        clock = Clock()
         self.clientRaw, self.serverRaw = SwitchableProtocol(), SwitchableProtocol()
         self.clientWire, self.serverWire = CountingTransport(), CountingTransport()
         self.clientRaw.makeConnection(self.clientWire)
         self.serverRaw.makeConnection(self.serverWire)
-        self.client, self.server = Collector(), Collector()
-        startClientTLS(self.clientRaw, clientContextFactory("frps.test"), False, clock).switchTo(self.client)
-        startServerTLS(self.serverRaw, self.serverOptions, b"", clock).switchTo(self.server)
+        self.client, self.server = Collector(), server or Collector()
+        if isinstance(self.server, Answerer):
+            self.server.lower = self.serverWire
+        startClientTLS(self.clientRaw, clientContextFactory("frps.test"), False).switchTo(self.client)
+        startServerTLS(self.serverRaw, self.serverOptions, b"").switchTo(self.server)
         self.pump()
 
     def pump(self) -> None:
@@ -95,6 +115,39 @@ class WholeWriteTLSTests(SynchronousTestCase):
         pair.clientWire.clear()
         pair.serverRaw.dataReceived(toServer)  # the data and the close_notify in one read
         self.assertEqual(pair.server.chunks, [b"last words"])
+        self.assertTrue(pair.serverWire.disconnecting)
+
+    def test_a_small_write_leaves_at_once(self) -> None:
+        """No timer between a write and the transport below: a new connection's first bytes
+        (StartWorkConn, the user's first write) leave in the event that wrote them."""
+        pair = TLSPair()
+        pair.clientWire.writes.clear()
+        pair.client.transport.write(b"16 bytes of echo")
+        pair.client.transport.write(b"and 12 more")
+        self.assertEqual(len(pair.clientWire.writes), 2)
+        pair.pump()
+        self.assertEqual(b"".join(pair.server.chunks), b"16 bytes of echoand 12 more")
+
+    def test_writes_made_while_handling_a_read_leave_together_after_it(self) -> None:
+        """What the protocol answers while handling received bytes (yamux window updates and
+        ACKs, one per stream) is one SSL_write and one lower write at the end of the read."""
+        pair = TLSPair(Answerer(b"answer 0;", b"answer 1;", b"answer 2;"))
+        pair.serverWire.writes.clear()
+        pair.client.transport.write(b"question")
+        toServer = pair.clientWire.value()
+        pair.clientWire.clear()
+        pair.serverRaw.dataReceived(toServer)
+        self.assertEqual(pair.server.chunks, [b"question"])
+        self.assertEqual(pair.server.lowerWritesSeen, [0])  # held while the read was handled
+        self.assertEqual(len(pair.serverWire.writes), 1)
+        pair.pump()
+        self.assertEqual(b"".join(pair.client.chunks), b"answer 0;answer 1;answer 2;")
+
+    def test_writes_held_in_a_read_go_out_before_a_close_in_that_read(self) -> None:
+        pair = TLSPair(Answerer(b"goodbye", close=True))
+        pair.client.transport.write(b"bye?")
+        pair.pump()
+        self.assertEqual(b"".join(pair.client.chunks), b"goodbye")
         self.assertTrue(pair.serverWire.disconnecting)
 
     def test_undecryptable_bytes_fail_the_connection(self) -> None:

@@ -11,7 +11,7 @@ import gc
 import socket
 from typing import List
 
-from twisted.internet import reactor
+from twisted.internet import reactor, tcp
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IHostnameResolver, IReactorPluggableNameResolver
 from twisted.internet.protocol import Factory, Protocol
@@ -117,6 +117,40 @@ class RealSocketTests(TestCase):
         self.assertEqual(_noDelay(client.transport.getHandle()), 1)
         self.assertEqual(_noDelay(accepted[0].transport.getHandle()), 1)
         accepted[0].transport.loseConnection()
+
+    async def connectedPair(self):
+        """(dialed protocol, accepted protocol), both collecting what they receive."""
+        accepted: List[_Collector] = []
+
+        class Accepted(_Collector):
+            def connectionMade(self) -> None:
+                accepted.append(self)
+
+        port = listenTCP(reactor, 0, Factory.forProtocol(Accepted), "127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client = await tcpEndpoint(reactor, "127.0.0.1", port.getHost().port, 5.0).connect(
+            Factory.forProtocol(_Collector))
+        self.addCleanup(client.transport.loseConnection)
+        await until(lambda: accepted, "the connection to be accepted")
+        self.addCleanup(accepted[0].transport.loseConnection)
+        return client, accepted[0]
+
+    async def test_a_write_on_an_idle_connection_is_sent_at_once(self) -> None:
+        """Nothing queued, no writer registered: the bytes are in the kernel when write
+        returns (no reactor turn between a write and its send), on both kinds of socket."""
+        client, server = await self.connectedPair()
+        for sender, receiver in ((client, server), (server, client)):
+            sender.transport.write(b"first bytes")
+            self.assertEqual((sender.transport._tempDataLen, sender.transport.dataBuffer), (0, b""))
+            self.assertNotIn(sender.transport, reactor.getWriters())
+            await until(lambda: receiver.received == b"first bytes", "the bytes to arrive")
+
+    async def test_a_write_behind_queued_bytes_waits_its_turn(self) -> None:
+        client, server = await self.connectedPair()
+        tcp.Connection.write(client.transport, b"queued ")  # Twisted's own write: queued
+        client.transport.write(b"then this")
+        self.assertEqual(client.transport._tempDataLen, len(b"queued then this"))
+        await until(lambda: server.received == b"queued then this", lambda: f"in order; got {server.received!r}")
 
 
 class EveryProxiedSocketTests(TestCase):

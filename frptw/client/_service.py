@@ -176,7 +176,7 @@ class _Dialer:
         return startTunnel(proto, client, self._reactor, self._timeout)
 
     def _startTLS(self, proto: SwitchableProtocol) -> SwitchableProtocol:
-        return startClientTLS(proto, self._tls, self._customFirstByte, clock=self._reactor)
+        return startClientTLS(proto, self._tls, self._customFirstByte)
 
     def _dialKcp(self) -> Deferred:
         """A KCP conversation with frps (UDP to its kcpBindPort) carrying a root protocol."""

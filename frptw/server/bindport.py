@@ -284,7 +284,7 @@ def serveFrp(host: ConnectionHost, proto: SwitchableProtocol, data: bytes) -> bo
 
     if first in (CUSTOM_TLS_FIRST_BYTE, TLS_HANDSHAKE_BYTE):
         hello = data[1:] if first == CUSTOM_TLS_FIRST_BYTE else data
-        startServerTLS(proto, host.tlsContextFactory(), hello, host.clock, _HandshakeDeadline(host.clock, frp))
+        startServerTLS(proto, host.tlsContextFactory(), hello, _HandshakeDeadline(host.clock, frp))
     elif host.tlsRequired:
         log.warn("refusing plain connection from {peer}: this server requires TLS", peer=describePeer(proto.transport))
         proto.transport.abortConnection()

@@ -20,10 +20,10 @@ caller gets a fresh switchable protocol connected on top of TLS, just as with
 :func:`frptw.transport.layered.layer`.
 
 :class:`_BatchingTLSTransport` overrides three private methods of Twisted's
-``BufferingTLSTransport`` (``_write``, ``_flushSendBIO``, ``_flushReceiveBIO``) and relies on
+``TLSMemoryBIOProtocol`` (``_write``, ``_flushSendBIO``, ``_flushReceiveBIO``) and relies on
 three more and on its private attributes.  Against Twisted changing them, frptw takes a
 **tested version range, not a compatibility shim**: setup.py asks for ``twisted>=23.10,<27``
-(23.10 added the buffering transport and the factory's ``clock``), and
+(23.10 is the oldest release it was checked against), and
 tests/test_transport_tls_twisted.py checks the names, signatures and that Twisted still calls
 the overrides, plus that the installed Twisted is inside that range.  A shim that fell back to
 Twisted's plain transport when a name went missing would hide the change (the same bytes, four
@@ -47,10 +47,9 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
-    IReactorTime,
 )
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -211,8 +210,9 @@ def _wholeWrites(options: ssl.CertificateOptions) -> ssl.CertificateOptions:
 _RECORD = 2**14
 
 
-class _BatchingTLSTransport(BufferingTLSTransport):
-    """Twisted's TLS transport, moving a whole write or a whole read through TLS in one go.
+class _BatchingTLSTransport(TLSMemoryBIOProtocol):
+    """Twisted's TLS transport, moving a whole write or a whole read through TLS in one go,
+    and sending a write within the event that made it.
 
     Twisted encrypts a write 16 KiB at a time and hands each TLS record to the transport
     below, and each decrypted record to the protocol above, separately: a 64 KiB yamux frame
@@ -221,7 +221,51 @@ class _BatchingTLSTransport(BufferingTLSTransport):
     the splice and the user's socket.  Here one ``write`` is one SSL_write whose records
     leave as one TCP write, and the plaintext of one TCP read reaches the protocol as one
     chunk.  Neither holds more than it did: one write's ciphertext, one read's plaintext.
+
+    Twisted's ``BufferingTLSTransport`` holds every small write for a ``callLater(0)`` and
+    encrypts them together on the next reactor turn.  Profiled on sequential new connections
+    through a tcp proxy (bench/bench_connect.py), that was one timer and one extra reactor
+    turn per write on the carrier, on both frps and frpc, on the path of a new connection's
+    first bytes.  Here the writes made while this connection's own received bytes are being
+    handled (yamux window updates, ACKs, answers) are joined and encrypted once at the end of
+    that ``dataReceived``; any other write is encrypted at once.  The TCP transport below
+    still joins what is written in one reactor turn into one ``send``.
     """
+
+    #: Writes made during our own ``dataReceived``, sent when it returns; None outside it.
+    _held: Optional[List[bytes]] = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            held.append(data)
+        else:
+            TLSMemoryBIOProtocol.write(self, data)
+
+    def writeSequence(self, iovec) -> None:
+        self.write(b"".join(iovec))
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._held is not None:  # re-entered: the outer call sends what is held
+            TLSMemoryBIOProtocol.dataReceived(self, data)
+            return
+        self._held = []
+        try:
+            TLSMemoryBIOProtocol.dataReceived(self, data)
+        finally:
+            self._releaseHeld()
+
+    def _releaseHeld(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            TLSMemoryBIOProtocol.write(self, held[0] if len(held) == 1 else b"".join(held))
+
+    def loseConnection(self) -> None:
+        # Writes held in this dataReceived were made before the close: they go first.
+        if self._held:
+            held, self._held = self._held, []
+            TLSMemoryBIOProtocol.write(self, b"".join(held))
+        TLSMemoryBIOProtocol.loseConnection(self)
 
     def _flushSendBIO(self) -> None:
         chunks = []
@@ -288,15 +332,13 @@ class _TLSFactory(TLSMemoryBIOFactory):
 
 
 def _startTLS(
-    proto: SwitchableProtocol, contextFactory, isClient: bool, leftover: bytes, clock: Optional[IReactorTime],
-    top: Optional[SwitchableProtocol] = None,
+    proto: SwitchableProtocol, contextFactory, isClient: bool, leftover: bytes, top: Optional[SwitchableProtocol] = None,
 ) -> SwitchableProtocol:
-    # The factory's protocol (built on Twisted's BufferingTLSTransport) coalesces the small
-    # writes of one reactor turn into one TLS record.  It wraps no factory of ours: the
+    # The factory's protocol is ours (_BatchingTLSTransport); it wraps no factory of ours: the
     # protocol on top is the switchable we return.
     if top is None:
         top = SwitchableProtocol()
-    factory = _TLSFactory(contextFactory, isClient, None, clock)
+    factory = _TLSFactory(contextFactory, isClient, None)
     proto.switchTo(factory.protocol(factory, top), leftover)
     return top
 
@@ -305,23 +347,21 @@ def startClientTLS(
     proto: SwitchableProtocol,
     contextFactory: IOpenSSLClientConnectionCreator,
     customFirstByte: bool,
-    clock: Optional[IReactorTime] = None,
 ) -> SwitchableProtocol:
     """Start a TLS client handshake on ``proto``'s connection; return the protocol above TLS.
 
     What is written to the returned protocol's transport before the handshake completes is
-    sent once it has.  ``clock`` (default: the reactor) times the coalescing of small writes.
+    sent once it has.
     """
     if customFirstByte:
         proto.transport.write(CUSTOM_FIRST_BYTE)
-    return _startTLS(proto, contextFactory, True, b"", clock)
+    return _startTLS(proto, contextFactory, True, b"")
 
 
 def startServerTLS(
     proto: SwitchableProtocol,
     contextFactory: IOpenSSLServerConnectionCreator,
     leftover: bytes = b"",
-    clock: Optional[IReactorTime] = None,
     top: Optional[SwitchableProtocol] = None,
 ) -> SwitchableProtocol:
     """Start a TLS server handshake on ``proto``'s connection; return the protocol above TLS.
@@ -331,4 +371,4 @@ def startServerTLS(
     (default: a plain switchable one); one that provides ``IHandshakeListener`` learns when
     the handshake is complete (frpc's ``tls2raw`` dials its backend only then).
     """
-    return _startTLS(proto, contextFactory, False, leftover, clock, top)
+    return _startTLS(proto, contextFactory, False, leftover, top)

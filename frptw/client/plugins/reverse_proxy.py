@@ -215,7 +215,7 @@ class TLSDoor(SwitchableProtocol):
                       name=plugin.context.name, peer=describePeer(self.transport))
             self.switchTo(_Answer(PLAIN_HTTP_ANSWER))
             return
-        top = startServerTLS(self, plugin._serverTLS, clock=plugin.context.reactor)
+        top = startServerTLS(self, plugin._serverTLS)
         top.switchTo(PluginFrontConnection(plugin, self._clientIP))
 
 
@@ -323,7 +323,7 @@ class ReverseProxyPlugin:
 
         def connected(conn: SwitchableProtocol) -> Backend:
             if self.mode.backendTLS:
-                conn = startClientTLS(conn, clientContextFactory(host), False, clock=reactor)
+                conn = startClientTLS(conn, clientContextFactory(host), False)
             backend = Backend(reactor, self.context.name)
             conn.switchTo(backend)
             return backend

@@ -88,7 +88,7 @@ class TLS2RawPlugin:
             self._tls = serverContextFactory()
 
     def handle(self, conn: SwitchableProtocol, info: ConnectionInfo) -> None:
-        startServerTLS(conn, self._tls, clock=self.context.reactor, top=TLS2RawSession(self))
+        startServerTLS(conn, self._tls, top=TLS2RawSession(self))
 
     def close(self) -> "Deferred[None]":
         return succeed(None)
