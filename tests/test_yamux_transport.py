@@ -484,6 +484,45 @@ class SingleSessionTests(SynchronousTestCase):
         self.clock.advance(1000)
         self.assertFalse(self.transport.disconnecting)
 
+    def test_open_timeouts_of_many_streams_share_one_timer(self):
+        """A stream opened and acknowledged costs no DelayedCall of its own (issue 13: new
+        connections): the session's open deadlines wake once, and find nothing due."""
+        session = self.session(keepaliveInterval=None)
+        for n in range(100):
+            session.openStream(Recorder())
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        for streamId in range(1, 200, 2):
+            session.dataReceived(encode_header(FrameType.WINDOW_UPDATE, Flag.ACK, streamId, 0))
+        self.clock.advance(75)
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_later_stream_times_out_at_its_own_deadline(self):
+        session = self.session(keepaliveInterval=None)
+        session.openStream(Recorder())
+        self.clock.advance(50)
+        session.openStream(Recorder())
+        session.dataReceived(encode_header(FrameType.WINDOW_UPDATE, Flag.ACK, 1, 0))
+        with capturedLogs() as events:
+            self.clock.advance(74.9)  # the first stream's deadline passed, but it was acknowledged
+            self.assertFalse(self.transport.disconnected)
+            self.clock.advance(0.1)
+        self.assertTrue(self.transport.disconnected)
+        self.assertEqual([e["streamId"] for e in events], [3])
+
+    def test_no_timer_outlives_the_session(self):
+        """A protocol told of its stream's end closes another stream (as a splice does): that
+        stream's FIN deadline goes with the session too."""
+        session = self.session(keepaliveInterval=None)
+        first, second = Recorder(), Recorder()
+        session.openStream(first)
+        session.openStream(second)
+        for streamId in (1, 3):
+            session.dataReceived(encode_header(FrameType.WINDOW_UPDATE, Flag.ACK, streamId, 0))
+        first.connectionLost = lambda reason: second.transport.loseConnection()
+        session.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_close_timeout_resets(self):
         session = self.session(keepaliveInterval=None)
         protocol = Recorder()

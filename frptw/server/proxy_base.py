@@ -1,7 +1,9 @@
 """What every frps proxy that carries user connections over work connections shares.
 
-A user connection arrives paused (a :class:`~frptw.transport.switch.SwitchableProtocol` with
-``pauseOnConnect``: its bytes wait in the kernel, not in our memory).  :class:`BaseProxy`
+A user connection (a :class:`~frptw.transport.switch.SwitchableProtocol`) that has to wait
+for its work connection waits paused: its bytes wait in the kernel, not in our memory.  One
+that gets a pooled work connection at once is joined before it would have been paused (no
+stop and restart of reading: two ``epoll_ctl`` calls per connection).  :class:`BaseProxy`
 then (wire-protocol.md §7.1):
 
 0. asks the server plugins that take ``NewUserConn`` (through its owner), if any; a rejected
@@ -76,16 +78,18 @@ class ProxyOwner(TypingProtocol):
 
 
 class UserConnection(SwitchableProtocol):
-    """A user's connection to a proxy, paused until its work connection is ready."""
+    """A user's connection to a proxy, paused while it waits for its work connection."""
 
     def __init__(self, proxy: "BaseProxy") -> None:
-        super().__init__(pauseOnConnect=True)
+        super().__init__()
         self._proxy = proxy
         self.closed = Event()
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self._proxy.userConnected(self)
+        if self.switchedTo is None:  # not joined at once: read nothing until it is
+            self._pause()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)

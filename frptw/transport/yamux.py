@@ -54,6 +54,7 @@ from zope.interface import implementer
 
 from frptw.errors import ConnectionClosed
 from frptw.logs import FrpLogger
+from frptw.transport.lazytimer import Deadlines
 from frptw.transport.timers import cancelCall
 from frptw.wire import yamux as wire
 
@@ -97,8 +98,6 @@ class YamuxStream:
         self._pullCall: Optional[IDelayedCall] = None
         # life cycle
         self._lost = False
-        self._openTimer: Optional[IDelayedCall] = None
-        self._closeTimer: Optional[IDelayedCall] = None
 
     def __repr__(self) -> str:
         return f"<YamuxStream {self.streamId} of {self._session!r}>"
@@ -166,12 +165,12 @@ class YamuxStream:
 
     def _sendFin(self) -> None:
         self._finSent = True
-        cancelCall(self._openTimer)
+        self._session._unacknowledged.discard(self)
         self._conn.close_stream(self.streamId)
         if self._eofReceived:
             self._finish(Failure(ConnectionDone()), later=True)
         else:
-            self._closeTimer = self._clock.callLater(self._session._streamCloseTimeout, self._closeTimedOut)
+            self._session._closing.add(self)
 
     def _closeTimedOut(self) -> None:
         self._conn.reset_stream(self.streamId)
@@ -252,8 +251,8 @@ class YamuxStream:
         self.connected = False
         self._session._streams.pop(self.streamId, None)
         self._session._fed.pop(self, None)
-        cancelCall(self._openTimer)
-        cancelCall(self._closeTimer)
+        self._session._unacknowledged.discard(self)
+        self._session._closing.discard(self)
         cancelCall(self._pullCall)
         self._pullCall = None
         self._recvChunks.clear()
@@ -348,14 +347,14 @@ class YamuxStream:
     # -- events from the session ---------------------------------------------------------------
     def _remoteEnded(self) -> None:
         self._eofReceived = True
-        cancelCall(self._openTimer)
+        self._session._unacknowledged.discard(self)
         if self._finSent:
             self._finish(Failure(ConnectionDone()), later=False)
         else:
             self._drainReceived()
 
     def _acknowledged(self) -> None:
-        cancelCall(self._openTimer)
+        self._session._unacknowledged.discard(self)
 
     # -- addresses ---------------------------------------------------------------------------
     def getPeer(self) -> IAddress:
@@ -394,8 +393,11 @@ class YamuxSession(Protocol):
         self._acceptFactory = acceptFactory
         self._keepaliveInterval = keepaliveInterval
         self._openTimeout = openTimeout
+        #: Streams we opened that wait for the peer's ACK, and streams we closed first that
+        #: wait for the peer's FIN: one timer each for the whole session.
+        self._unacknowledged: Deadlines[YamuxStream] = Deadlines(clock, openTimeout, self._openTimedOut)
+        self._closing: Deadlines[YamuxStream] = Deadlines(clock, streamCloseTimeout, YamuxStream._closeTimedOut)
         self._pingTimeout = pingTimeout
-        self._streamCloseTimeout = streamCloseTimeout
         self._conn = wire.YamuxConnection(isClient, maxStreamWindow)
         self._streams: Dict[int, YamuxStream] = {}
         #: The streams that have a registered producer (an ordered set): the only ones a
@@ -441,6 +443,9 @@ class YamuxSession(Protocol):
         self._failPendingOpens("yamux session closed")
         for stream in list(self._streams.values()):
             stream._finish(streamReason, later=False)
+        # A protocol told of its stream's end may close another stream (a splice closes its
+        # other side), which arms that stream's FIN deadline before its own _finish.
+        self._closing.cancel()
         waiters, self._closeWaiters = self._closeWaiters, []
         for waiter in waiters:
             waiter.callback(None)
@@ -504,7 +509,7 @@ class YamuxSession(Protocol):
         streamId = self._conn.open_stream()
         stream = YamuxStream(self, streamId)
         self._streams[streamId] = stream
-        stream._openTimer = self._clock.callLater(self._openTimeout, self._openTimedOut, streamId)
+        self._unacknowledged.add(stream)
         self._flush()
         stream._connect(protocol)
         return protocol
@@ -527,11 +532,11 @@ class YamuxSession(Protocol):
         for _, waiter in pending:
             waiter.errback(ConnectionClosed(why))
 
-    def _openTimedOut(self, streamId: int) -> None:
+    def _openTimedOut(self, stream: YamuxStream) -> None:
         log.warn(
             "yamux session {session!r}: stream {streamId} not acknowledged within {timeout} s; closing the session",
             session=self,
-            streamId=streamId,
+            streamId=stream.streamId,
             timeout=self._openTimeout,
         )
         self._abort()
@@ -560,6 +565,8 @@ class YamuxSession(Protocol):
         cancelCall(self._keepaliveCall)
         cancelCall(self._pingTimeoutCall)
         self._keepaliveCall = self._pingTimeoutCall = None
+        self._unacknowledged.cancel()
+        self._closing.cancel()
 
     # -- IPushProducer (for our transport) -------------------------------------------------
     def pauseProducing(self) -> None:
