@@ -70,6 +70,21 @@ class DatagramChannelTests(SynchronousTestCase):
         channel.dataReceived(frame[5:] + encode_message(Ping()) + frame)
         self.assertEqual(self.receiver.packets, [(b"hi\x00\xff", ("127.0.0.1", 53055))] * 2)
 
+    def test_held_writes_leave_as_one_write(self) -> None:
+        """The datagrams of one read of a UDP socket: one write (one TLS record, one send)."""
+        channel = self.connect()
+        writes = []
+        self.transport.write = writes.append
+        channel.holdWrites()
+        for n in range(3):
+            channel.sendPacket(b"d%d" % n, USER)
+        self.assertEqual(writes, [])
+        channel.releaseWrites()
+        self.assertEqual(len(writes), 1)
+        self.assertEqual([m.c for m in readMessages(writes[0])], [b"d0", b"d1", b"d2"])
+        channel.sendPacket(b"alone", USER)  # not holding: at once
+        self.assertEqual(len(writes), 2)
+
     def test_paused_transport_queues_bounded_then_drops(self) -> None:
         channel = self.connect(maxQueued=3)
         channel.pauseProducing()

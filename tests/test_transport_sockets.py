@@ -14,7 +14,7 @@ from typing import List
 from twisted.internet import reactor, tcp
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IHostnameResolver, IReactorPluggableNameResolver
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
@@ -23,7 +23,8 @@ from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.transport import sockets
-from frptw.transport.sockets import listenTCP, systemBacklog, tcpEndpoint
+from frptw.transport.sockets import listenTCP, listenUDP, systemBacklog, tcpEndpoint
+from tests.fakes import UDPReactor
 from tests.support import free_port, proxiesRunning, until
 from tests.traffic import EchoServer
 
@@ -151,6 +152,45 @@ class RealSocketTests(TestCase):
         client.transport.write(b"then this")
         self.assertEqual(client.transport._tempDataLen, len(b"queued then this"))
         await until(lambda: server.received == b"queued then this", lambda: f"in order; got {server.received!r}")
+
+
+class BatchedUDPTests(TestCase):
+    async def test_every_datagram_is_read_between_batch_start_and_end(self) -> None:
+        """A protocol that asks is told when a read of the socket's queue starts and ends (the
+        udp proxies join that read's datagrams into one write on their work connection)."""
+        events: List[object] = []
+
+        class Batched(DatagramProtocol):
+            def readBatchStarted(self) -> None:
+                events.append("start")
+
+            def datagramReceived(self, datagram: bytes, addr) -> None:
+                events.append(datagram)
+
+            def readBatchEnded(self) -> None:
+                events.append("end")
+
+        port = listenUDP(reactor, 0, Batched(), "127.0.0.1")
+        self.addCleanup(port.stopListening)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sender.close)
+        for n in range(3):
+            sender.sendto(b"d%d" % n, ("127.0.0.1", port.getHost().port))
+        await until(lambda: len([e for e in events if isinstance(e, bytes)]) == 3, "three datagrams read")
+        await until(lambda: events[-1] == "end", "the read to end")
+        inside = False
+        for event in events:
+            if event in ("start", "end"):
+                self.assertNotEqual(inside, event == "start", events)
+                inside = event == "start"
+            else:
+                self.assertTrue(inside, f"a datagram outside a read: {events}")
+
+    def test_other_reactors_get_a_plain_listen(self) -> None:
+        reactor = UDPReactor()
+        listenUDP(reactor, 5353, DatagramProtocol(), "127.0.0.1", maxPacketSize=1500)
+        [port] = reactor.fakeUdpPorts
+        self.assertEqual((port.interface, port.maxPacketSize), ("127.0.0.1", 1500))
 
 
 class EveryProxiedSocketTests(TestCase):

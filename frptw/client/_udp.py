@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.error import CannotListenError, InvalidAddressError
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, IReactorUDP
+from twisted.internet.interfaces import IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python.failure import Failure
 
@@ -32,7 +32,8 @@ from frptw.client.proxyprotocol import proxy_protocol_header
 from frptw.config import ProxyConfig
 from frptw.logs import FrpLogger
 from frptw.transport.datagrams import Address, DatagramChannel
-from frptw.transport.timers import cancelCall, resetCall
+from frptw.transport.lazytimer import LazyTimer
+from frptw.transport.sockets import listenUDP
 
 #: frpc's keep-alive on a udp/sudp work connection (frps's read deadline is 60 s).
 PING_INTERVAL = 30.0
@@ -58,14 +59,16 @@ class _LocalSocket(DatagramProtocol):
         self.forwarder = forwarder
         self.user = user
         self.sentHeader = False
-        self._idle: Optional[IDelayedCall] = None
+        # Restarted by every datagram either way, fired almost never: no DelayedCall.reset
+        # (a heap operation) per datagram.
+        self._idle = LazyTimer(forwarder.clock, self._expired)
         self.closed = False
 
     def startProtocol(self) -> None:
-        self._idle = self.forwarder.clock.callLater(LOCAL_IDLE_TIMEOUT, self._expired)
+        self._idle.start(LOCAL_IDLE_TIMEOUT)
 
     def touch(self) -> None:
-        resetCall(self._idle, LOCAL_IDLE_TIMEOUT)
+        self._idle.start(LOCAL_IDLE_TIMEOUT)
 
     def send(self, payload: bytes) -> None:
         self.touch()
@@ -75,6 +78,13 @@ class _LocalSocket(DatagramProtocol):
         self.touch()
         self.forwarder.channel.sendPacket(data, self.user)
 
+    def readBatchStarted(self) -> None:
+        """The datagrams of one read of the socket go to frps as one write."""
+        self.forwarder.channel.holdWrites()
+
+    def readBatchEnded(self) -> None:
+        self.forwarder.channel.releaseWrites()
+
     def connectionRefused(self) -> None:
         self.forwarder._log.debug(
             "{who}: local service refused a datagram for {user}", who=self.forwarder.description, user=self.user
@@ -82,14 +92,12 @@ class _LocalSocket(DatagramProtocol):
         self.forwarder.forget(self)
 
     def _expired(self) -> None:
-        self._idle = None
         self.forwarder.forget(self)
 
     def close(self) -> Deferred:
         """Stop the socket; fires once it is closed."""
         self.closed = True
-        cancelCall(self._idle)
-        self._idle = None
+        self._idle.cancel()
         return maybeDeferred(self.transport.stopListening)
 
 
@@ -139,9 +147,7 @@ class UDPForwarder:
     def _open(self, user: Address) -> Optional[_LocalSocket]:
         sock = _LocalSocket(self, user)
         try:
-            port = self.reactor.listenUDP(
-                0, sock, interface=_bindInterface(self.localIp), maxPacketSize=self.packetSize
-            )
+            port = listenUDP(self.reactor, 0, sock, interface=_bindInterface(self.localIp), maxPacketSize=self.packetSize)
             port.connect(self.localIp, self.config.local_port)
         except (CannotListenError, InvalidAddressError, OSError) as e:
             self._log.warn("{who}: cannot open a UDP socket for {user}: {error}", who=self.description, user=user, error=e)

@@ -39,6 +39,7 @@ from frptw.logs import FrpLogger
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
 from frptw.transport.datagrams import DatagramChannel, LogLimiter
+from frptw.transport.sockets import listenUDP
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
 from frptw.wire.messages import NewProxy
@@ -67,6 +68,13 @@ class _UserSocket(DatagramProtocol):
 
     def datagramReceived(self, datagram: bytes, addr: Address) -> None:
         self._proxy.userDatagram(datagram, addr)
+
+    def readBatchStarted(self) -> None:
+        """The datagrams of one read of the port go to frpc as one write."""
+        self._proxy.channel.holdWrites()
+
+    def readBatchEnded(self) -> None:
+        self._proxy.channel.releaseWrites()
 
 
 class UDPProxy(BaseProxy):
@@ -98,7 +106,7 @@ class UDPProxy(BaseProxy):
 
         def bind(port: int) -> Optional[IListeningPort]:
             try:
-                listener = reactor.listenUDP(port, self._socket, interface=bindAddr, maxPacketSize=packetSize)
+                listener = listenUDP(reactor, port, self._socket, interface=bindAddr, maxPacketSize=packetSize)
             except CannotListenError as e:
                 log.debug("[{name}] cannot bind udp {addr}:{port}: {error}", name=self.name, addr=bindAddr,
                           port=port, error=e.socketError)

@@ -17,23 +17,28 @@ that, datagrams are dropped and counted, as a congested UDP network would.  Memo
 stays bounded whatever the peer does.  Resuming flushes the queue until the transport pauses
 us again.
 
+Writes.  :meth:`DatagramChannel.holdWrites` / :meth:`DatagramChannel.releaseWrites` join the
+frames of the datagrams one read of a UDP socket delivered into one write (one TLS record, one
+``send``), where one write per datagram cost a ``send`` and an ``SSL_write`` each; a lone
+datagram still leaves at once, at the end of its read.
+
 Timers come from an injected clock: an optional ``Ping`` every ``pingInterval`` seconds (the
 frpc side of a udp/sudp work connection) and an optional idle timeout that closes the
 connection after ``idleTimeout`` seconds without any received message (frp's read deadline).
 """
 
 from collections import deque
-from typing import Deque, Optional, Tuple
+from typing import Deque, List, Optional, Tuple
 from typing import Protocol as TypingProtocol
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frptw.logs import FrpLogger
-from frptw.transport.timers import cancelCall, resetCall
+from frptw.transport.lazytimer import LazyTimer
 from frptw.wire.errors import ProtocolError
 from frptw.wire.messages import (
     Message,
@@ -156,7 +161,9 @@ class DatagramChannel(Protocol):
         self._paused = True  # until connected
         self._closed = False
         self._ping: Optional[LoopingCall] = None
-        self._idle: Optional[IDelayedCall] = None
+        self._idle: Optional[LazyTimer] = None
+        #: Frames held between holdWrites and releaseWrites; None when not holding.
+        self._held: Optional[List[bytes]] = None
         self._dropLogged = False
         self._tooLargeLog = LogLimiter(clock)
         #: Datagrams refused because they do not fit in one message.
@@ -179,7 +186,8 @@ class DatagramChannel(Protocol):
             self._ping.clock = self.clock
             self._ping.start(self._pingInterval, now=False)
         if self._idleTimeout is not None:
-            self._idle = self.clock.callLater(self._idleTimeout, self._idleExpired)
+            self._idle = LazyTimer(self.clock, self._idleExpired)
+            self._idle.start(self._idleTimeout)
         self.resumeProducing()
 
     def dataReceived(self, data: bytes) -> None:
@@ -197,7 +205,8 @@ class DatagramChannel(Protocol):
             self._close(abort=True)
 
     def _received(self, msg: Message) -> None:
-        resetCall(self._idle, self._idleTimeout)
+        if self._idle is not None:
+            self._idle.start(self._idleTimeout)
         if isinstance(msg, UDPPacket):
             if msg.r is None or not msg.r.ip:
                 self._log.warn("{who}: dropping a UDPPacket without a user address", who=self.description)
@@ -207,7 +216,6 @@ class DatagramChannel(Protocol):
             self._log.debug("{who}: ignoring {type}", who=self.description, type=type(msg).__name__)
 
     def _idleExpired(self) -> None:
-        self._idle = None
         self._log.info(
             "{who}: no message for {timeout} s, closing", who=self.description, timeout=self._idleTimeout
         )
@@ -241,8 +249,8 @@ class DatagramChannel(Protocol):
     def _stopTimers(self) -> None:
         if self._ping is not None and self._ping.running:
             self._ping.stop()
-        cancelCall(self._idle)
-        self._idle = None
+        if self._idle is not None:
+            self._idle.cancel()
 
     # -- sending ---------------------------------------------------------------------------
     def sendPacket(self, payload: bytes, user: Address) -> bool:
@@ -267,9 +275,23 @@ class DatagramChannel(Protocol):
             return False
         return self._sendFrame(frame)
 
+    def holdWrites(self) -> None:
+        """Keep the frames of the datagrams sent from now on for :meth:`releaseWrites`."""
+        if self._held is None:
+            self._held = []
+
+    def releaseWrites(self) -> None:
+        """Write the frames kept since :meth:`holdWrites` as one write."""
+        held, self._held = self._held, None
+        if held and not self._closed:
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+
     def _sendFrame(self, frame: bytes) -> bool:
         if not self._paused and not self._queue:
-            self.transport.write(frame)
+            if self._held is not None:
+                self._held.append(frame)
+            else:
+                self.transport.write(frame)
             return True
         if self._queue.put(frame):
             return True

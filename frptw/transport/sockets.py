@@ -27,11 +27,17 @@ import resource
 import socket
 from typing import Optional, Tuple
 
-from twisted.internet import tcp
+from twisted.internet import tcp, udp
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint
-from twisted.internet.interfaces import IConnector, IListeningPort, IProtocolFactory, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IConnector,
+    IListeningPort,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+    IUDPTransport,
+)
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
@@ -234,6 +240,34 @@ def setKeepalive(transport, seconds: int) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), seconds)
     except (AttributeError, OSError) as e:
         log.debug("cannot set TCP keep-alive: {error}", error=e)
+
+
+class _BatchedUDPPort(udp.Port):
+    """A UDP port that tells its protocol, if it asks (``readBatchStarted`` and
+    ``readBatchEnded``), when one read of the socket's queue starts and ends: the datagrams of
+    that read, which Twisted delivers one by one, can then leave on a stream as one write."""
+
+    def doRead(self):
+        protocol = self.protocol
+        started = getattr(protocol, "readBatchStarted", None)
+        if started is None:
+            return super().doRead()
+        started()
+        try:
+            return super().doRead()
+        finally:
+            protocol.readBatchEnded()
+
+
+def listenUDP(reactor, port: int, protocol, interface: str = "", maxPacketSize: int = 8192) -> IUDPTransport:
+    """``reactor.listenUDP``; on the real reactor with :class:`_BatchedUDPPort`, whose protocol
+    hears when a read of queued datagrams starts and ends.  Raises ``CannotListenError`` as
+    ``listenUDP`` does."""
+    if not isinstance(reactor, PosixReactorBase):
+        return reactor.listenUDP(port, protocol, interface=interface, maxPacketSize=maxPacketSize)
+    listening = _BatchedUDPPort(port, protocol, interface, maxPacketSize, reactor)
+    listening.startListening()
+    return listening
 
 
 #: Kernel buffers asked for the UDP sockets under QUIC and KCP (frp sets 4 MiB for KCP): a burst
