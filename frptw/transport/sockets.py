@@ -14,8 +14,8 @@ of them get Go's defaults:
 * the system's maximum listen backlog (``net.core.somaxconn``), which Go's ``net.Listen`` uses,
   instead of Twisted's 50: a burst of connects waits in the kernel's queue instead of being
   dropped and retried after a SYN timeout.
-* a write on a connection with nothing queued goes to the socket at once, as Go's ``Write``
-  does (:class:`_SendsAtOnce`).  Twisted's TCP transport queues every write and sends it when
+* a small write on a connection with nothing queued goes to the socket at once, as Go's
+  ``Write`` does (:class:`_SendsAtOnce`).  Twisted's TCP transport queues every write and sends it when
   the next reactor turn finds the socket writable: per write a writer registration, one more
   ``epoll_wait``, the ``doWrite`` dispatch and the deregistration.  Profiled on sequential new
   connections through a tcp proxy (``bench/bench_connect.py``), frps made 5.4 such writes per
@@ -71,6 +71,14 @@ def setNoDelay(transport) -> None:
         log.debug("cannot set TCP_NODELAY: {error}", error=e)
 
 
+#: The largest write sent at once.  Small writes (messages, yamux frames, a proxied request)
+#: are what waits on the reactor turn; bulk writes keep Twisted's way, whose partial sends slice
+#: a memoryview of the queue instead of copying the rest of the write (measured: frps's peak RSS
+#: moving 32 MiB through a stalled stcp path, tests/test_backpressure_paths.py, stays under its
+#: bound only this way).
+SEND_AT_ONCE_LIMIT = 16 * 1024
+
+
 class _SendsAtOnce:
     """Twisted's TCP connection, sending a write at once when nothing is queued before it.
 
@@ -83,7 +91,7 @@ class _SendsAtOnce:
     def write(self, data: bytes) -> None:
         if (
             type(data) is bytes
-            and data
+            and 0 < len(data) <= SEND_AT_ONCE_LIMIT
             and not self._tempDataLen
             and self.offset == len(self.dataBuffer)
             and self.connected
