@@ -146,6 +146,13 @@ class RealSocketTests(TestCase):
             self.assertNotIn(sender.transport, reactor.getWriters())
             await until(lambda: receiver.received == b"first bytes", "the bytes to arrive")
 
+    async def test_a_bulk_write_keeps_twisteds_queue(self) -> None:
+        client, server = await self.connectedPair()
+        bulk = b"x" * (sockets.SEND_AT_ONCE_LIMIT + 1)
+        client.transport.write(bulk)
+        self.assertEqual(client.transport._tempDataLen, len(bulk))
+        await until(lambda: len(server.received) == len(bulk), "the bulk write to arrive")
+
     async def test_a_write_behind_queued_bytes_waits_its_turn(self) -> None:
         client, server = await self.connectedPair()
         tcp.Connection.write(client.transport, b"queued ")  # Twisted's own write: queued
