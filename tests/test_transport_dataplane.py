@@ -15,7 +15,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from frptw.transport.splice import CARRIER_BUFFER_SIZE, widenWriteBuffer
 from frptw.transport.switch import SwitchableProtocol
-from frptw.transport.tls import clientContextFactory, serverContextFactory, startClientTLS, startServerTLS
+from frptw.transport.tls import (
+    HOLD_LIMIT,
+    clientContextFactory,
+    serverContextFactory,
+    startClientTLS,
+    startServerTLS,
+)
 from tests.support import pumpStrings
 
 
@@ -142,6 +148,20 @@ class WholeWriteTLSTests(SynchronousTestCase):
         self.assertEqual(len(pair.serverWire.writes), 1)
         pair.pump()
         self.assertEqual(b"".join(pair.client.chunks), b"answer 0;answer 1;answer 2;")
+
+    def test_held_writes_are_bounded_and_keep_their_order(self) -> None:
+        """Stream data a window update releases is not gathered without bound: past
+        HOLD_LIMIT what is held and the new write leave at once, in order."""
+        bulk = b"b" * HOLD_LIMIT
+        pair = TLSPair(Answerer(b"small;", bulk, b";after"))
+        pair.serverWire.writes.clear()
+        pair.client.transport.write(b"go")
+        toServer = pair.clientWire.value()
+        pair.clientWire.clear()
+        pair.serverRaw.dataReceived(toServer)
+        self.assertEqual(pair.server.lowerWritesSeen, [2])  # small; and bulk went out before the end
+        pair.pump()
+        self.assertEqual(b"".join(pair.client.chunks), b"small;" + bulk + b";after")
 
     def test_writes_held_in_a_read_go_out_before_a_close_in_that_read(self) -> None:
         pair = TLSPair(Answerer(b"goodbye", close=True))

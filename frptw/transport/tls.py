@@ -206,6 +206,11 @@ def _wholeWrites(options: ssl.CertificateOptions) -> ssl.CertificateOptions:
     return options
 
 
+#: Most bytes held for the end of a ``dataReceived`` (Twisted's own small-write aggregation
+#: holds as much): beyond it what is held and the new write go out at once, so that stream
+#: data released by window updates is not gathered without bound.
+HOLD_LIMIT = 64_000
+
 #: Largest TLS plaintext record: the most one ``SSL_read`` gives.
 _RECORD = 2**14
 
@@ -234,12 +239,17 @@ class _BatchingTLSTransport(TLSMemoryBIOProtocol):
 
     #: Writes made during our own ``dataReceived``, sent when it returns; None outside it.
     _held: Optional[List[bytes]] = None
+    _heldSize = 0
 
     def write(self, data: bytes) -> None:
         held = self._held
-        if held is not None:
+        if held is None:
+            TLSMemoryBIOProtocol.write(self, data)
+        elif self._heldSize + len(data) <= HOLD_LIMIT:
             held.append(data)
-        else:
+            self._heldSize += len(data)
+        else:  # bulk (stream data a window update released): what is held, then this, now
+            self._sendHeld()
             TLSMemoryBIOProtocol.write(self, data)
 
     def writeSequence(self, iovec) -> None:
@@ -253,18 +263,19 @@ class _BatchingTLSTransport(TLSMemoryBIOProtocol):
         try:
             TLSMemoryBIOProtocol.dataReceived(self, data)
         finally:
-            self._releaseHeld()
+            self._sendHeld()
+            self._held = None
 
-    def _releaseHeld(self) -> None:
-        held, self._held = self._held, None
+    def _sendHeld(self) -> None:
+        held = self._held
         if held:
+            self._held = []
+            self._heldSize = 0
             TLSMemoryBIOProtocol.write(self, held[0] if len(held) == 1 else b"".join(held))
 
     def loseConnection(self) -> None:
         # Writes held in this dataReceived were made before the close: they go first.
-        if self._held:
-            held, self._held = self._held, []
-            TLSMemoryBIOProtocol.write(self, b"".join(held))
+        self._sendHeld()
         TLSMemoryBIOProtocol.loseConnection(self)
 
     def _flushSendBIO(self) -> None:
