@@ -410,3 +410,25 @@ class ListenFailureTests(TestCase):
         self.addCleanup(service.stopService)
         with self.assertRaises(CannotListenError):
             await service.whenListening()
+
+    async def test_a_service_that_cannot_listen_stops_itself(self):
+        """Embedded, a failed start leaves nothing running: no listener, no timer on frps's
+        clock (the nat-hole clean-up), ``running`` false; the process is untouched."""
+        from twisted.internet.task import Clock
+
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        self.addCleanup(taken.close)
+        config = serverConfig()
+        config.bind_port = taken.getsockname()[1]
+        clock = Clock()
+        service = FrpServerService(config, reactor=reactor, clock=clock)
+        service.startService()
+        with self.assertRaises(CannotListenError):
+            await service.whenListening()
+        self.assertFalse(service.running)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        with self.assertRaises(CannotListenError):
+            await service.whenListening()  # later callers hear it too
+        await service.stopService()  # the parent stopping it again is harmless

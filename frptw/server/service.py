@@ -141,6 +141,7 @@ class FrpServerService(Service):
     # -- service life cycle --------------------------------------------------------------------
     def startService(self) -> None:
         super().startService()
+        self._listenFailure = None
         if self.stats is not None:
             self.stats.start()
         self._natHoleCleaner.start(3600, now=False)
@@ -242,14 +243,13 @@ class FrpServerService(Service):
         self._failStart(failure)
 
     def _failStart(self, failure: Failure) -> None:
-        """The service cannot serve: close what it opened, fail whoever waits to hear it listens."""
+        """The service cannot serve: it stops itself (closing what it opened, its timers
+        included) and fails whoever waits to hear it listens.  The process is left alone:
+        ``twistd frps`` is what exits, as Go frps does."""
         self._listenFailure = failure
-        for vhostPort in self._vhostPorts:
-            vhostPort.stopListening()
-        self._vhostPorts = []
-        if self._dashboard is not None:
-            self._dashboard.stop()
         waiters, self._listenWaiters = self._listenWaiters, []
+        if self.running:
+            self.stopService()
         for d in waiters:
             d.errback(failure)
 
