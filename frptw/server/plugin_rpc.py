@@ -28,20 +28,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Union
 
+from frptw.config.validate import HTTP_PLUGIN_OPS
 from frptw.errors import FrpError, ProtocolError
 from frptw.wire import messages as m
 
 #: The plugin API version frp sends (``pkg/plugin/server``'s ``APIVersion``).
 API_VERSION = "0.1.0"
 
-LOGIN = "Login"
-NEW_PROXY = "NewProxy"
-CLOSE_PROXY = "CloseProxy"
-PING = "Ping"
-NEW_WORK_CONN = "NewWorkConn"
-NEW_USER_CONN = "NewUserConn"
-#: The operations frp 0.65 can send, in frp's order.
-OPS = (LOGIN, NEW_PROXY, CLOSE_PROXY, PING, NEW_WORK_CONN, NEW_USER_CONN)
+#: The operations frp 0.65 can send, in frp's order: the names the configuration's ``ops`` accepts.
+OPS = HTTP_PLUGIN_OPS
+LOGIN, NEW_PROXY, CLOSE_PROXY, PING, NEW_WORK_CONN, NEW_USER_CONN = OPS
 
 _FRPTW_PREFIX = "frptw_"
 

@@ -301,16 +301,6 @@ class YamuxConnection:
         """The error that ended the session, or None while it is alive."""
         return self._terminated
 
-    @property
-    def can_open_stream(self) -> bool:
-        """True if :meth:`open_stream` would succeed now."""
-        return (
-            self._terminated is None
-            and not self._remote_go_away
-            and self._inflight < self._backlog
-            and self._next_id < _MAX_U32 - 1
-        )
-
     def has_stream(self, stream_id: int) -> bool:
         """True while the stream is known (not reset, not closed by both sides)."""
         return stream_id in self._streams
