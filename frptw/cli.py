@@ -71,7 +71,8 @@ def natholeDiscover(reactor, configPath: Optional[str], server: str, localAddr: 
     from frptw.client._holesocket import discover, localIPsForNatHole, openHoleSocket
     from frptw.config import ClientConfig, load_client_config
     from frptw.errors import FrpError
-    from frptw.wire.nathole import classify, split_host_port
+    from frptw.wire.hostport import split_host_port
+    from frptw.wire.nathole import classify
 
     config = ClientConfig()
     if configPath:

@@ -1,7 +1,7 @@
 """The small shared helpers under frptw.transport: addresses as frp writes them, and the one way
 a delayed call is stopped."""
 
-from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -15,6 +15,8 @@ class AddressTests(SynchronousTestCase):
         address = IPv4Address("TCP", "10.1.2.3", 40000)
         self.assertEqual(hostPort(address), ("10.1.2.3", 40000))
         self.assertEqual(describePeer(StringTransport(peerAddress=address)), "10.1.2.3:40000")
+        address6 = IPv6Address("TCP", "::1", 40000)
+        self.assertEqual(describePeer(StringTransport(peerAddress=address6)), "[::1]:40000")  # as Go prints it
 
     def test_other_addresses(self) -> None:
         """frp sends an empty address and port 0 when it has none."""

@@ -30,12 +30,6 @@ class ClassifyTests(SynchronousTestCase):
         self.assertRaises(ValueError, n.classify, ["1.2.3.4:5"], [])
         self.assertRaises(ValueError, n.classify, ["1.2.3.4:5", "nonsense"], [])
 
-    def test_split_host_port_like_go(self):
-        self.assertEqual(n.split_host_port("[::1]:80"), ("::1", 80))
-        self.assertEqual(n.split_host_port("1.2.3.4:80"), ("1.2.3.4", 80))
-        for bad in ("1.2.3.4", "::1:80", ":80", "[::1:80", "a:b"):
-            self.assertRaises(ValueError, n.split_host_port, bad)
-
     def test_compact_drops_consecutive_duplicates_only(self):
         self.assertEqual(n.compact(["a", "a", "b", "a"]), ["a", "b", "a"])
 

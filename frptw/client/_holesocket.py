@@ -27,7 +27,7 @@ from frptw.logs import FrpLogger
 from frptw.transport.timers import cancelCall
 from frptw.wire import stun
 from frptw.wire.errors import ProtocolError
-from frptw.wire.nathole import join_host_port, split_host_port
+from frptw.wire.hostport import join_host_port, split_host_port
 
 Address = Tuple[str, int]
 #: Receives ``(datagram, source address)``.

@@ -31,8 +31,9 @@ from frptw.errors import FrpError
 from frptw.logs import FrpLogger
 from frptw.transport.timers import cancelCall
 from frptw.wire.errors import ProtocolError
+from frptw.wire.hostport import split_host_port
 from frptw.wire.messages import NatHoleResp
-from frptw.wire.nathole import compact, decode_probe, encode_probe, hosts_of, new_transaction_id, split_host_port
+from frptw.wire.nathole import compact, decode_probe, encode_probe, hosts_of, new_transaction_id
 
 SENDER = "sender"
 #: Spacing of probes to a port range and to random ports (frp's).

@@ -50,8 +50,9 @@ from frptw.transport.timers import cancelCall
 from frptw.transport.yamux import YamuxSession
 from frptw.wire.auth import privilege_key
 from frptw.wire.crypto import derive_key
+from frptw.wire.hostport import join_host_port
 from frptw.wire.messages import NatHoleClient, NatHoleReport, NatHoleResp, NatHoleVisitor
-from frptw.wire.nathole import classify, join_host_port, new_transaction_id
+from frptw.wire.nathole import classify, new_transaction_id
 
 #: How long a visitor's user connection waits for a tunnel (frp's).
 OPEN_TUNNEL_TIMEOUT = 20.0

@@ -18,8 +18,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
+from frptw.wire.hostport import split_host_port
 from frptw.wire.messages import PortsRange
-from frptw.wire.nathole import EASY_NAT, NatFeature, compact, hosts_of, split_host_port
+from frptw.wire.nathole import EASY_NAT, NatFeature, compact, hosts_of
 
 SENDER = "sender"
 RECEIVER = "receiver"

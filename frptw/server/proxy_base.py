@@ -40,6 +40,7 @@ from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
 from frptw.wire.codec import choose_compression
+from frptw.wire.hostport import join_host_port
 from frptw.wire.messages import NewProxy, StartWorkConn, encode_message
 
 log = FrpLogger()
@@ -150,7 +151,7 @@ class BaseProxy:
         if self._closing:
             user.transport.abortConnection()
             return
-        remoteAddr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        remoteAddr = join_host_port(host, port)
         admitted = self.owner.admitUser(self.name, self.type, remoteAddr)
         if admitted is None:
             self._findWorkConn(user)

@@ -10,6 +10,8 @@ from typing import Optional, Tuple
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress
 
+from frptw.wire.hostport import join_host_port
+
 
 def hostPort(address: Optional[IAddress]) -> Tuple[str, int]:
     """``(host, port)`` of an IP address; ``("", 0)`` for anything else."""
@@ -20,11 +22,11 @@ def hostPort(address: Optional[IAddress]) -> Tuple[str, int]:
 
 
 def describePeer(transport) -> str:
-    """``ip:port`` of the far end of ``transport`` for log lines (its repr when it has no IP
-    address)."""
+    """``ip:port`` (``[ip]:port`` for IPv6, as Go prints it) of the far end of ``transport``
+    for log lines (its repr when it has no IP address)."""
     peer = transport.getPeer()
     host, port = hostPort(peer)
-    return f"{host}:{port}" if host else str(peer)
+    return join_host_port(host, port) if host else str(peer)
 
 
 def udpAddress(host: str, port: int) -> IAddress:

@@ -9,7 +9,6 @@
   ``NatHoleSid`` encrypted with AES-128-CFB under the proxy's ``sk`` key, IV first (golib's
   ``crypto.Encode``), always v1 framing.
 * :func:`new_transaction_id` -- ``<unix seconds><16 hex chars>``, frp's transaction ids and sids.
-* :func:`split_host_port` -- Go's ``net.SplitHostPort`` for the ``ip:port`` strings frp sends.
 """
 
 import os
@@ -18,6 +17,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from frptw.wire.crypto import AESCFBCodec
 from frptw.wire.errors import ProtocolError
+from frptw.wire.hostport import split_host_port
 from frptw.wire.messages import MessageReader, NatHoleSid, encode_message
 
 __all__ = [
@@ -28,9 +28,7 @@ __all__ = [
     "classify",
     "decode_probe",
     "encode_probe",
-    "join_host_port",
     "new_transaction_id",
-    "split_host_port",
 ]
 
 EASY_NAT = "EasyNAT"
@@ -47,26 +45,6 @@ MAX_PROBE_SIZE = 1024
 def new_transaction_id(now: float) -> str:
     """frp's ids (transaction ids, sids): unix seconds then 8 random bytes in hex."""
     return f"{int(now)}{os.urandom(8).hex()}"
-
-
-def split_host_port(text: str) -> Tuple[str, int]:
-    """``"1.2.3.4:5"`` or ``"[::1]:5"`` -> (host, port); ValueError as Go's SplitHostPort +
-    Atoi would fail."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValueError(f"address {text}: missing port or host")
-    if host.startswith("["):
-        if not host.endswith("]"):
-            raise ValueError(f"address {text}: missing ']'")
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"address {text}: too many colons")
-    return host, int(port)
-
-
-def join_host_port(host: str, port: int) -> str:
-    """Go's ``net.JoinHostPort``."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def hosts_of(addresses: Iterable[str]) -> List[str]:

@@ -32,6 +32,7 @@ import h11
 
 from frptw.errors import ConfigError, FrpError
 from frptw.wire import socks5
+from frptw.wire.hostport import join_host_port
 
 #: The schemes frp 0.65 knows; frptw implements the first two.
 SCHEMES = ("http", "socks5", "ntlm")
@@ -76,15 +77,11 @@ def parse_proxy_url(url: str, key: str = "transport.proxyURL") -> ProxyURL:
     return ProxyURL(scheme, parts.hostname, port, username, password)
 
 
-def _join(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 class HTTPConnectClient:
     """``CONNECT host:port`` through an HTTP proxy, frp's way (credentials sent up front)."""
 
     def __init__(self, host: str, port: int, username: Optional[str] = None, password: Optional[str] = None) -> None:
-        self._target = _join(host, port)
+        self._target = join_host_port(host, port)
         self._username = username
         self._password = password or ""
         self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)

@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 from frptw.transport.sockets import quietFactory
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
-from frptw.wire.nathole import split_host_port
+from frptw.wire.hostport import split_host_port
 
 #: How long a plugin waits for its backend to accept (frp's local dial timeout).
 DIAL_TIMEOUT = 10.0

@@ -43,6 +43,7 @@ from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
 from frptw.wire import httpproxy as wire
 from frptw.wire.errors import ProtocolError
+from frptw.wire.hostport import join_host_port
 
 #: frp waits this long before answering wrong credentials.
 AUTH_FAILURE_DELAY = 0.2
@@ -54,7 +55,7 @@ _log = FrpLogger(namespace="frptw.client.plugins")
 
 def dialError(host: str, port: int, failure: Failure) -> str:
     """A failed dial in the words of Go's ``net.Dial`` error, which frp's 500 body shows."""
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = join_host_port(host, port)
     if failure.check(ConnectionRefusedError):
         return f"dial tcp {address}: connect: connection refused"
     if failure.check(DNSLookupError):

@@ -26,6 +26,7 @@ from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
 from frptw.transport.timers import cancelCall
 from frptw.wire import socks5 as wire
+from frptw.wire.hostport import join_host_port
 
 #: How long a client may take from its first byte to a complete CONNECT request.
 NEGOTIATION_TIMEOUT = 60.0
@@ -89,7 +90,7 @@ class SocksSession(SwitchableProtocol):
     def _connect(self, request: wire.Connect) -> None:
         cancelCall(self._timer)
         self.hold(self._machine.take_unconsumed())
-        self._target = f"[{request.host}]:{request.port}" if ":" in request.host else f"{request.host}:{request.port}"
+        self._target = join_host_port(request.host, request.port)
         endpoint = tcpEndpoint(self._context.reactor, request.host, request.port, DIAL_TIMEOUT)
         dial(endpoint).addCallbacks(self._connected, self._dialFailed)
 
