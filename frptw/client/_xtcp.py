@@ -66,7 +66,7 @@ DIAL_TIMEOUT = 10.0
 _log = FrpLogger(namespace="frptw.client.xtcp")
 
 
-class TunnelError(FrpError):
+class P2PTunnelError(FrpError):
     """No P2P tunnel (frp's text)."""
 
 
@@ -93,9 +93,9 @@ class NatHoleRun:
         try:
             self.mapped = await discover(self.reactor, self.hole, self._stun)
         except FrpError as e:
-            raise TunnelError(f"nathole prepare error: discover error: {e}") from None
+            raise P2PTunnelError(f"nathole prepare error: discover error: {e}") from None
         if len(self.mapped) < 2:
-            raise TunnelError("nathole prepare error: discover error: not enough addresses")
+            raise P2PTunnelError("nathole prepare error: discover error: not enough addresses")
         localIPs = localIPsForNatHole()
         feature = classify(self.mapped, localIPs)
         if not self._disableAssisted:
@@ -108,11 +108,11 @@ class NatHoleRun:
         try:
             resp = await exchange.request(message)
         except NatHoleError as e:
-            raise TunnelError(f"nathole exchange info error: {e}") from None
+            raise P2PTunnelError(f"nathole exchange info error: {e}") from None
         if resp.error:
-            raise TunnelError(f"nathole exchange info error: natHoleRespMsg get error info: {resp.error}")
+            raise P2PTunnelError(f"nathole exchange info error: natHoleRespMsg get error info: {resp.error}")
         if not resp.candidate_addrs:
-            raise TunnelError("nathole exchange info error: natHoleRespMsg get empty candidate addresses")
+            raise P2PTunnelError("nathole exchange info error: natHoleRespMsg get empty candidate addresses")
         b = resp.detect_behavior
         _log.info("{label} get natHoleRespMsg, sid [{sid}], protocol [{protocol}], candidate address {c}, "
                   "assisted address {a}, detectBehavior: role {role} mode {mode} ttl {ttl}", label=self.label,
@@ -125,7 +125,7 @@ class NatHoleRun:
         try:
             sock, peer = await Punch(self.reactor, self.hole, resp, derive_key(sk), self.label).run()
         except PunchError as e:
-            raise TunnelError(f"make hole error: {e}") from None
+            raise P2PTunnelError(f"make hole error: {e}") from None
         _log.info("{label} establishing nat hole connection successful, sid [{sid}], remoteAddr [{addr}]",
                   label=self.label, sid=resp.sid, addr=join_host_port(*peer))
         return sock, peer
@@ -196,7 +196,7 @@ class XTCPOwnerRun:
         resp = await run.exchange(self._exchange, message)
         try:
             sock, peer = await run.punch(resp, self._proxy.secret_key)
-        except TunnelError:
+        except P2PTunnelError:
             self._exchange.send(NatHoleReport(sid=resp.sid, success=False))
             raise
         self._exchange.send(NatHoleReport(sid=resp.sid, success=True))
@@ -319,12 +319,12 @@ class XTCPVisitor:
 
     # -- tunnels -------------------------------------------------------------------------------
     def tunnel(self, timeout: float) -> "Deferred[QuicSession]":
-        """The live tunnel, or the next one punched within ``timeout`` s (TunnelError)."""
+        """The live tunnel, or the next one punched within ``timeout`` s (P2PTunnelError)."""
         if self._alive():
             return succeed(self.session)
         d: Deferred = Deferred(lambda _: self._waiters.remove(d) if d in self._waiters else None)
         self._waiters.append(d)
-        timer = self._reactor.callLater(timeout, lambda: d.called or d.errback(TunnelError("open tunnel timeout")))
+        timer = self._reactor.callLater(timeout, lambda: d.called or d.errback(P2PTunnelError("open tunnel timeout")))
         d.addBoth(lambda r: (cancelCall(timer), r)[1])
         self._want()
         return d
@@ -363,9 +363,9 @@ class XTCPVisitor:
         try:
             answer = await self._exchange.request(pre)
         except NatHoleError as e:
-            raise TunnelError(f"nathole precheck error: {e}") from None
+            raise P2PTunnelError(f"nathole precheck error: {e}") from None
         if answer.error:
-            raise TunnelError(f"nathole precheck error: {answer.error}")
+            raise P2PTunnelError(f"nathole precheck error: {answer.error}")
         traversal = config.nat_traversal
         run = self._run = NatHoleRun(self._reactor, self._client.nat_hole_stun_server,
                                      bool(traversal and traversal.disable_assisted_addrs), f"[{config.name}]")
@@ -397,7 +397,7 @@ class XTCPVisitor:
         try:
             await session.whenConnected()
         except FrpError as e:
-            raise TunnelError(f"init tunnel session error: dial quic error: {e}") from None
+            raise P2PTunnelError(f"init tunnel session error: dial quic error: {e}") from None
         finally:
             cancelCall(timer)
         return session
