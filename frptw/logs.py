@@ -7,7 +7,10 @@ lines are a real share of the data-plane cost when nobody wants them.  The level
 ``twistd frpc``/``twistd frps`` set it from the configuration with :func:`set_level`.
 """
 
+from typing import Callable, Type
+
 from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 
 #: frp's level names (``trace`` is frp's; Twisted's finest is ``debug``).
 LEVELS = {
@@ -28,6 +31,18 @@ def set_level(name: str) -> None:
     """Log only events at frp level ``name`` and above (unknown names mean ``info``, as frp)."""
     global _threshold
     _threshold = _PRIORITY[LEVELS.get(name.lower(), LogLevel.info)]
+
+
+def unexpected(log: Logger, format: str, *expected: Type[BaseException], **fields) -> Callable[[Failure], None]:
+    """An errback for a Deferred nobody else waits on, whose ``expected`` failures were already
+    reported where they happened (one line each): those end here; anything else is a bug of
+    frptw and is logged with its traceback (``log.failure(format, ...)``), never dropped."""
+
+    def errback(failure: Failure) -> None:
+        if not failure.check(*expected):
+            log.failure(format, failure, **fields)
+
+    return errback
 
 
 class FrpLogger(Logger):

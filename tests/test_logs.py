@@ -1,9 +1,11 @@
 """frp's log.level filters frptw's log events before they are built."""
 
+from twisted.internet.defer import fail
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.logs import FrpLogger, set_level
+from frptw.errors import ConfigError, FrpError
+from frptw.logs import FrpLogger, set_level, unexpected
 
 
 class LevelTests(SynchronousTestCase):
@@ -50,3 +52,20 @@ class LevelTests(SynchronousTestCase):
         Thing().log.info("dropped")
         Thing().log.error("kept")
         self.assertEqual(self.levels(), [LogLevel.error])
+
+
+class UnexpectedTests(SynchronousTestCase):
+    """``unexpected``: an errback that ends reported failures and logs bugs with their traceback."""
+
+    def test_expected_failures_end_quietly(self):
+        fail(ConfigError("reported already")).addErrback(unexpected(FrpLogger(), "doing {what}", FrpError, what="x"))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_anything_else_is_logged_with_its_traceback(self):
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        fail(KeyError("a bug")).addErrback(unexpected(FrpLogger(), "doing {what}", FrpError, what="x"))
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+        [event] = [e for e in events if "log_failure" in e]
+        self.assertEqual((event["log_format"], event["what"]), ("doing {what}", "x"))

@@ -113,6 +113,18 @@ class ChainTests(TestCase):
             self.assertRegex(line, r"^\[reqid: [0-9a-f]{16}\] send NewProxy request to plugin \[bad\] error: ")
             self.assertIn(cause, line)
 
+    async def test_a_bug_is_logged_with_its_traceback(self) -> None:
+        """A failure that is not one of a plugin call's own (a bug of frptw) still rejects, as
+        frp would, and is logged with its traceback, not as one more plugin error line."""
+        manager, [server] = await self.plugins(("p", ["NewProxy"]))
+
+        def broken(content, reply):
+            raise KeyError("a bug")
+
+        self.patch(rpc, "apply_reply", broken)
+        self.assertEqual(await self.rejected(manager.newProxy(CAROL, REQUEST)), "send NewProxy request to plugin error")
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
+
     async def test_plugin_down(self) -> None:
         options = [HTTPPluginOptions(name="down", addr=f"127.0.0.1:{free_port()}", path="/", ops=["Ping"])]
         manager = PluginManager(options, reactor)

@@ -31,7 +31,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from frptw.client._reload import ConfigDiff
 from frptw.config import ClientConfig, load_client_config, parse_client_config
-from frptw.errors import ConfigError
+from frptw.errors import ConfigError, FrpError
 from frptw.logs import FrpLogger
 from frptw.web import ApiResource, BasicAuthGate, Healthz, RedirectToStatic, WebServer, staticAssets, textBody
 
@@ -80,6 +80,8 @@ class Reloader:
 
     def _failed(self, failure: Failure) -> Failure:
         _log.warn("reload frpc proxy config error: {error}", error=failure.value)
+        if not failure.check(FrpError):
+            _log.failure("reloading {path}", failure, path=self.path)  # a bug: keep its traceback
         return failure
 
 

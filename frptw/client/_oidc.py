@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 
 from frptw.config.model_client import AuthClientConfig
-from frptw.errors import ConfigError, LoginError
+from frptw.errors import ConfigError, FrpError, LoginError
 from frptw.logs import FrpLogger
 from frptw.transport.httpfetch import Fetcher, FetchError, tlsPolicy
 from frptw.transport.timers import cancelCall
@@ -107,5 +107,9 @@ class OIDCCredentials:
 
     def _renew(self) -> None:
         self._renewal = None
-        self._fetch().addErrback(lambda f: _log.warn("renewing the OIDC token failed: {error}",
-                                                     error=f.getErrorMessage()))
+        self._fetch().addErrback(self._renewFailed)
+
+    def _renewFailed(self, failure: Failure) -> None:
+        _log.warn("renewing the OIDC token failed: {error}", error=failure.getErrorMessage())
+        if not failure.check(FrpError):
+            _log.failure("renewing the OIDC token", failure)  # a bug: keep its traceback

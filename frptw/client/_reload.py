@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import List, Mapping, Sequence, Tuple
 
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.error import CannotListenError
 
 from frptw.config import ProxyConfig, VisitorConfig
-from frptw.logs import FrpLogger
+from frptw.errors import FrpError
+from frptw.logs import FrpLogger, unexpected
 
 _log = FrpLogger(namespace="frptw.client")
 
@@ -74,7 +76,8 @@ def applyConfig(service, proxies: Sequence[ProxyConfig], visitors: Sequence[Visi
     if diff.removedProxies:
         _log.info("proxy removed: {names}", names=_names(service.wireName(n) for n in diff.removedProxies))
     for cfg in diff.addedProxies:
-        service.addProxy(cfg).addErrback(lambda _: None)  # frps's refusal is logged and in the status
+        # frps's refusal is logged and in the status; anything else is a bug, logged as one.
+        service.addProxy(cfg).addErrback(unexpected(_log, "adding proxy [{name}]", FrpError, name=cfg.name))
     if diff.addedProxies:
         _log.info("proxy added: {names}", names=_names(service.wireName(c.name) for c in diff.addedProxies))
     closing = [service.removeVisitor(name) for name in diff.removedVisitors]
@@ -85,7 +88,9 @@ def applyConfig(service, proxies: Sequence[ProxyConfig], visitors: Sequence[Visi
 
 def _startVisitors(_: List[None], service, diff: ConfigDiff) -> ConfigDiff:
     for cfg in diff.addedVisitors:
-        service.addVisitor(cfg).addErrback(lambda _: None)  # the listening error is logged
+        # A refused configuration or port is logged; anything else is a bug, logged as one.
+        service.addVisitor(cfg).addErrback(
+            unexpected(_log, "adding visitor [{name}]", FrpError, CannotListenError, name=cfg.name))
     if diff.addedVisitors:
         _log.info("visitor added: {names}", names=_names(c.name for c in diff.addedVisitors))
     return diff

@@ -15,6 +15,7 @@ from typing import List, Set
 from urllib.parse import urlsplit, urlunsplit
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -23,6 +24,9 @@ from twisted.web.client import (
     BrowserLikePolicyForHTTPS,
     FileBodyProducer,
     HTTPConnectionPool,
+    RequestGenerationFailed,
+    RequestNotSent,
+    RequestTransmissionFailed,
     ResponseDone,
     ResponseFailed,
     _HTTP11ClientFactory,
@@ -31,6 +35,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from frptw.errors import FrpError
 from frptw.server import plugin_rpc as rpc
 from frptw.transport.tls import clientContextFactory
 
@@ -115,6 +120,13 @@ class PluginClient:
         if failure.check(ResponseFailed):  # also ResponseNeverReceived
             return "; ".join(PluginClient.describe(reason) for reason in failure.value.reasons)
         return failure.getErrorMessage() or failure.type.__name__
+
+    @staticmethod
+    def expected(failure: Failure) -> bool:
+        """True if a call failed in a way a plugin call can (a bad reply, the network, TLS, the
+        timeout, a withdrawal); anything else is a bug of frptw."""
+        return bool(failure.check(FrpError, TimeoutError, CancelledError, ConnectError, ConnectionClosed,
+                                  ResponseFailed, RequestTransmissionFailed, RequestNotSent, RequestGenerationFailed))
 
     @staticmethod
     def cancelled(failure: Failure) -> bool:

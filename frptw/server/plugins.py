@@ -130,6 +130,9 @@ class PluginManager:
                 if self._client.cancelled(failure):
                     raise CancelledError() from None  # withdrawn (the user left, frps stops): no error
                 error = self._client.describe(failure)
+                if not self._client.expected(failure):
+                    log.failure("[reqid: {reqid}] asking plugin [{name}] for {op}", failure, reqid=reqid,
+                                name=plugin.name, op=op)  # a bug of frptw: keep its traceback
                 # frp logs a failed NewUserConn call at info level, every other one as a warning.
                 emit = log.info if op == rpc.NEW_USER_CONN else log.warn
                 emit("[reqid: {reqid}] send {op} request to plugin [{name}] error: {error}", reqid=reqid, op=op,
