@@ -1,14 +1,16 @@
 """The data-plane stacking order against the real frp 0.65, for every combination.
 
 One table: encryption x compression x bandwidth mode (client, server) x proxy type (tcp, udp,
-http, stcp with its visitor), 32 cells.  Each cell is one proxy of one frpc; all cells of a
-direction share that frpc and one frps, and run at once:
+http, https, tcpmux, stcp and sudp with their visitors), 56 cells.  Each cell is one proxy of
+one frpc; all cells of a direction share that frpc and one frps, and run at once:
 
 * the real frpc (owner and visitor) through *our* frps;
 * *our* frpc (owner and visitor) through the real frps.
 
-Every cell moves a small checked payload both ways (sha256 for the streams, datagrams echoed
-intact), so a layer stacked in the wrong order on either side fails its cell.  The
+Every cell moves a small checked payload both ways (sha256 for the streams, after a TLS
+ClientHello for https and a CONNECT for tcpmux; datagrams echoed intact), so a layer stacked in
+the wrong order on either side fails its cell.  xtcp's data plane runs between the two frpc
+only, over the punched tunnel: ``tests/test_xtcp_nat.py`` covers it.  The
 limit (1 MB/s) is far above what a cell moves, so throttling costs no time here; where the
 limiter sits is pinned without a reactor in ``tests/test_dataplane.py``.
 """
@@ -30,6 +32,7 @@ from twisted.trial.unittest import TestCase
 from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
+from tests.fakes import client_hello
 from tests.gofrp import GoFrp
 from tests.h11server import serverEvents
 from tests.support import free_port, proxiesRunning
@@ -56,7 +59,7 @@ class Cell(NamedTuple):
 
 CELLS = [
     Cell(kind, encryption, compression, mode)
-    for kind in ("tcp", "udp", "http", "stcp")
+    for kind in ("tcp", "udp", "http", "https", "tcpmux", "stcp", "sudp")
     for encryption in (False, True)
     for compression in (False, True)
     for mode in ("client", "server")
@@ -103,8 +106,16 @@ def _transport(cell: Cell) -> str:
             f"transport.useCompression = {str(cell.compression).lower()}\n")
 
 
+#: What frps answers a tcpmux CONNECT with before it splices (Go's and ours alike).
+CONNECTED = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+#: The proxy types whose user talks to a visitor's port, and those behind a shared vhost port.
+VISITED = ("stcp", "sudp")
+VHOSTS = ("http", "https", "tcpmux")
+DATAGRAM_KINDS = ("udp", "sudp")
+
+
 class DataPlaneInterop(TestCase):
-    timeout = 90
+    timeout = 150
 
     @inlineCallbacks
     def setUp(self):
@@ -117,28 +128,39 @@ class DataPlaneInterop(TestCase):
         self.httpBackend = httpPort.getHost().port
         #: The port a user (or a visitor's user) connects to, per cell.
         self.ports: Dict[Cell, int] = {
-            cell: free_port(socket.SOCK_DGRAM if cell.kind == "udp" else socket.SOCK_STREAM)
-            for cell in CELLS if cell.kind != "http"
+            cell: free_port(socket.SOCK_DGRAM if cell.kind in DATAGRAM_KINDS else socket.SOCK_STREAM)
+            for cell in CELLS if cell.kind not in VHOSTS
         }
         self.vhostPort = free_port()
+        self.httpsPort = free_port()
+        self.tcpmuxPort = free_port()
+
+    def frpsVhosts(self) -> str:
+        """The vhost ports of frps (TOML)."""
+        return (f"vhostHTTPPort = {self.vhostPort}\nvhostHTTPSPort = {self.httpsPort}\n"
+                f"tcpmuxHTTPConnectPort = {self.tcpmuxPort}\n")
 
     def frpcConfig(self, bindPort: int) -> str:
         """One frpc owning every cell's proxy, and the visitor of every stcp cell."""
         parts = [f'serverAddr = "127.0.0.1"\nserverPort = {bindPort}\nauth.token = "{TOKEN}"\nuser = "{USER}"\n'
                  "loginFailExit = false\n"]
         for cell in CELLS:
-            local = {"udp": self.udpEcho.port, "http": self.httpBackend}.get(cell.kind, self.echo.port)
+            local = {"udp": self.udpEcho.port, "sudp": self.udpEcho.port, "http": self.httpBackend}.get(
+                cell.kind, self.echo.port)
             where = {
                 "tcp": f"remotePort = {self.ports.get(cell)}",
                 "udp": f"remotePort = {self.ports.get(cell)}",
                 "http": f'customDomains = ["{cell.name}.test"]',
+                "https": f'customDomains = ["{cell.name}.test"]',
+                "tcpmux": f'multiplexer = "httpconnect"\ncustomDomains = ["{cell.name}.test"]',
                 "stcp": 'secretKey = "sk"\nallowUsers = ["*"]',
+                "sudp": 'secretKey = "sk"\nallowUsers = ["*"]',
             }[cell.kind]
             parts.append(f'[[proxies]]\nname = "{cell.name}"\ntype = "{cell.kind}"\nlocalIP = "127.0.0.1"\n'
                          f"localPort = {local}\n{where}\n{_transport(cell)}"
                          f'transport.bandwidthLimit = "1MB"\ntransport.bandwidthLimitMode = "{cell.mode}"\n')
-            if cell.kind == "stcp":
-                parts.append(f'[[visitors]]\nname = "v-{cell.name}"\ntype = "stcp"\nserverName = "{cell.name}"\n'
+            if cell.kind in VISITED:
+                parts.append(f'[[visitors]]\nname = "v-{cell.name}"\ntype = "{cell.kind}"\nserverName = "{cell.name}"\n'
                              f'secretKey = "sk"\nbindAddr = "127.0.0.1"\nbindPort = {self.ports[cell]}\n'
                              f"{_transport(cell)}")
         return "\n".join(parts)
@@ -158,11 +180,22 @@ class DataPlaneInterop(TestCase):
         if cell.kind in ("tcp", "stcp"):
             moved = yield exchange(reactor, self.ports[cell], STREAM_BYTES, timeout=30)
             self.assertEqual(moved, STREAM_BYTES)
-        elif cell.kind == "udp":
+        elif cell.kind == "https":
+            # frps routes by the ClientHello's server name and passes it on untouched: the
+            # echo backend returns it, then the payload.
+            hello = client_hello(f"{cell.name}.test")
+            moved = yield exchange(reactor, self.httpsPort, STREAM_BYTES, timeout=30, greeting=hello, answer=hello)
+            self.assertEqual(moved, STREAM_BYTES)
+        elif cell.kind == "tcpmux":
+            head = f"CONNECT {cell.name}.test:80 HTTP/1.1\r\nHost: {cell.name}.test:80\r\n\r\n".encode()
+            moved = yield exchange(reactor, self.tcpmuxPort, STREAM_BYTES, timeout=30, greeting=head,
+                                   answer=CONNECTED)
+            self.assertEqual(moved, STREAM_BYTES)
+        elif cell.kind in DATAGRAM_KINDS:
             yield wait_for_echo(reactor, self.ports[cell])
             echoed, lost, corrupt = yield udp_exchange(reactor, self.ports[cell], DATAGRAMS, window=4, maxSize=1200)
             # A wrong layer order loses or corrupts every datagram; UDP itself may drop a few
-            # while 32 cells run at once on a busy machine (zero loss: test_visitor_matrix).
+            # while all cells run at once on a busy machine (zero loss: test_visitor_matrix).
             self.assertEqual((corrupt, echoed + lost), (0, DATAGRAMS))
             self.assertGreater(echoed, DATAGRAMS // 2)
         else:
@@ -173,7 +206,7 @@ class DataPlaneInterop(TestCase):
     @inlineCallbacks
     def test_go_frpc_through_our_frps(self):
         config = parse_server_config(
-            f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\nvhostHTTPPort = {self.vhostPort}\n', "toml")
+            f'bindAddr = "127.0.0.1"\nauth.token = "{TOKEN}"\n{self.frpsVhosts()}', "toml")
         config.bind_port = 0  # any free port (in a file, 0 would mean 7000)
         frps = FrpServerService(config, reactor=reactor)
         frps.startService()
@@ -194,7 +227,7 @@ class DataPlaneInterop(TestCase):
     def test_our_frpc_through_go_frps(self):
         bindPort = free_port()
         frps = yield GoFrp.start(reactor, "frps", f'bindAddr = "127.0.0.1"\nbindPort = {bindPort}\n'
-                                                  f'auth.token = "{TOKEN}"\nvhostHTTPPort = {self.vhostPort}\n')
+                                                  f'auth.token = "{TOKEN}"\n{self.frpsVhosts()}')
         self.addCleanup(frps.stop)
         frpc = FrpClientService(parse_client_config(self.frpcConfig(bindPort), "toml"), reactor, onFatal=self.fail)
         frpc.startService()

@@ -3,7 +3,9 @@
 :func:`exchange` opens ``connections`` concurrent TCP connections to a port (usually an frp
 proxy's remote port in front of an :class:`EchoServer`), streams ``nbytes`` pseudo-random bytes
 on each with a push producer (so the test itself respects backpressure), and checks that the
-echoed bytes have the same sha256.  Bytes therefore move both ways through the proxy.
+echoed bytes have the same sha256.  Bytes therefore move both ways through the proxy.  A
+``greeting`` goes first when the route needs one (a TLS ClientHello for an https vhost, a
+CONNECT head for tcpmux), and the payload only once the ``answer`` expected for it came back.
 """
 
 import hashlib
@@ -67,7 +69,10 @@ class EchoServer(protocol.Factory):
 
 @implementer(IPushProducer)
 class _Exchanger(protocol.Protocol):
-    def __init__(self, nbytes: int, seed: int) -> None:
+    def __init__(self, nbytes: int, seed: int, greeting: bytes = b"", answer: bytes = b"") -> None:
+        self.greeting = greeting
+        self.answer = answer
+        self.head = b""
         self.remaining = nbytes
         self.expected = nbytes
         self.received = 0
@@ -78,6 +83,12 @@ class _Exchanger(protocol.Protocol):
         self.done = defer.Deferred()
 
     def connectionMade(self) -> None:
+        if self.greeting:
+            self.transport.write(self.greeting)
+        if not self.answer:
+            self._startPayload()
+
+    def _startPayload(self) -> None:
         self.transport.registerProducer(self, True)
         self.resumeProducing()
 
@@ -98,13 +109,25 @@ class _Exchanger(protocol.Protocol):
         self._paused = True
 
     def dataReceived(self, data: bytes) -> None:
+        if len(self.head) < len(self.answer):
+            missing = len(self.answer) - len(self.head)
+            self.head, data = self.head + data[:missing], data[missing:]
+            if not self.answer.startswith(self.head):
+                self.transport.abortConnection()
+                return
+            if len(self.head) == len(self.answer):
+                self._startPayload()
+        if not data:
+            return
         self.received += len(data)
         self.got_digest.update(data)
         if self.received >= self.expected:
             self.transport.loseConnection()
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
-        if self.received != self.expected:
+        if self.head != self.answer:
+            self.done.errback(AssertionError(f"answered {self.head!r}, not {self.answer!r}: {reason.value}"))
+        elif self.received != self.expected:
             self.done.errback(AssertionError(f"echoed {self.received} of {self.expected} bytes: {reason.value}"))
         elif self.got_digest.digest() != self.sent_digest.digest():
             self.done.errback(AssertionError("echoed bytes differ from sent bytes (sha256)"))
@@ -113,18 +136,21 @@ class _Exchanger(protocol.Protocol):
 
 
 def exchange(
-    reactor, port: int, nbytes: int, connections: int = 1, host: str = "127.0.0.1", timeout: float = 120.0
+    reactor, port: int, nbytes: int, connections: int = 1, host: str = "127.0.0.1", timeout: float = 120.0,
+    greeting: bytes = b"", answer: bytes = b"",
 ) -> defer.Deferred:
     """Send ``nbytes`` on each of ``connections`` concurrent connections and check the echo.
 
-    Fires with the total number of bytes echoed (each also sent); fails with AssertionError on
-    a short or corrupted echo, or after ``timeout`` seconds.
+    Each connection first writes ``greeting`` and waits for exactly ``answer`` (the echoed
+    greeting, or the route's reply to it) before the payload.  Fires with the total number of
+    payload bytes echoed (each also sent); fails with AssertionError on another answer, a short
+    or corrupted echo, or after ``timeout`` seconds.
     """
     endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=10)
     exchangers = []
 
     def one(seed: int) -> defer.Deferred:
-        ex = _Exchanger(nbytes, seed)
+        ex = _Exchanger(nbytes, seed, greeting, answer)
         exchangers.append(ex)
         d = endpoint.connect(protocol.Factory.forProtocol(lambda: ex))
         d.addCallback(lambda _: ex.done)
