@@ -189,6 +189,20 @@ class SUDPVisitorTests(VisitorTestMixin, SynchronousTestCase):
         visitor.datagramReceived(b"two", ("127.0.0.1", 40001))
         self.assertEqual(len(self.opened), 2)
 
+    def test_unreachable_frps_does_not_wedge_the_tunnel(self) -> None:
+        """A datagram while frps is down (frpc not logged in: the connector fails at once)
+        leaves no tunnel behind; the next datagram, once frps is back, opens one."""
+        visitor = self.makeVisitor()
+        self.connectResult = fail(ConnectionClosed("not logged in to frps"))
+        visitor.datagramReceived(b"lost", ("127.0.0.1", 40001))
+        self.assertIsNone(visitor.channel)
+        self.connectResult = None
+        visitor.datagramReceived(b"one", ("127.0.0.1", 40001))
+        [(conn, frps)] = self.opened
+        frps.clear()
+        self.accept(conn)
+        self.assertEqual([m.c for m in readMessages(frps.value())], [b"one"])
+
     def test_stop_closes_tunnel_and_socket(self) -> None:
         visitor = self.makeVisitor()
         visitor.datagramReceived(b"one", ("127.0.0.1", 40001))

@@ -260,18 +260,23 @@ class SUDPVisitor(_Visitor, DatagramProtocol):
         )
 
     def datagramReceived(self, data: bytes, addr) -> None:
-        if self.channel is None:
-            self.channel = self._openTunnel()
-        self.channel.sendPacket(data, (addr[0], addr[1]))
-
-    def _openTunnel(self) -> DatagramChannel:
-        """A channel that queues (bounded) until its visitor connection is open."""
-        channel = DatagramChannel(
+        user = (addr[0], addr[1])
+        if self.channel is not None:
+            self.channel.sendPacket(data, user)
+            return
+        channel = self.channel = DatagramChannel(
             self, self.reactor, idleTimeout=SUDP_IDLE_TIMEOUT, description=f"[{self.config.name}] sudp visitor tunnel"
         )
+        channel.sendPacket(data, user)  # queued (bounded) until the tunnel is open
+        self._openTunnel(channel)
+
+    def _openTunnel(self, channel: DatagramChannel) -> None:
+        """Open the visitor connection ``channel`` runs on.  It may fail at once (frpc is not
+        logged in while frps is down): ``channel`` is already :attr:`channel` by then, so
+        :meth:`_tunnelFailed` drops it and the next datagram tries again, instead of every
+        later datagram landing in a dead channel."""
         conn = self.open()
         conn.ready.addCallbacks(lambda top: top.switchTo(channel), self._tunnelFailed, errbackArgs=(channel,))
-        return channel
 
     def _tunnelFailed(self, failure: Failure, channel: DatagramChannel) -> None:
         channel.close()
