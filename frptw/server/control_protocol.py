@@ -169,29 +169,34 @@ class ControlProtocol(Protocol):
     def _checkHeartbeat(self) -> None:
         if self.machine.heartbeat_expired(self.clock.seconds()):
             log.warn("[{run_id}] heartbeat timeout", run_id=self.runId)
-            self.close()
+            self.close(abort=True)
 
-    def close(self) -> "Deferred[None]":
+    def close(self, abort: bool = False) -> "Deferred[None]":
         """End the session: stop its proxies, close its idle work connections and the control
-        connection.  Fires once the proxies are closed (their ports are free)."""
+        connection.  Fires once the proxies are closed (their ports are free).
+
+        ``abort`` when the client is presumed gone (heartbeat timeout, replaced by its own new
+        login): its connections are dropped at once, as Go's ``Close`` does.  A TLS
+        ``loseConnection`` would wait for the peer's close_notify, which a dead peer never
+        sends, and keep the sockets open for as long as the kernel's keep-alive allows."""
         if not self._closing:
             self._closing = True
             self._queue.clear()
             if self._heartbeat is not None and self._heartbeat.running:
                 self._heartbeat.stop()
             for conn in self.pool.close():
-                conn.transport.loseConnection()
+                _end(conn.transport, abort)
             done = self._perform(self.machine.close())
             self._onClosed(self)
             if not self._lost:
-                self.transport.loseConnection()
+                _end(self.transport, abort)
             done.addBoth(lambda _: self._closed.fire())
         return self._closed.wait()
 
     def replaced(self) -> "Deferred[None]":
         """A newer Login with our run id arrived: close, as frp does, before it goes on."""
         log.info("[{run_id}] replaced by a new login of the same client", run_id=self.runId)
-        return self.close()
+        return self.close(abort=True)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._lost = True
@@ -338,3 +343,10 @@ class ControlProtocol(Protocol):
     def _requestWorkConn(self) -> None:
         if self.machine.state is ControlState.ACTIVE and not self._closing:
             self._send(m.ReqWorkConn())
+
+
+def _end(transport, abort: bool) -> None:
+    if abort:
+        transport.abortConnection()
+    else:
+        transport.loseConnection()
