@@ -4,7 +4,8 @@ The config text is written to a private temporary directory, removed once the pr
 exited; the process's output (colour codes stripped) accumulates in :attr:`GoFrp.output` so
 tests can wait for frp's own log lines, e.g. ``frps started successfully`` or the second
 ``start proxy success`` after a reconnect (:meth:`GoFrp.waitFor` ``count``).  :meth:`GoFrp.stop`
-ends only the process this object started (SIGTERM, then SIGKILL after a grace period).
+ends only the process this object started (SIGTERM, then SIGKILL after a grace period);
+:meth:`GoFrp.kill` is ``kill -9`` at once (the chaos tests).
 """
 
 import os
@@ -159,12 +160,28 @@ class GoFrp:
         d.addErrback(expired)
         return d
 
+    def kill(self) -> defer.Deferred:
+        """``kill -9`` the process (no clean-up: the kernel closes its sockets); fire when it
+        has exited."""
+        if self._process is None:
+            return defer.succeed(None)
+        done = self._whenExited()
+        try:
+            self._process.signalProcess("KILL")
+        except error.ProcessExitedAlready:
+            pass
+        return done
+
+    def _whenExited(self) -> defer.Deferred:
+        done = defer.Deferred()
+        self._exit.addBoth(lambda r: (done.callback(None), r)[1])
+        return done
+
     def stop(self, grace: float = 5.0) -> defer.Deferred:
         """End the process (SIGTERM, then SIGKILL after ``grace`` s); fire when it has exited."""
         if self._process is None:
             return defer.succeed(None)
-        done = defer.Deferred()
-        self._exit.addBoth(lambda r: (done.callback(None), r)[1])
+        done = self._whenExited()
         try:
             self._process.signalProcess("TERM")
         except error.ProcessExitedAlready:

@@ -1,21 +1,25 @@
 """Middle boxes for transport tests, on loopback: a TLS terminator (what a wss frpc needs in
-front of frps, as frp's own e2e tests arrange it), and forward proxies frpc dials through
+front of frps, as frp's own e2e tests arrange it), forward proxies frpc dials through
 (an HTTP CONNECT proxy and a SOCKS5 proxy, both requiring credentials and counting the
-tunnels they opened).
+tunnels they opened), and :class:`StallRelay`, a network between frpc and frps that can stop
+forwarding without closing anything (the chaos tests).
 
-Each is a Twisted server that relays bytes with :func:`frptw.transport.splice.splice`, so
-backpressure holds through it as through frptw itself.
+Each but the stall relay is a Twisted server that relays bytes with
+:func:`frptw.transport.splice.splice`, so backpressure holds through it as through frptw
+itself.
 """
 
 import base64
-from typing import List, Set
+from typing import Dict, List, Optional, Set
 from urllib.parse import quote
 
 import h11
 from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ClientEndpoint, TCP4ServerEndpoint
-from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from zope.interface import implementer
 
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
@@ -198,4 +202,164 @@ class ForwardProxy(Factory):
     def stop(self) -> Deferred:
         for conn in list(self.live):
             conn.transport.abortConnection()
+        return self._listening.stopListening()
+
+
+# -- a network that stalls -----------------------------------------------------------------------
+
+
+class _StallSide(Protocol):
+    """One end of a :class:`_StallPair` (the accepted connection, or the one dialled on)."""
+
+    def __init__(self, pair: "_StallPair") -> None:
+        self.pair = pair
+
+    def connectionMade(self) -> None:
+        self.pair.made(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.pair.carry(self, data)
+
+    def connectionLost(self, reason=connectionDone) -> None:
+        self.pair.lost(self)
+
+
+@implementer(IPushProducer)
+class _Reading:
+    """The reading of a transport as the producer of the other end's writes.  Not the
+    transport itself: a transport that closes stops its producer, which for a transport means
+    closing it, and a stalled relay must not pass a close on."""
+
+    def __init__(self, transport) -> None:
+        self._transport = transport
+
+    def pauseProducing(self) -> None:
+        self._transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class _StallPair:
+    """A relayed connection.  While frozen it still reads both ends (so it sees an end close,
+    as :attr:`closedWhileFrozen` records) but delivers nothing: the bytes and the close wait
+    for :meth:`thaw`, like segments a broken link will retransmit once it heals.  What it
+    holds is what the test's peers send during the stall: heartbeats, a few KiB."""
+
+    def __init__(self, relay: "StallRelay") -> None:
+        self.relay = relay
+        self.near = _StallSide(self)
+        self.far = _StallSide(self)
+        self.frozen = relay.stalled
+        self._held: Dict[_StallSide, List[bytes]] = {self.near: [], self.far: []}
+        self._closed: Set[_StallSide] = set()
+        self.connected: Set[_StallSide] = set()
+        #: Which ends ("near": the dialling client's, "far": the target's) closed while frozen.
+        self.closedWhileFrozen: Set[str] = set()
+
+    def other(self, side: _StallSide) -> _StallSide:
+        return self.far if side is self.near else self.near
+
+    def made(self, side: _StallSide) -> None:
+        self.connected.add(side)
+        if side is self.far and self.near in self.connected:
+            side.transport.registerProducer(_Reading(self.near.transport), True)
+            self.near.transport.registerProducer(_Reading(side.transport), True)
+        self._deliver()
+
+    def carry(self, side: _StallSide, data: bytes) -> None:
+        self._held[side].append(data)
+        self._deliver()
+
+    def lost(self, side: _StallSide) -> None:
+        self._closed.add(side)
+        self.connected.discard(side)
+        if not self.connected:
+            self.relay.live.discard(self)
+        if self.frozen:
+            self.closedWhileFrozen.add("near" if side is self.near else "far")
+        self._deliver()
+
+    def thaw(self) -> None:
+        self.frozen = False
+        self._deliver()
+
+    def abort(self) -> None:
+        for side in list(self.connected):
+            side.transport.abortConnection()
+
+    def _deliver(self) -> None:
+        if self.frozen or len(self.connected | self._closed) < 2:
+            return
+        for side in (self.near, self.far):
+            target = self.other(side)
+            chunks, self._held[side] = self._held[side], []
+            if target in self.connected:
+                for chunk in chunks:
+                    target.transport.write(chunk)
+            if side in self._closed and target in self.connected:
+                target.transport.unregisterProducer()
+                target.transport.loseConnection()
+
+
+class StallRelay(Factory):
+    """A TCP relay from a free loopback port to ``targetPort`` that can :meth:`stall`: every
+    relayed connection stops delivering, both ways, without closing, and new connections wait
+    in the listen backlog (their dial succeeds, nothing answers), as when the network between
+    frpc and frps breaks.  :meth:`resume` heals it: new connections go through again and the
+    old ones deliver what they held, or (``existing=False``) stay black holes, as when the
+    path comes back for new flows only (a NAT that lost its mappings).
+
+    ``pairs`` is every connection relayed, in order; :meth:`listen` starts it."""
+
+    def __init__(self, reactor, targetPort: int) -> None:
+        self.reactor = reactor
+        self.targetPort = targetPort
+        self.stalled = False
+        self.pairs: List[_StallPair] = []
+        self.live: Set[_StallPair] = set()
+        self.port = 0
+        self._listening = None
+
+    @classmethod
+    async def listen(cls, reactor, targetPort: int) -> "StallRelay":
+        relay = cls(reactor, targetPort)
+        relay._listening = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(relay)
+        relay.port = relay._listening.getHost().port
+        return relay
+
+    def buildProtocol(self, addr) -> _StallSide:
+        pair = _StallPair(self)
+        self.pairs.append(pair)
+        self.live.add(pair)
+        d = TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.targetPort).connect(
+            Factory.forProtocol(lambda: pair.far))
+        d.addErrback(lambda _: pair.near.transport.abortConnection() if pair.near.transport else None)
+        return pair.near
+
+    def stall(self) -> None:
+        """Stop forwarding, both ways, on every connection; hold new ones in the backlog."""
+        self.stalled = True
+        self._listening.stopReading()
+        for pair in self.live:
+            pair.frozen = True
+
+    def resume(self, existing: bool = True) -> None:
+        """Forward again: new connections always; the stalled ones only if ``existing``."""
+        self.stalled = False
+        self._listening.startReading()
+        if existing:
+            for pair in list(self.live):
+                pair.thaw()
+
+    def frozenClosedBy(self, end: str) -> Optional[_StallPair]:
+        """The first connection whose ``end`` ("near" or "far") closed while it was frozen."""
+        return next((pair for pair in self.pairs if end in pair.closedWhileFrozen), None)
+
+    def stop(self) -> Deferred:
+        for pair in list(self.live):
+            pair.abort()
         return self._listening.stopListening()
