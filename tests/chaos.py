@@ -51,12 +51,6 @@ IMPLS = {"go": "Go frp 0.65", "tw": "frptw"}
 TCP_PROBE_BYTES = 64 * 1024
 
 
-def fullScale() -> bool:
-    """``FRPTW_SCALE=full``: the on-demand sizes and the strict bounds of issue 14 (20
-    restarts, back within 5 s) instead of the suite's small, generous ones."""
-    return os.environ.get("FRPTW_SCALE", "") == "full"
-
-
 # -- processes -----------------------------------------------------------------------------------
 
 

@@ -11,14 +11,15 @@ holds every recovery to issue 14's 5 s, as ``bench/bench_chaos.py`` measures.
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.chaos import Rig, Traffic, fullScale
+from tests.chaos import Rig, Traffic
+from tests.support import scaled
 
-RESTARTS = 20 if fullScale() else 3
-BOUND = 5.0 if fullScale() else 30.0
+RESTARTS = scaled(3, 20)
+BOUND = scaled(30.0, 5.0)
 
 
 class RestartTests(TestCase):
-    timeout = 600 if fullScale() else 240
+    timeout = scaled(240, 600)
 
     async def check(self, server: str, client: str) -> None:
         rig = Rig(reactor, server, client)

@@ -18,16 +18,17 @@ with the real Go frp 0.65 on the same probe (``tests/chaos.py``).
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.chaos import StallRig, fullScale, startFrp
+from tests.chaos import StallRig, startFrp
+from tests.support import scaled
 
 #: frpc pings every second and gives up after 3 s without a Pong; frps after 3 s without a Ping.
 CLIENT_HEARTBEATS = "transport.heartbeatInterval = 1\ntransport.heartbeatTimeout = 3\n"
 SERVER_HEARTBEATS = "transport.heartbeatTimeout = 3\n"
 KEEPALIVE = "transport.tcpMuxKeepaliveInterval = 1\n"
 #: How long a side may take to notice (CI machines are slow; the bench reports the figures).
-BOUND = 8.0 if fullScale() else 20.0
+BOUND = scaled(20.0, 8.0)
 #: Yamux keep-alive: a ping every second, unanswered for 10 s.
-KEEPALIVE_BOUND = 15.0 if fullScale() else 30.0
+KEEPALIVE_BOUND = scaled(30.0, 15.0)
 
 
 #: What frps answers the first frpc, back, for the port and the domain the second one holds.
