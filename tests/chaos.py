@@ -1,6 +1,6 @@
 """Chaos scenarios shared by the chaos tests (``tests/test_chaos_*.py``) and the on-demand
-driver ``bench/bench_chaos.py``: frps killed with SIGKILL and started again under traffic, with
-frptw or the real Go frp 0.65 on either side.
+driver ``bench/bench_chaos.py``: frps killed with SIGKILL and started again under traffic, and
+a network between frpc and frps that stalls, with frptw or the real Go frp 0.65 on either side.
 
 A :class:`Rig` is one frps, one frpc owning a tcp, a udp, an http (vhost), an stcp and an
 sudp proxy, and a second frpc with the stcp and sudp visitors, every one a separate process
@@ -14,6 +14,10 @@ proxy that is not back yet refuses, closes or stays silent, it never answers wro
 
 :class:`Traffic` keeps tcp and udp exchanges going through the kills, counting the ones that
 completed, broke (expected: frps died under them) and came back corrupt (never allowed).
+
+A :class:`StallRig` puts a :class:`tests.relays.StallRelay` between the frpcs and frps:
+:meth:`StallRig.stall` times how long each side takes to drop the dead session and frps to
+free the port and the domain, :meth:`StallRig.resume` how long until the proxies are back.
 
 Nothing here sleeps to synchronise: every wait polls a real event, bounded.
 """
@@ -46,8 +50,6 @@ DOMAIN = "chaos.test"
 SECRET = "chaos-sk"
 #: Names of the proxies a :class:`Rig` checks, in report order.
 PROXIES = ("tcp", "udp", "http", "stcp", "sudp")
-#: What :func:`startFrp` calls each implementation in reports.
-IMPLS = {"go": "Go frp 0.65", "tw": "frptw"}
 TCP_PROBE_BYTES = 64 * 1024
 
 
