@@ -199,6 +199,13 @@ class FailureTests(VhostTestCase):
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 Bad Request\r\n"))
         self.assertTrue(transport.disconnecting)
 
+    def test_unreadable_absolute_target_is_400(self) -> None:
+        """Found by bench/fuzz.py: urlsplit raised ValueError out of the vhost."""
+        proto, transport = self.connect()
+        proto.dataReceived(b"GET http://[::1/p HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400 Bad Request\r\n"))
+        self.assertTrue(transport.disconnecting)
+
     def test_smuggling_refused(self) -> None:
         self.addProxy(custom_domains=["a.test"])
         proto, transport = self.connect()
@@ -338,6 +345,10 @@ class RewriteTests(SynchronousTestCase):
         self.assertEqual((key.host, key.path, key.target, key.route_user), ("h.test:9", "/p", b"/p", "x"))
         key = route_key(b"CONNECT", b"h.test:443", [])
         self.assertEqual((key.host, key.path), ("h.test:443", ""))
+        # "//" starts a path in a request target, as in Go's ParseRequestURI, not an authority.
+        key = route_key(b"GET", b"//ind]x.html?x=1", [(b"Host", b"a.test")])
+        self.assertEqual((key.host, key.path, key.absolute), ("a.test", "//ind]x.html", False))
+
 
 
 class GarbageTests(VhostTestCase):

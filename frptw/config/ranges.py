@@ -19,7 +19,14 @@ class RangeError(FrpError, ValueError):
     """A range list that frp would refuse; the message is frp's wording."""
 
 
+#: Go's names for the types a template literal can have, for frp's "wrong type" message.
+_GO_TYPES = {bool: "bool", int: "int", float: "float64"}
+
+
 def _items(text: str) -> List[Tuple[int, int]]:
+    if not isinstance(text, str):  # a template passed a number or a bool, as Go's reflect call refuses
+        got = _GO_TYPES.get(type(text), type(text).__name__)
+        raise RangeError(f"wrong type for value; expected string; got {got}")
     out = []
     for item in text.strip().split(","):
         parts = item.split("-")

@@ -103,7 +103,11 @@ class HTTPUserConnection(HTTPFrontConnection):
         self.closed.fire()
 
     def handleRequest(self, request: h11.Request, headers: Headers, chunked: bool) -> None:
-        key = route_key(request.method, request.target, headers)
+        try:
+            key = route_key(request.method, request.target, headers)
+        except ValueError:  # an absolute-form target urlsplit cannot read ("http://[x/"): Go's 400 too
+            self._badRequest(h11.RemoteProtocolError("malformed request target", 400))
+            return
         proxy = self.vhost.routes.lookup(canonical_host(key.host), key.path, key.route_user)
         if proxy is None:
             log.debug("http request for [{host}{path}]: no route", host=key.host, path=key.path)

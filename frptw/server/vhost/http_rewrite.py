@@ -57,7 +57,8 @@ def route_key(method: bytes, target: bytes, headers: Headers) -> RouteKey:
         origin = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         path, target = parts.path, origin.encode("latin-1")
     else:
-        host, path = host_header, urlsplit(text).path if text != "*" else ""
+        # Origin form: the path is everything before "?" (urlsplit would read "//x" as a host).
+        host, path = host_header, text.partition("?")[0] if text != "*" else ""
     user = ""
     if absolute:
         proxy_auth = parse_basic_auth(first_header(headers, b"proxy-authorization"))
