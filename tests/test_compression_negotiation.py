@@ -10,7 +10,6 @@ from typing import List
 
 from twisted.internet import reactor
 from twisted.internet.error import ConnectError
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from frptw.client import FrpClientService
@@ -18,7 +17,7 @@ from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
 from frptw.wire import codec
 from tests.gofrp import GoFrp
-from tests.support import free_port
+from tests.support import free_port, sleep
 from tests.traffic import EchoServer, exchange
 
 TOKEN = "negotiate"
@@ -75,7 +74,7 @@ class NegotiationTests(TestCase):
                 total = await exchange(reactor, port, PER_CONNECTION, connections=CONNECTIONS)
                 break
             except ConnectError:  # refused until the remote port is listening
-                await deferLater(reactor, 0.05, lambda: None)
+                await sleep(0.05)
         else:
             self.fail(f"nothing forwarded through port {port} within 5 s")
         self.assertEqual(total, CONNECTIONS * PER_CONNECTION)

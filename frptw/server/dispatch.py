@@ -31,13 +31,14 @@ meantime, the answer is dropped.
 import secrets
 from typing import Dict, List, Optional, Set
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IProtocolFactory, IReactorTime
 
 from frptw import FRP_VERSION
 from frptw.errors import PluginRejected
 from frptw.logs import FrpLogger
 from frptw.server import plugin_rpc as rpc
+from frptw.server._event import whenAll
 from frptw.server.auth import TokenVerifier, client_error
 from frptw.server.bindport import BindConnection, LogicalConnection
 from frptw.server.control_machine import ControlMachine
@@ -133,7 +134,7 @@ class Dispatcher:
 
     def closeControls(self) -> "Deferred[None]":
         """Close every control (and so its proxies); fires when all are closed."""
-        return _all([control.close() for control in list(self.controls.values())])
+        return whenAll([control.close() for control in list(self.controls.values())])
 
     def abortConnections(self) -> "Deferred[None]":
         """Abort every bind-port connection; fires when all are closed."""
@@ -141,7 +142,7 @@ class Dispatcher:
         for conn in list(self.connections):
             waits.append(conn.whenClosed())
             conn.transport.abortConnection()
-        return _all(waits)
+        return whenAll(waits)
 
     def _refuse(self, conn: LogicalConnection, answer: m.Message) -> None:
         conn.transport.write(m.encode_message(answer))
@@ -290,8 +291,3 @@ class Dispatcher:
             return
         target.visitorConnected(conn, request)
 
-
-def _all(waits: List[Deferred]) -> "Deferred[None]":
-    d = DeferredList(waits, consumeErrors=True)
-    d.addCallback(lambda _: None)
-    return d

@@ -24,7 +24,7 @@ Closing the proxy closes its user connections, including those still waiting.
 from typing import Dict, List, Optional, Set
 from typing import Protocol as TypingProtocol
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IAddress, IListeningPort, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from frptw.config.bandwidth import BandwidthError
 from frptw.errors import NoWorkConnection, PluginRejected
 from frptw.logs import FrpLogger
-from frptw.server._event import Event
+from frptw.server._event import Event, abortAll, whenAll
 from frptw.server.stats import ProxyStats
 from frptw.transport.addresses import hostPort
 from frptw.transport.bandwidth import TokenBucket
@@ -227,12 +227,8 @@ class BaseProxy:
         log.info("[{run_id}] [{name}] proxy closing", run_id=self.runId, name=self.name)
         waits = [maybeDeferred(port.stopListening) for port in self.listeners]
         waits.append(maybeDeferred(self.released))
-        for user in list(self._users):
-            waits.append(user.closed.wait())
-            user.transport.abortConnection()
-        d = DeferredList(waits, consumeErrors=True)
-        d.addCallback(lambda _: None)
-        return d
+        waits.append(abortAll(self._users))
+        return whenAll(waits)
 
     def released(self) -> "Optional[Deferred[None]]":
         """The listeners are closing: give back what the proxy holds (ports, routes); a

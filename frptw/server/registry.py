@@ -12,11 +12,12 @@ without vhosts, the common case, starts without loading them.
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
+from frptw.server._event import whenAll
 from frptw.server.control_machine import proxy_type
 from frptw.server.nathole import NatHoleController
 from frptw.server.ports import PortAllocator
@@ -171,9 +172,7 @@ class ProxyRegistry:
         return d
 
     def stopAll(self) -> "Deferred[None]":
-        d = DeferredList([self.stopProxy(name) for name in list(self._proxies)], consumeErrors=True)
-        d.addCallback(lambda _: None)
-        return d
+        return whenAll([self.stopProxy(name) for name in list(self._proxies)])
 
 
 def _buildTCP(registry: ProxyRegistry, owner: ProxyOwner, request: NewProxy) -> BaseProxy:

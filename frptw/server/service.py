@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import FrozenSet, List, Mapping, Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import Factory
@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from frptw.errors import ConfigError
 from frptw.logs import FrpLogger
+from frptw.server._event import whenAll
 from frptw.server.bindport import BindConnection, LogicalConnectionFactory
 from frptw.server.control_protocol import ControlProtocol
 from frptw.server.dispatch import Dispatcher
@@ -285,6 +286,6 @@ class FrpServerService(Service):
         waits.append(self._registry.stopAll())
         waits.append(self._dispatcher.abortConnections())
         waits.append(self._plugins.close())
-        d = DeferredList(waits, consumeErrors=True)
+        d = whenAll(waits)
         d.addCallback(lambda _: log.info("frps stopped"))
         return d

@@ -16,12 +16,12 @@ answered 404 (or ``custom_404_page``), failed Basic auth 401, a failed exchange 
 from typing import Set, Union
 
 import h11
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
 
 from frptw.logs import FrpLogger
-from frptw.server._event import Event
+from frptw.server._event import Event, abortAll
 from frptw.server.vhost.http_proxy import HTTPProxy, check_auth
 from frptw.server.vhost.http_rewrite import rewrite_request, route_key
 from frptw.server.vhost.routegroup import RouteGroup, RouteGroups
@@ -76,13 +76,7 @@ class HTTPVhost(Factory):
 
     def closeConnections(self) -> "Deferred[None]":
         """Close every user connection; fires when they are closed."""
-        waits = []
-        for conn in list(self._connections):
-            waits.append(conn.closed.wait())
-            conn.transport.abortConnection()
-        d = DeferredList(waits, consumeErrors=True)
-        d.addCallback(lambda _: None)
-        return d
+        return abortAll(self._connections)
 
 
 class HTTPUserConnection(HTTPFrontConnection):

@@ -11,13 +11,13 @@ the routes; it also closes the connections still reading their preamble when frp
 
 from typing import Iterable, Optional, Set
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.python.failure import Failure
 
 from frptw.logs import FrpLogger
-from frptw.server._event import Event
+from frptw.server._event import Event, abortAll
 from frptw.server.proxy_base import BaseProxy, UserConnection
 from frptw.server.vhost.routes import RouteTable, canonical_addr
 from frptw.transport.addresses import describePeer
@@ -112,10 +112,4 @@ class VhostListener(Factory):
 
     def closeConnections(self) -> "Deferred[None]":
         """Abort the connections still reading their preamble; fires when they are closed."""
-        waits = []
-        for conn in list(self.pending):
-            waits.append(conn.closed.wait())
-            conn.transport.abortConnection()
-        d = DeferredList(waits, consumeErrors=True)
-        d.addCallback(lambda _: None)
-        return d
+        return abortAll(self.pending)
