@@ -254,8 +254,8 @@ def main() -> int:
     parts = [x for x in args.parts.split(",") if x]
     if any(x not in PARTS for x in parts):
         p.error(f"--parts: some of {', '.join(PARTS)}")
-    # results/<date>-burst.md for a whole run, -burst-held.md (say) for a run of some parts
-    name = "burst" if set(parts) == set(PARTS) else "burst-" + "-".join(parts)
+    # results/<date>-burst.md for a whole run, -burst-part-held.md (say) for a run of some parts
+    name = "burst" if set(parts) == set(PARTS) else "burst-part-" + "-".join(parts)
     with Session(name, "Bursts, 10 000 held connections and stalled peers: frptw and Go frp 0.65", args) as s:
         s.bench.start_backend()
         backend = s.bench.backend_port

@@ -14,6 +14,7 @@ where they were.  The timings (p50/p99) are in the failure messages and, beside 
 
 import json
 import os
+import resource
 import sys
 from typing import Dict, List
 
@@ -186,6 +187,20 @@ class BurstTests(TestCase):
         await self.check("dashboard")
 
 
+def ensureDescriptors(testcase: TestCase, needed: int) -> None:
+    """Make room for ``needed`` open files in this process (frps's, frpc's and the echo
+    service's ends of every held connection are all here), raising the hard limit too if need
+    be (root may), and put the limits back after the test; fail saying so if they cannot be."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, max(needed, hard)))
+    except (ValueError, OSError) as e:
+        raise AssertionError(f"{needed} open files needed, the limit is {soft} (hard {hard}): {e}")
+    testcase.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def residentBytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -204,6 +219,7 @@ class HeldConnectionsTests(TestCase):
     RSS_BOUND = 64 * 1024 * 1024
 
     async def test_held_through_one_tcp_proxy(self):
+        ensureDescriptors(self, 3 * HELD + 1024)
         stack = await Stack.start(self)
         proxy = stack.server._liveProxies()["tcp"]
         streams = stack.client._session.mux._streams

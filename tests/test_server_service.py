@@ -22,6 +22,7 @@ from frptw import tap as tapModule
 from frptw.server import FrpServerService
 from frptw.server.records import ClientRecord, ProxyRecord
 from frptw.tap import ServerOptions
+from frptw.tap.collector import OLDER_THRESHOLDS, YOUNG_THRESHOLD, tuneCollector
 from frptw.transport import sockets as socketsModule
 from frptw.wire import messages as m
 from frptw.wire.auth import privilege_key
@@ -311,6 +312,32 @@ class StartupTests(SynchronousTestCase):
         self.patch(tapModule, "set_level", lambda level: None)
         self.assertIsInstance(tapModule.makeService(options, MemoryReactorClock()), FrpServerService)
         self.assertEqual(calls, ["raised"])
+
+    def test_the_program_tunes_the_collector_once_running(self):
+        """The collector's tuning is the process's too: twistd's makeService asks for it when
+        the reactor runs (not at once: start-up is not over), the service never."""
+        reactor = MemoryReactorClock()
+        FrpServerService(serverConfig(), reactor=reactor).startService()
+        self.assertEqual(reactor.whenRunningHooks, [])
+        options = ServerOptions()
+        options.loaded = serverConfig()
+        self.patch(tapModule, "set_level", lambda level: None)
+        self.patch(socketsModule, "raiseFileLimit", lambda: None)
+        tapModule.makeService(options, reactor)
+        self.assertEqual([hook[0] for hook in reactor.whenRunningHooks], [tuneCollector])
+
+    def test_tuning_freezes_then_raises_the_thresholds(self):
+        calls = []
+
+        class Collector:
+            def freeze(self):
+                calls.append("freeze")
+
+            def set_threshold(self, *thresholds):
+                calls.append(thresholds)
+
+        tuneCollector(Collector())
+        self.assertEqual(calls, ["freeze", (YOUNG_THRESHOLD, *OLDER_THRESHOLDS)])
 
     def test_file_limit_is_raised_to_the_hard_limit(self):
         calls = []

@@ -6,7 +6,8 @@
 built, so a bad file stops twistd before a port is opened.
 
 Effects on the whole process belong here, not in the services (which an application may
-embed): the log level, the open-file limit, frpc's exit when its first login fails
+embed): the log level, the open-file limit, the garbage collector's tuning
+(:mod:`frptw.tap.collector`), frpc's exit when its first login fails
 (``login_fail_exit``) or when the admin API's ``POST /api/stop`` asks, and the SIGHUP reload.
 """
 
@@ -131,7 +132,10 @@ def makeService(options: Options, reactor: Optional[IReactorCore] = None) -> ISe
         log.warn("{warning}", warning=warning)
     from frptw.transport.sockets import raiseFileLimit
 
-    raiseFileLimit()  # a process-wide effect: the program's, not the embeddable service's
+    raiseFileLimit()  # process-wide effects: the program's, not the embeddable service's
+    from frptw.tap.collector import tuneCollector
+
+    reactor.callWhenRunning(tuneCollector)  # once started: what start-up made is frozen
     if options.role == "frpc":
         return _frpc(options, reactor)
     from frptw.server import FrpServerService
