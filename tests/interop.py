@@ -7,6 +7,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
+from frptw.errors import LoginError
 from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
 from tests.support import free_port
@@ -23,6 +24,18 @@ async def ourFrps(testCase, text: str) -> int:
     service.startService()
     testCase.addCleanup(service.stopService)
     return (await service.whenListening()).getHost().port
+
+
+async def ourLoginFailure(testCase, text: str) -> str:
+    """Our frpc from the TOML ``text`` with ``loginFailExit`` on (stopped at cleanup): the text
+    of the LoginError its first login fails with."""
+    config = parse_client_config(text, "toml")
+    config.login_fail_exit = True
+    service = FrpClientService(config, reactor)
+    service.startService()
+    testCase.addCleanup(service.stopService)
+    failure = await testCase.assertFailure(service.whenLoggedIn(), LoginError)
+    return str(failure)
 
 
 class GoAndOursMixin:

@@ -11,7 +11,7 @@ itself.
 
 import base64
 from typing import Dict, List, Optional, Set
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import h11
 from twisted.internet import reactor, ssl
@@ -67,13 +67,17 @@ class _Forwarder(Factory):
 
 
 @inlineCallbacks
-def tlsTerminator(testCase, targetPort: int, serverName: str = "frps.test"):
+def tlsTerminator(testCase, targetPort: int, serverName: str = "frps.test", ipAddresses=(), alpn=()):
     """A TLS server on a free loopback port that forwards the plain bytes to ``targetPort``
-    (stopped at cleanup); its certificate names ``serverName``.  Fires with the forwarder
-    (``.port``, ``.connections``) and the CA file that verifies it."""
+    (stopped at cleanup); its certificate names ``serverName`` (and ``ipAddresses``), and it
+    picks from ``alpn`` (Twisted's server answers a client offering ALPN it was given none for
+    with an internal-error alert; Go's http.Transport offers h2 and http/1.1).  Fires with the
+    forwarder (``.port``, ``.connections``) and the CA file that verifies it."""
     ca = TestCA(tempDir(testCase))
-    certificate, key = ca.issue(serverName, dnsNames=[serverName], usage=SERVER_AUTH)
-    options = ssl.PrivateCertificate.loadPEM(certificate + key).options()
+    certificate, key = ca.issue(serverName, dnsNames=[serverName], ipAddresses=ipAddresses, usage=SERVER_AUTH)
+    pair = ssl.PrivateCertificate.loadPEM(certificate + key)
+    options = ssl.CertificateOptions(privateKey=pair.privateKey.original, certificate=pair.original,
+                                     acceptableProtocols=list(alpn) or None)
     forwarder = _Forwarder(targetPort)
     forwarder._listening = yield SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1").listen(forwarder)
     forwarder.port = forwarder._listening.getHost().port
@@ -129,6 +133,9 @@ class _TunnelConnection(SwitchableProtocol):
 
 
 class _ConnectTunnel(_TunnelConnection):
+    """CONNECT tunnels; an absolute-form request (``POST http://host:port/path``) is sent on to
+    ``host:port`` on a connection of its own (counted in ``tunnels`` too)."""
+
     def __init__(self, proxy: "ForwardProxy") -> None:
         super().__init__(proxy)
         self._h11 = h11.Connection(h11.SERVER)
@@ -138,7 +145,8 @@ class _ConnectTunnel(_TunnelConnection):
         event = self._h11.next_event()
         if event is h11.NEED_DATA:
             return
-        if not isinstance(event, h11.Request) or event.method != b"CONNECT":
+        forwarded = isinstance(event, h11.Request) and event.target.lower().startswith(b"http://")
+        if not isinstance(event, h11.Request) or (event.method != b"CONNECT" and not forwarded):
             self.refuse(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n", "not a CONNECT")
             return
         self._proxy.requests.append(event)
@@ -147,9 +155,18 @@ class _ConnectTunnel(_TunnelConnection):
             self.refuse(b'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test"\r\n'
                         b"Content-Length: 0\r\n\r\n", "bad credentials")
             return
+        badGateway = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n"
+        if forwarded:  # sent on in origin form, without the proxy's credentials
+            target = urlsplit(event.target.decode())
+            head = b"%s %s HTTP/1.1\r\n" % (event.method, (target.path or "/").encode() + (
+                b"?" + target.query.encode() if target.query else b""))
+            head += b"".join(b"%s: %s\r\n" % (name, value) for name, value in event.headers
+                             if name != b"proxy-authorization")
+            self.open(target.hostname, target.port or 80, b"", badGateway, head + b"\r\n" + self._h11.trailing_data[0])
+            return
         host, _, port = event.target.decode().rpartition(":")
-        self.open(host.strip("[]"), int(port), b"HTTP/1.1 200 Connection established\r\n\r\n",
-                  b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n", self._h11.trailing_data[0])
+        self.open(host.strip("[]"), int(port), b"HTTP/1.1 200 Connection established\r\n\r\n", badGateway,
+                  self._h11.trailing_data[0])
 
 
 class _Socks5Tunnel(_TunnelConnection):

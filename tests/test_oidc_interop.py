@@ -13,10 +13,9 @@ from twisted.trial.unittest import TestCase
 
 from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
-from frptw.errors import LoginError
 from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
-from tests.interop import ourFrps
+from tests.interop import ourFrps, ourLoginFailure
 from tests.oidcprovider import OIDCProvider
 from tests.support import LogCapture, free_port
 from tests.traffic import EchoServer, exchange
@@ -161,10 +160,5 @@ class OIDCBothWays(TestCase):
         port = await self.goFrps()
         frpc = await self.goFrpc(port, free_port(), ready="couldn't generate OIDC token for login", tokenURL=closed)
         self.assertNotIn("login to server success", frpc.output)
-        config = parse_client_config(self.frpcText(port, free_port(), tokenURL=closed), "toml")
-        config.login_fail_exit = True
-        service = FrpClientService(config, reactor)
-        service.startService()
-        self.addCleanup(service.stopService)
-        failure = await self.assertFailure(service.whenLoggedIn(), LoginError)
-        self.assertIn("couldn't generate OIDC token for login", str(failure))
+        failure = await ourLoginFailure(self, self.frpcText(port, free_port(), tokenURL=closed))
+        self.assertIn("couldn't generate OIDC token for login", failure)

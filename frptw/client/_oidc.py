@@ -6,7 +6,9 @@ frptw asks before each login attempt unless it holds a token that stays valid fo
 ``EXPIRY_DELTA`` seconds (oauth2's reuse rule), and Pings and NewWorkConns carry the token it
 holds, which it renews in the background ``EXPIRY_DELTA`` seconds before it expires; frps sees
 the same kind of token either way, only fewer requests reach the endpoint.  A token whose
-lifetime the endpoint did not state is used for one login only.
+lifetime the endpoint did not state is used for one login only.  With ``auth.oidc.proxyURL`` the
+token requests go through that forward proxy as Go's http.Transport sends them
+(:mod:`frptw.transport.proxied_agent`); frps's requests to the issuer never do, as in frp.
 
 :meth:`OIDCCredentials.fields` is the signer the control machine calls (``privilege_key`` only:
 OIDC needs no timestamp).
@@ -38,8 +40,12 @@ class OIDCCredentials:
 
     def __init__(self, config: AuthClientConfig, reactor, fetcher: Optional[Fetcher] = None) -> None:
         oidc = config.oidc
+        proxy = None
         if oidc.proxy_url:
-            raise ConfigError("auth.oidc.proxyURL: a proxy for the token endpoint is not supported by this frpc")
+            from frptw.transport.proxied_agent import SCHEMES  # only with a proxy
+            from frptw.wire.tunnels import parse_proxy_url
+
+            proxy = parse_proxy_url(oidc.proxy_url, "auth.oidc.proxyURL", SCHEMES)
         if not oidc.token_endpoint_url:
             raise ConfigError("auth.oidc.tokenEndpointURL: required with auth.method \"oidc\"")
         self._reactor = reactor
@@ -48,7 +54,7 @@ class OIDCCredentials:
                                       oidc.additional_endpoint_params)
         if fetcher is None:
             try:
-                fetcher = Fetcher(reactor, tlsPolicy(oidc.trusted_ca_file, oidc.insecure_skip_verify))
+                fetcher = Fetcher(reactor, tlsPolicy(oidc.trusted_ca_file, oidc.insecure_skip_verify), proxy=proxy)
             except FetchError as e:
                 raise ConfigError(f"auth.oidc.trustedCaFile: {e}") from None
         self._fetcher = fetcher

@@ -6,10 +6,11 @@ read up to ``MAX_BODY`` bytes (a longer one fails), and the whole exchange must 
 ``timeout`` seconds, so a slow or hostile server costs bounded memory and time and never blocks
 the reactor.  TLS follows the settings frp has for these requests: the system's trust store by
 default, a CA file of one's own (``trustedCaFile``), or no verification
-(``insecureSkipVerify``).
+(``insecureSkipVerify``); frpc's token requests may go through a forward proxy
+(``auth.oidc.proxyURL``).
 """
 
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred, succeed
@@ -22,6 +23,9 @@ from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 from frptw.errors import FrpError
+
+if TYPE_CHECKING:
+    from frptw.wire.tunnels import ProxyURL
 
 #: Largest answer read (discovery documents and key sets are a few KiB).
 MAX_BODY = 1024 * 1024
@@ -90,12 +94,20 @@ def tlsPolicy(trustedCaFile: str = "", insecureSkipVerify: bool = False) -> IPol
 
 
 class Fetcher:
-    """Sends requests with one Agent (and its connection pool, not kept alive)."""
+    """Sends requests with one Agent (and its connection pool, not kept alive); through the
+    forward ``proxy`` when one is given (:mod:`frptw.transport.proxied_agent`)."""
 
-    def __init__(self, reactor, policy: Optional[IPolicyForHTTPS] = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, reactor, policy: Optional[IPolicyForHTTPS] = None, timeout: float = DEFAULT_TIMEOUT,
+                 proxy: Optional["ProxyURL"] = None) -> None:
         self._reactor = reactor
-        self._agent = Agent(reactor, contextFactory=policy or BrowserLikePolicyForHTTPS(),
-                            pool=HTTPConnectionPool(reactor, persistent=False))
+        policy = policy or BrowserLikePolicyForHTTPS()
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        if proxy is None:
+            self._agent = Agent(reactor, contextFactory=policy, pool=pool)
+        else:
+            from frptw.transport.proxied_agent import ProxiedAgent  # only with a proxy
+
+            self._agent = ProxiedAgent(reactor, proxy, policy, pool, timeout)
         self._timeout = timeout
 
     def request(self, method: str, url: str, headers: Optional[Dict[str, str]] = None,

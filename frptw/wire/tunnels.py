@@ -55,19 +55,20 @@ class ProxyURL:
     password: Optional[str] = None
 
 
-def parse_proxy_url(url: str, key: str = "transport.proxyURL") -> ProxyURL:
+def parse_proxy_url(url: str, key: str = "transport.proxyURL", schemes=SCHEMES) -> ProxyURL:
     """Parse a proxy URL as frp does (Go's ``url.Parse``: ``scheme://user:pass@host:port``),
-    refusing what this frpc cannot dial with a ConfigError naming ``key``."""
+    refusing what this frpc cannot dial with a ConfigError naming ``key``; ``schemes`` are the
+    ones that key takes (``auth.oidc.proxyURL``: Go's http.Transport's)."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as e:
         raise ConfigError(f"{key} {url!r}: {e}") from None
     scheme = parts.scheme.lower()
-    if scheme == "ntlm":
+    if scheme == "ntlm" and scheme in schemes:
         raise ConfigError(f"{key} {url!r}: NTLM proxies are not supported by this frpc (use http or socks5)")
-    if scheme not in SCHEMES:
-        raise ConfigError(f"{key} {url!r}: ProxyType must be http or socks5 or ntlm, not [{parts.scheme}]")
+    if scheme not in schemes:
+        raise ConfigError(f"{key} {url!r}: ProxyType must be {' or '.join(schemes)}, not [{parts.scheme}]")
     if not parts.hostname or port is None:
         raise ConfigError(f"{key} {url!r}: the proxy address needs a host and a port")
     username = unquote(parts.username) if parts.username is not None else None
@@ -233,6 +234,7 @@ _REPLY_TEXT = {
 
 
 def tunnel_client(proxy: ProxyURL, host: str, port: int):
-    """The client that opens a tunnel to ``host:port`` through ``proxy``."""
-    kind = HTTPConnectClient if proxy.scheme == "http" else Socks5Client
+    """The client that opens a tunnel to ``host:port`` through ``proxy`` (CONNECT through an
+    ``http`` or ``https`` proxy, else SOCKS5)."""
+    kind = HTTPConnectClient if proxy.scheme in ("http", "https") else Socks5Client
     return kind(host, port, proxy.username, proxy.password)
