@@ -82,6 +82,19 @@ class KcpInterop(UDPTransportMixin, TestCase):
         yield self.traffic()
 
     @inlineCallbacks
+    def test_ours_to_go_frps_tls_off(self):
+        """Above KCP the layers are those of tcp: without TLS the bare frp stream."""
+        yield self.setUpPair("kcp", frps="go", frpc="ours", clientExtra="transport.tls.enable = false\n")
+        yield self.traffic()
+
+    @inlineCallbacks
+    def test_go_frpc_to_ours_custom_first_byte_tls_forced(self):
+        """frp's 0x17 byte before the ClientHello, and our frps with ``transport.tls.force``."""
+        yield self.setUpPair("kcp", frps="ours", frpc="go", serverExtra="transport.tls.force = true\n",
+                             clientExtra="transport.tls.disableCustomTLSFirstByte = false\n")
+        yield self.traffic()
+
+    @inlineCallbacks
     def lossy(self):
         started = time.monotonic()
         echoed = yield exchange(reactor, self.remotePort, LOSSY_BYTES, connections=2)

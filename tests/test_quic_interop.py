@@ -52,6 +52,19 @@ class QuicInterop(UDPTransportMixin, TestCase):
         yield self.traffic()
 
     @inlineCallbacks
+    def test_ours_to_go_frps_tcp_mux_off(self):
+        """frp carries each connection on its own QUIC stream whatever ``tcpMux`` says."""
+        mux = "transport.tcpMux = false\n"
+        yield self.setUpPair("quic", frps="go", frpc="ours", serverExtra=mux, clientExtra=mux)
+        yield self.traffic()
+
+    @inlineCallbacks
+    def test_go_frpc_to_ours_tcp_mux_off(self):
+        mux = "transport.tcpMux = false\n"
+        yield self.setUpPair("quic", frps="ours", frpc="go", serverExtra=mux, clientExtra=mux)
+        yield self.traffic()
+
+    @inlineCallbacks
     def lossy(self):
         started = time.monotonic()
         echoed = yield exchange(reactor, self.remotePort, LOSSY_BYTES, connections=2)

@@ -117,5 +117,13 @@ class WebSocketVariants(WebSocketCells, TestCase):
     async def test_custom_first_byte_inside_websocket_go_frpc(self) -> None:
         await self.cell("ours", "go", "websocket", extra="transport.tls.disableCustomTLSFirstByte = false")
 
+    async def test_wss_encrypted_compressed_pool_go_frps(self) -> None:
+        await self.cell("go", "ours", "wss", mux=False, extra="transport.poolCount = 3",
+                        proxyExtra="transport.useEncryption = true\ntransport.useCompression = true")
+
+    async def test_wss_encrypted_compressed_pool_go_frpc(self) -> None:
+        await self.cell("ours", "go", "wss", extra="transport.poolCount = 3",
+                        proxyExtra="transport.useEncryption = true\ntransport.useCompression = true")
+
     async def test_tls_force_is_met_inside_websocket(self) -> None:
         await self.cell("ours", "go", "websocket", frpsExtra="transport.tls.force = true")
