@@ -18,7 +18,8 @@ ceiling.  Measured, back to back in one run:
   frptw), ``tw-go`` (frptw frpc -> Go frps), ``go-tw`` (Go frpc -> frptw frps);
 * configs: ``defaults`` (TLS + tcp mux), ``tls-off``, ``encryption`` (use_encryption),
   ``compression`` (use_compression), ``mux-off`` (tcp_mux = false, TLS on), ``plain`` (TLS and
-  tcp mux off: frp's bare splice), ``quic`` and ``kcp`` (frp's UDP transports to frps);
+  tcp mux off: frp's bare splice), ``quic`` and ``kcp`` (frp's UDP transports to frps),
+  ``websocket`` and ``wss`` (frp's websocket transports, on frps's bind port);
 * per pair and config: download throughput (service -> frpc -> frps -> user) over 1 and over 8
   connections, with the CPU seconds frps and frpc spent per GB moved; 64-byte ping-pong
   latency over one connection (reported as added to raw loopback); startup time (spawn ->
@@ -113,6 +114,10 @@ CONFIGS: Dict[str, Dict[str, object]] = {
     # TLS and yamux as TCP does.
     "quic": dict(tls=True, mux=True, encryption=False, compression=False, protocol="quic"),
     "kcp": dict(tls=True, mux=True, encryption=False, compression=False, protocol="kcp"),
+    # frp's websocket transports, on frps's bind port: websocket frames around TLS and yamux
+    # ("websocket"), or TLS around the websocket ("wss").
+    "websocket": dict(tls=True, mux=True, encryption=False, compression=False, protocol="websocket"),
+    "wss": dict(tls=True, mux=True, encryption=False, compression=False, protocol="wss"),
 }
 #: frps's UDP port key for each UDP transport.
 UDP_TRANSPORT_PORTS = {"quic": "quicBindPort", "kcp": "kcpBindPort"}
