@@ -78,6 +78,7 @@ from tests.frpbin import frp_binary  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
 LOAD = os.path.join(ROOT, "bench", "_load.py")
+TLS_TERMINATOR = os.path.join(ROOT, "bench", "_tls_terminator.py")
 TOKEN = "frptw-bench"
 MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -114,8 +115,9 @@ CONFIGS: Dict[str, Dict[str, object]] = {
     # TLS and yamux as TCP does.
     "quic": dict(tls=True, mux=True, encryption=False, compression=False, protocol="quic"),
     "kcp": dict(tls=True, mux=True, encryption=False, compression=False, protocol="kcp"),
-    # frp's websocket transports, on frps's bind port: websocket frames around TLS and yamux
-    # ("websocket"), or TLS around the websocket ("wss").
+    # frp's websocket transports: websocket frames around TLS and yamux on frps's bind port
+    # ("websocket"), or TLS around the websocket ("wss"), which frps leaves to a TLS terminator
+    # in front of it (bench/_tls_terminator.py, the same one for every pair).
     "websocket": dict(tls=True, mux=True, encryption=False, compression=False, protocol="websocket"),
     "wss": dict(tls=True, mux=True, encryption=False, compression=False, protocol="wss"),
 }
@@ -437,13 +439,16 @@ class Tunnel:
     frpc: Child
     port: int
     startup_ms: Dict[str, float]
-    #: what a visitor of this pair needs: the client implementation, frps's bind port, the
-    #: pair's directory (for the visitor's config and log) and config name
+    #: what a visitor of this pair needs: the client implementation, the port frpc dials
+    #: (frps's bind port, or the TLS terminator's in front of it for wss), the pair's directory
+    #: (for the visitor's config and log) and config name
     client_impl: str = ""
     bind_port: int = 0
     directory: str = ""
     config: str = ""
     udp_port: Optional[int] = None
+    #: the TLS terminator in front of frps (wss only)
+    terminator: Optional[Child] = None
 
     @property
     def sides(self) -> Dict[str, Child]:
@@ -567,9 +572,10 @@ class Bench:
         udp_port = free_port(socket.SOCK_DGRAM) if self.udp_stcp_here(config, "udp") else None
         udp = (udp_port, self.backend_udp_port) if udp_port else None
         stcp = self.udp_stcp_here(config, "stcp")
+        server_port = free_port() if cfg.get("protocol") == "wss" else bind_port
         paths = {}
         for kind, text in (("frps", frps_toml(bind_port, cfg)),
-                           ("frpc", frpc_toml(bind_port, remote_port, self.backend_port, cfg, udp, stcp))):
+                           ("frpc", frpc_toml(server_port, remote_port, self.backend_port, cfg, udp, stcp))):
             paths[kind] = os.path.join(directory, f"{kind}.toml")
             with open(paths[kind], "w") as f:
                 f.write(text)
@@ -582,11 +588,14 @@ class Bench:
                                     env=frp_env(impl), cwd=directory)
 
         frps = spawn(server_impl, "frps")
-        tunnel = None
+        tunnel = terminator = None
         try:
             frps_ms = self.wait_listening(bind_port, [frps], frps.spawned, "frps ready")
+            if server_port != bind_port:
+                terminator = self.start_terminator(server_port, bind_port, directory)
             frpc = spawn(client_impl, "frpc")
-            tunnel = Tunnel(frps, frpc, remote_port, {}, client_impl, bind_port, directory, config, udp_port)
+            tunnel = Tunnel(frps, frpc, remote_port, {}, client_impl, server_port, directory, config, udp_port,
+                            terminator)
             frpc_ms = self.wait_listening(remote_port, [frps, frpc], frpc.spawned, "frpc proxy ready")
             tunnel.startup_ms = {"frps": frps_ms, "frpc": frpc_ms}
             # A small download, checked byte for byte, proves the path before anything is timed.
@@ -594,8 +603,22 @@ class Bench:
                           timeout=25)
         except BaseException:
             self.stop_tunnel(tunnel, frps)
+            if tunnel is None and terminator is not None:
+                self.procs.stop(terminator)
             raise
         return tunnel
+
+    def start_terminator(self, port: int, target: int, directory: str) -> Child:
+        """A TLS terminator on ``port`` in front of frps's ``target`` bind port, with a
+        certificate of its own (frpc does not verify it: frp's default without trustedCaFile)."""
+        from tests.pki import TestCA  # cryptography: only for wss
+
+        cert, key = TestCA(directory).issueFiles("frps", dnsNames=["frps.bench"], ipAddresses=["127.0.0.1"])
+        argv = [sys.executable, TLS_TERMINATOR, "--port", str(port), "--target", str(target), "--cert", cert,
+                "--key", key]
+        child = self.procs.spawn("tls-terminator", argv)
+        self.wait_listening(port, [child], child.spawned, "TLS terminator ready")
+        return child
 
     def udp_stcp_here(self, config: str, metric: str) -> bool:
         """Whether ``metric`` (udp or stcp) is measured in ``config``: in every config of a full
@@ -634,6 +657,8 @@ class Bench:
     def stop_tunnel(self, tunnel: Optional[Tunnel], frps: Optional[Child] = None) -> None:
         if tunnel is not None:
             self.procs.stop(tunnel.frpc)
+            if tunnel.terminator is not None:
+                self.procs.stop(tunnel.terminator)
             frps = tunnel.frps
         if frps is not None:
             self.procs.stop(frps)
