@@ -17,7 +17,7 @@ from frptw.server import FrpServerService
 from tests.gofrp import GoFrp
 from tests.interop import ourFrps, ourLoginFailure
 from tests.oidcprovider import OIDCProvider
-from tests.support import LogCapture, free_port
+from tests.support import LogCapture, free_port, until
 from tests.traffic import EchoServer, exchange
 
 SCOPES = 'auth.additionalScopes = ["HeartBeats", "NewWorkConns"]'
@@ -46,8 +46,8 @@ class OIDCBothWays(TestCase):
 
     async def goFrps(self, **kwargs) -> int:
         port = free_port()
-        frps = await GoFrp.start(reactor, "frps", self.frpsText(port, **kwargs))
-        self.addCleanup(frps.stop)
+        self.goFrpsProcess = await GoFrp.start(reactor, "frps", self.frpsText(port, **kwargs))
+        self.addCleanup(self.goFrpsProcess.stop)
         return port
 
     async def ourFrps(self, **kwargs) -> int:
@@ -86,6 +86,21 @@ class OIDCBothWays(TestCase):
         self.assertEqual(self.provider.forms[0], {"audience": ["frps"], "grant_type": ["client_credentials"],
                                                   "scope": [""]})
         self.assertEqual(self.provider.gets[:2], ["discovery", "jwks"])
+
+    async def test_token_renewed_before_expiry_keeps_pings_valid(self) -> None:
+        """3-second tokens: our frpc renews the one it holds every second, so that Go frps, which
+        checks the token of every Ping (HeartBeats) and work connection (NewWorkConns) with
+        expiry, accepts them all well after the login token expired."""
+        self.provider.lifetime = 3
+        port = await self.goFrps(extra=SCOPES)
+        remote = free_port()
+        service = self.ourFrpc(port, remote, SCOPES + "\ntransport.heartbeatInterval = 1")
+        await service.whenProxyRunning("echo")
+        await until(lambda: len(self.provider.forms) >= 6, "five renewals", timeout=20)
+        self.assertEqual(await exchange(reactor, remote, 64 * 1024, connections=2), 2 * 64 * 1024)
+        self.assertNotIn("invalid ping", self.goFrpsProcess.output)
+        self.assertNotIn("expired", self.goFrpsProcess.output)
+        self.assertEqual(self.goFrpsProcess.output.count("client login info"), 1)
 
     async def test_our_frpc_our_frps(self) -> None:
         port = await self.ourFrps()
