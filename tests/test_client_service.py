@@ -267,11 +267,3 @@ class LoginFailureTests(ServiceTestMixin, SynchronousTestCase):
         refuse(self.reactor)
         self.successResultOf(service.stopService())
         self.failureResultOf(loggedIn, ConnectionClosed)
-
-
-class UnsupportedSettingsTests(SynchronousTestCase):
-    def test_refused_at_construction(self) -> None:
-        for extra in ('auth.method = "oidc"\nauth.oidc.clientID = "x"\n'
-                      'auth.oidc.tokenEndpointURL = "http://127.0.0.1/token"\nauth.oidc.proxyURL = "http://p:1"',):
-            error = self.assertRaises(ConfigError, FrpClientService, config(extra), MemoryReactorClock())
-            self.assertIn("supported by this frpc", str(error))
