@@ -13,11 +13,11 @@ from frptw.client._udp import LOCAL_IDLE_TIMEOUT, PING_INTERVAL, UDPForwarder
 from frptw.client._work import RunningProxy, WorkConnection, WorkState
 from frptw.client.proxyprotocol import V2_SIGNATURE, proxy_protocol_header
 from frptw.config import parse_client_config
-from frptw.transport.datagrams import BoundedQueue, DatagramChannel, encode_packet
+from frptw.transport.datagrams import LOG_INTERVAL, BoundedQueue, DatagramChannel, encode_packet
 from frptw.wire.crypto import AESCFBCodec, derive_key
 from frptw.wire.messages import NewWorkConn, Ping, StartWorkConn, UDPAddr, UDPPacket, encode_message
 from tests.fakes import UDPReactor
-from tests.support import readMessages
+from tests.support import LogCapture, readMessages
 
 USER = ("10.1.2.3", 40000)
 OTHER = ("10.9.9.9", 50000)
@@ -95,6 +95,33 @@ class DatagramChannelTests(SynchronousTestCase):
         channel.resumeProducing()
         self.assertEqual([m.c for m in readMessages(self.transport.value())], [b"0", b"1", b"2"])
         self.assertEqual(channel.queued, 0)
+
+    def test_drops_are_counted_and_logged_at_most_once_per_interval(self) -> None:
+        """A sustained flood at a peer that does not read: one warning per LOG_INTERVAL with
+        the count so far (not one per drop or per pause), ``onDropped`` for every drop, and one
+        line when the queue drains."""
+        logs = LogCapture(self)
+        drops = []
+        channel = self.connect(maxQueued=1, onDropped=lambda: drops.append(1))
+        channel.pauseProducing()
+        for _ in range(1001):
+            channel.sendPacket(b"x", USER)
+        for _ in range(5):  # a flapping peer: drained a little, full again
+            channel.resumeProducing()
+            channel.pauseProducing()
+            channel.sendPacket(b"x", USER)
+            channel.sendPacket(b"x", USER)
+        warned = [line for line in logs.texts() if "dropping datagrams" in line]
+        self.assertEqual(len(warned), 1)
+        self.assertIn("(1 dropped so far)", warned[0])
+        self.clock.advance(LOG_INTERVAL)
+        channel.sendPacket(b"x", USER)
+        warned = [line for line in logs.texts() if "dropping datagrams" in line]
+        self.assertEqual(len(warned), 2)
+        self.assertIn("(1006 dropped so far)", warned[1])
+        self.assertEqual((len(drops), channel.dropped), (1006, 1006))
+        channel.resumeProducing()
+        self.assertEqual(sum("peer reads again; 1006 datagrams dropped so far" in line for line in logs.texts()), 1)
 
     def test_resume_stops_flushing_when_paused_again(self) -> None:
         channel = self.connect()

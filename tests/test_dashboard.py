@@ -7,6 +7,7 @@ nothing is counted.
 """
 
 import json
+from types import SimpleNamespace
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from twisted.internet import reactor
@@ -15,6 +16,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import Certificate
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -22,7 +24,8 @@ from twisted.web.server import Site
 from frptw.client import FrpClientService
 from frptw.config import parse_client_config, parse_server_config
 from frptw.server import FrpServerService
-from frptw.server.prometheus import exposition, go_float
+from frptw.server.prometheus import FrpCollector, exposition, go_float
+from frptw.server.stats import ServerStats
 from tests.dashboardapi import PASSWORD, TOKEN, USER, DashboardClient
 from tests.pki import TestCA
 from tests.support import free_port, tempDir
@@ -171,6 +174,20 @@ class ExpositionTests(SynchronousTestCase):
                  0.0001: "0.0001", 0.00001: "1e-05", -3: "-3", float("inf"): "+Inf", float("nan"): "NaN"}
         for value, text in cases.items():
             self.assertEqual(go_float(value), text, value)
+
+    def test_udp_drops_are_frptws_own_counter_shown_once_a_datagram_was_dropped(self) -> None:
+        stats = ServerStats(Clock())
+        service = SimpleNamespace(stats=stats, clients=lambda: [])
+        dns = stats.proxyOpened("dns", "udp")
+        stats.proxyOpened("game", "udp")
+        self.assertNotIn(b"frptw_", exposition(FrpCollector(service).collect()))
+        dns.addDropped()
+        dns.addDropped()
+        text = exposition(FrpCollector(service).collect()).decode()
+        self.assertIn("# HELP frptw_server_udp_dropped_datagrams Datagrams from users a udp proxy dropped because "
+                      "its queue to frpc was full\n# TYPE frptw_server_udp_dropped_datagrams counter\n"
+                      'frptw_server_udp_dropped_datagrams{name="dns",type="udp"} 2\n', text)
+        self.assertNotIn('frptw_server_udp_dropped_datagrams{name="game"', text)
 
     def test_families_sorted_empty_ones_left_out_labels_escaped(self) -> None:
         empty = GaugeMetricFamily("b_empty", "nothing", labels=["x"])

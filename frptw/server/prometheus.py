@@ -12,6 +12,8 @@ HELP texts and labels:
 ``frp_server_connection_counts``           gauge    name, type     open user connections
 ``frp_server_traffic_in``                  counter  name, type     bytes from users, in total
 ``frp_server_traffic_out``                 counter  name, type     bytes to users, in total
+``frptw_server_udp_dropped_datagrams``     counter  name, type     frptw's own: user datagrams a
+                                                                   udp proxy dropped (queue full)
 =========================================  =======  =============  ==============================
 
 As in Go, a series appears once used (a proxy type once a proxy of it ran; connection and
@@ -60,6 +62,8 @@ class FrpCollector:
                                         labels=["name", "type"])
         trafficIn = Metric("frp_server_traffic_in", "The total in traffic", "counter")
         trafficOut = Metric("frp_server_traffic_out", "The total out traffic", "counter")
+        dropped = Metric("frptw_server_udp_dropped_datagrams",
+                         "Datagrams from users a udp proxy dropped because its queue to frpc was full", "counter")
         for (name, kind), record in stats.series.items():
             detailed.add_metric([kind, name], record.registered)
             labels = {"name": name, "type": kind}
@@ -69,10 +73,13 @@ class FrpCollector:
                 trafficIn.add_sample("frp_server_traffic_in", labels, record.trafficIn.lifetime)
             if record.connectionsSeen or record.trafficOut.lifetime:
                 trafficOut.add_sample("frp_server_traffic_out", labels, record.trafficOut.lifetime)
+            if record.droppedDatagrams:
+                dropped.add_sample("frptw_server_udp_dropped_datagrams", labels, record.droppedDatagrams)
         yield detailed
         yield connections
         yield trafficIn
         yield trafficOut
+        yield dropped
 
 
 def metrics_registry(service) -> CollectorRegistry:

@@ -108,7 +108,7 @@ class ProxyStats:
     """
 
     __slots__ = ("name", "type", "trafficIn", "trafficOut", "curConns", "lastStartTime", "lastCloseTime",
-                 "registered", "connectionsSeen", "_server")
+                 "registered", "connectionsSeen", "droppedDatagrams", "_server")
 
     def __init__(self, server: "ServerStats", name: str, type: str) -> None:
         self._server = server
@@ -123,6 +123,9 @@ class ProxyStats:
         self.registered = 0
         #: A user connection was counted once (Go shows the connection series from then on).
         self.connectionsSeen = False
+        #: Datagrams from users a udp proxy dropped because frpc did not take them in time
+        #: (its queue of 1024 was full), since the process started; frptw's own figure.
+        self.droppedDatagrams = 0
 
     def addIn(self, n: int) -> None:
         self.trafficIn.today += n
@@ -131,6 +134,9 @@ class ProxyStats:
     def addOut(self, n: int) -> None:
         self.trafficOut.today += n
         self._server.trafficOut.today += n
+
+    def addDropped(self) -> None:
+        self.droppedDatagrams += 1
 
     def connectionOpened(self) -> None:
         self.connectionsSeen = True

@@ -21,7 +21,8 @@ Datagrams are read with a buffer of ``udp_packet_size`` bytes, as frp's are, so 
 truncated to that size; unlike frp (silent) we log it, at most once per burst.
 
 The message stream and its bounded queue (frp's 1024 packets; when the work connection is
-slow or not there yet, further datagrams are dropped and counted) are
+slow or not there yet, further datagrams are dropped and counted, per proxy in frps's
+statistics: ``frptw_server_udp_dropped_datagrams``) are
 :class:`frptw.transport.datagrams.DatagramChannel`.  The channel for the *next* work
 connection exists before it is connected, so datagrams arriving while there is none wait in
 its queue, as they wait in frp's shared send channel.
@@ -160,7 +161,11 @@ class UDPProxy(BaseProxy):
     # -- the work connection -----------------------------------------------------------------
     def _newChannel(self) -> DatagramChannel:
         return DatagramChannel(self, self._clock, idleTimeout=READ_TIMEOUT,
-                               description=f"[{self.runId}] [udp proxy {self.name}]")
+                               description=f"[{self.runId}] [udp proxy {self.name}]", onDropped=self._dropped)
+
+    def _dropped(self) -> None:
+        if self.stats is not None:
+            self.stats.addDropped()
 
     def _getWorkConn(self) -> None:
         self._timer = None

@@ -13,7 +13,9 @@ Backpressure.  Datagrams have no flow control of their own: the sender never wai
 registers itself as the streaming producer of its transport, so a full write buffer (a slow TCP
 peer, a spent yamux window) *pauses* it.  While paused, framed messages wait in a
 :class:`BoundedQueue` of at most :data:`MAX_QUEUED` entries (frp queues 1024 packets too); past
-that, datagrams are dropped and counted, as a congested UDP network would.  Memory therefore
+that, datagrams are dropped and counted, as a congested UDP network would (frp drops them
+silently; we log a line at most every :data:`LOG_INTERVAL` seconds with the count so far, and
+call ``onDropped``, with which frps counts them per proxy for its metrics).  Memory therefore
 stays bounded whatever the peer does.  Resuming flushes the queue until the transport pauses
 us again.
 
@@ -28,7 +30,7 @@ connection after ``idleTimeout`` seconds without any received message (frp's rea
 """
 
 from collections import deque
-from typing import Deque, List, Optional, Tuple
+from typing import Callable, Deque, List, Optional, Tuple
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.interfaces import IPushProducer, IReactorTime
@@ -138,6 +140,7 @@ class DatagramChannel(Protocol):
     :param idleTimeout: close after this many seconds without a received message; None = never.
     :param maxQueued: framed messages kept while the transport is paused or not yet connected.
     :param description: who we are, for log lines (e.g. ``"[udp proxy u1.dns]"``).
+    :param onDropped: called once per datagram dropped because the queue was full.
     """
 
     _log = FrpLogger()
@@ -150,6 +153,7 @@ class DatagramChannel(Protocol):
         idleTimeout: Optional[float] = None,
         maxQueued: int = MAX_QUEUED,
         description: str = "datagram channel",
+        onDropped: Optional[Callable[[], None]] = None,
     ) -> None:
         self.receiver = receiver
         self.clock = clock
@@ -164,7 +168,10 @@ class DatagramChannel(Protocol):
         self._idle: Optional[LazyTimer] = None
         #: Frames held between holdWrites and releaseWrites; None when not holding.
         self._held: Optional[List[bytes]] = None
+        self._onDropped = onDropped
+        #: A drop line was logged and the queue has not drained since.
         self._dropLogged = False
+        self._dropLog = LogLimiter(clock)
         self._tooLargeLog = LogLimiter(clock)
         #: Datagrams refused because they do not fit in one message.
         self.tooLarge = 0
@@ -295,12 +302,15 @@ class DatagramChannel(Protocol):
             return True
         if self._queue.put(frame):
             return True
-        if not self._dropLogged:
+        if self._onDropped is not None:
+            self._onDropped()
+        if self._dropLog.allow() is not None:
             self._dropLogged = True
             self._log.warn(
-                "{who}: peer is not reading, {limit} datagrams queued: dropping datagrams",
+                "{who}: peer is not reading, {limit} datagrams queued: dropping datagrams ({dropped} dropped so far)",
                 who=self.description,
                 limit=self._queue.limit,
+                dropped=self.dropped,
             )
         return False
 
