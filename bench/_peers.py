@@ -20,9 +20,14 @@ import hashlib
 import os
 import random
 import socket
+import sys
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.procmem import rssKiB  # noqa: E402
 
 MIB = 1024 * 1024
 #: One 64 KiB block of seeded random bytes: the payload is this block repeated.
@@ -231,14 +236,6 @@ def udp_flood(port: int, size: int, seconds: float, rate: float = 0) -> int:
     return sent
 
 
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise OSError(f"no VmRSS for pid {pid}")
-
-
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -267,7 +264,7 @@ class Watcher:
         now = {}
         for name, pid in self.pids.items():
             try:
-                now[name] = rss_kib(pid)
+                now[name] = rssKiB(pid)
             except OSError:
                 continue
         with self._lock:

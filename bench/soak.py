@@ -44,7 +44,7 @@ from _peers import (  # noqa: E402
     open_fds,
     pattern_sha,
     read_paced,
-    rss_kib,
+    rssKiB,
     udp_probe,
 )
 from _rows import LABELS, Run, Session, parser, prose  # noqa: E402
@@ -222,7 +222,7 @@ def main() -> int:
                 for name, child in st.procs.items():
                     if child.popen.poll() is not None:
                         raise SystemExit(f"{st.impl} {name} exited (rc {child.popen.returncode})\n{child.tail()}")
-                    rss[name], fds[name] = rss_kib(child.pid), open_fds(child.pid)
+                    rss[name], fds[name] = rssKiB(child.pid), open_fds(child.pid)
                 st.samples.append((now - start, rss, fds))
             if now >= end:
                 break
