@@ -8,13 +8,19 @@ from tests.natlab import ECHO_PORT, SK, STCP_PORT, XTCP_PORT, NatLabMixin
 
 SIZE = 8 * 1024 * 1024
 
-OWNER = f"""
+#: The data plane both peers stack on the P2P stream (frp keys it with the secret key).
+LAYERS = "transport.useEncryption = true\ntransport.useCompression = true"
+
+
+def ownerConfig(extra: str = "") -> str:
+    return f"""
 [[proxies]]
 name = "p2p"
 type = "xtcp"
 secretKey = "{SK}"
 localIP = "127.0.0.1"
 localPort = {ECHO_PORT}
+{extra}
 
 [[proxies]]
 name = "relay"
@@ -25,7 +31,7 @@ localPort = {ECHO_PORT}
 """
 
 
-def visitor(extra: str = "") -> str:
+def visitorConfig(extra: str = "") -> str:
     return f"""
 [[visitors]]
 name = "p2p-visitor"
@@ -49,12 +55,12 @@ bindPort = {STCP_PORT}
 class ConeNatTests(NatLabMixin, TestCase):
     """Both peers behind port-preserving NATs: frp punches through."""
 
-    async def p2p(self, frps: str, owner: str, visit: str, protocol: str = "quic") -> None:
+    async def p2p(self, frps: str, own: str, visit: str, protocol: str = "quic", layers: str = "") -> None:
         await self.startLab()
         server = await self.frps(frps)
         await self.echo()
-        await self.frpc(owner, "owner", OWNER, ready="start proxy success")
-        await self.frpc(visit, "visitor", visitor(f'protocol = "{protocol}"'), ready="start visitor success")
+        await self.frpc(own, "owner", ownerConfig(layers), ready="start proxy success")
+        await self.frpc(visit, "visitor", visitorConfig(f'protocol = "{protocol}"\n{layers}'), ready="start visitor success")
         before = self.lab.counterBytes("server")
         report = await self.send(XTCP_PORT, SIZE)
         self.assertEqual(report["sent"], report["received"])
@@ -97,6 +103,12 @@ class ConeNatTests(NatLabMixin, TestCase):
     async def test_kcp_our_peers(self):
         await self.p2p("ours", "ours", "ours", "kcp")
 
+    async def test_encrypted_compressed_our_owner_go_visitor(self):
+        await self.p2p("ours", "ours", "go", layers=LAYERS)
+
+    async def test_encrypted_compressed_go_owner_our_visitor(self):
+        await self.p2p("go", "go", "ours", "kcp", layers=LAYERS)
+
 
 class SymmetricNatTests(NatLabMixin, TestCase):
     """Both peers behind NATs that pick a random port per destination: punching fails as in
@@ -108,8 +120,8 @@ class SymmetricNatTests(NatLabMixin, TestCase):
         await self.startLab()
         await self.frps(frps)
         await self.echo()
-        await self.frpc(owner, "owner", OWNER, ready="start proxy success")
-        client = await self.frpc(visit, "visitor", visitor('fallbackTo = "relay-visitor"\nfallbackTimeoutMs = 1000'),
+        await self.frpc(owner, "owner", ownerConfig(), ready="start proxy success")
+        client = await self.frpc(visit, "visitor", visitorConfig('fallbackTo = "relay-visitor"\nfallbackTimeoutMs = 1000'),
                         ready="start visitor success")
         report = await self.send(XTCP_PORT, 64 * 1024)
         self.assertEqual(report["sent"], report["received"])
@@ -135,8 +147,8 @@ class KeepTunnelOpenTests(NatLabMixin, TestCase):
         await self.startLab()
         server = await self.frps("ours")
         await self.echo()
-        owner = await self.frpc("ours", "owner", OWNER, ready="start proxy success")
-        await self.frpc("ours", "visitor", visitor("keepTunnelOpen = true"), ready="start visitor success")
+        owner = await self.frpc("ours", "owner", ownerConfig(), ready="start proxy success")
+        await self.frpc("ours", "visitor", visitorConfig("keepTunnelOpen = true"), ready="start visitor success")
         await server.waitFor("report make hole success: true")  # before any user connection
         for _ in range(3):
             report = await self.send(XTCP_PORT, 256 * 1024)
