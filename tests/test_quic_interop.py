@@ -9,11 +9,9 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from frptw.client import FrpClientService
-from frptw.config import parse_client_config, parse_server_config
-from frptw.errors import ConfigError
-from frptw.server import FrpServerService
-from tests.pki import TestCA
-from tests.support import free_port, tempDir
+from frptw.config import parse_client_config
+from tests.pki import CLIENT_AUTH, SERVER_AUTH, TestCA
+from tests.support import tempDir
 from tests.traffic import exchange
 from tests.transports import TOKEN, UDPTransportMixin
 
@@ -117,11 +115,32 @@ class QuicTLS(UDPTransportMixin, TestCase):
         yield self.assertFailure(service.whenLoggedIn(), Exception)
 
     @inlineCallbacks
-    def test_our_frps_refuses_client_certificates_over_quic(self):
+    def frpsRequiringClientCertificates(self, kind: str):
+        """frps (Go or ours) with ``transport.tls.trustedCaFile``: QUIC clients must present a
+        certificate from that CA (Go's RequireAndVerifyClientCert, on the QUIC port too)."""
         ca = TestCA(tempDir(self))
-        text = (f'bindAddr = "127.0.0.1"\nbindPort = {free_port()}\nquicBindPort = {free_port(2)}\n'
-                f'transport.tls.trustedCaFile = "{ca.ca}"\n')
-        frps = FrpServerService(parse_server_config(text, "toml"), reactor)
-        frps.startService()
-        self.addCleanup(frps.stopService)
-        yield self.assertFailure(frps.whenListening(), ConfigError)
+        yield self.startFrps(kind, "quic", f'transport.tls.trustedCaFile = "{ca.ca}"\n')
+        return ca
+
+    @inlineCallbacks
+    def test_client_certificates_required_by_our_frps_and_go_frps(self):
+        for kind in ("go", "ours"):
+            ca = yield self.frpsRequiringClientCertificates(kind)
+            cert, key = ca.issueFiles("frpc", usage=CLIENT_AUTH)
+            stranger = TestCA(tempDir(self), "another CA").issueFiles("frpc")
+            serverCert = ca.issueFiles("server-only", usage=SERVER_AUTH)
+            good = self.ourFrpc(f'transport.tls.certFile = "{cert}"\ntransport.tls.keyFile = "{key}"\n')
+            runId = yield good.whenLoggedIn()
+            self.assertTrue(runId, kind)
+            for files in (None, stranger, serverCert):
+                extra = f'transport.tls.certFile = "{files[0]}"\ntransport.tls.keyFile = "{files[1]}"\n' if files else ""
+                refused = self.ourFrpc(extra)
+                yield self.assertFailure(refused.whenLoggedIn(), Exception)
+
+    @inlineCallbacks
+    def test_go_frpc_with_a_client_certificate_through_our_frps(self):
+        ca = yield self.frpsRequiringClientCertificates("ours")
+        cert, key = ca.issueFiles("frpc", usage=CLIENT_AUTH)
+        yield self.startFrpc("go", "quic", self.udpPort,
+                             extra=f'transport.tls.certFile = "{cert}"\ntransport.tls.keyFile = "{key}"\n')
+        yield exchange(reactor, self.remotePort, 64 * 1024)

@@ -16,11 +16,14 @@ from frptw.errors import ConnectionClosed
 from frptw.transport.quic import SEND_HIGH_WATER, QuicSession
 from frptw.transport.quicudp import (
     STREAM_WINDOW,
+    clientCertificateCheck,
     clientConfiguration,
     clientSession,
     serverConfiguration,
     serverSession,
 )
+from tests.pki import TestCA
+from tests.support import tempDir
 
 CLIENT = ("127.0.0.1", 40000)
 SERVER = ("127.0.0.1", 7002)
@@ -64,7 +67,8 @@ class Network:
     """Two sessions on one clock; datagrams queue until :meth:`pump` (which may drop some)."""
 
     def __init__(self, testCase, serverProtocol=Echo, options: QUICOptions = QUICOptions(),
-                 serverOptions: QUICOptions = None, serverAlpn=None) -> None:
+                 serverOptions: QUICOptions = None, serverAlpn=None, clientCertificate=("", ""),
+                 checkClient=None) -> None:
         self.clock = Clock()
         self.clock.advance(1000)
         self.queue: List[Tuple[str, bytes]] = []
@@ -74,7 +78,9 @@ class Network:
         serverConfig = serverConfiguration(serverOptions)
         if serverAlpn is not None:
             serverConfig.alpn_protocols = [serverAlpn]
-        self.client = clientSession(clientConfiguration(options, "frps.test"), options, self.clock,
+        clientConfig = clientConfiguration(options, "frps.test", certFile=clientCertificate[0],
+                                           keyFile=clientCertificate[1])
+        self.client = clientSession(clientConfig, options, self.clock,
                                     lambda d, a: self.queue.append(("server", d)), SERVER, CLIENT)
         accepted = self.accepted
 
@@ -83,14 +89,14 @@ class Network:
             accepted.append(protocol)
             return protocol
 
-        self._serverArgs = (serverConfig, serverOptions, Factory.forProtocol(build))
+        self._serverArgs = (serverConfig, serverOptions, Factory.forProtocol(build), checkClient)
         self.server = None
         self.client.start()
 
     def _serverSession(self, data: bytes) -> QuicSession:
-        config, options, factory = self._serverArgs
+        config, options, factory, checkClient = self._serverArgs
         return serverSession(data, config, options, self.clock, lambda d, a: self.queue.append(("client", d)),
-                             CLIENT, SERVER, factory)
+                             CLIENT, SERVER, factory, checkClient)
 
     def pump(self, seconds: float = 0.5, step: float = 0.002) -> None:
         """Deliver datagrams while ``seconds`` pass on the clock (aioquic paces and delays ACKs)."""
@@ -208,6 +214,47 @@ class QuicSessionTests(SynchronousTestCase):
         result = net.client.whenConnected()
         net.pump(3.0)
         self.failureResultOf(result, ConnectionClosed)
+
+    def certificateNetwork(self, issuer: str):
+        """A server that requires client certificates from one CA; the client presents one from
+        that CA (``issuer`` "ca"), another CA ("stranger") or none ("")."""
+        ca = TestCA(tempDir(self))
+        files = ("", "")
+        if issuer:
+            files = (ca if issuer == "ca" else TestCA(tempDir(self), "stranger")).issueFiles("frpc")
+        checked = []
+        check = clientCertificateCheck(ca.ca)
+
+        def recordingCheck(leaf, chain):
+            checked.append(leaf.subject.rfc4514_string())
+            check(leaf, chain)
+
+        net = Network(self, clientCertificate=files, checkClient=recordingCheck)
+        mine = Recorder()
+        net.pump(0.2)
+        if not net.client.closed:
+            net.client.openStream(mine)
+            mine.transport.write(b"login")
+        net.pump()
+        return net, checked
+
+    def test_client_certificate_from_the_trusted_ca(self):
+        net, checked = self.certificateNetwork("ca")
+        self.assertEqual(checked, ["CN=frpc"])
+        self.assertEqual(bytes(net.accepted[0].data), b"login")
+
+    def test_no_client_certificate_is_certificate_required(self):
+        """Go's alert (certificate_required, CRYPTO_ERROR 0x100 + 116); no stream reaches frps."""
+        net, checked = self.certificateNetwork("")
+        self.assertEqual((checked, net.accepted), ([], []))
+        self.assertTrue(net.client.closed and net.server.closed)
+        self.assertEqual(net.server._conn._close_event.error_code, 0x100 + 116)
+
+    def test_client_certificate_from_another_ca_is_bad_certificate(self):
+        net, checked = self.certificateNetwork("stranger")
+        self.assertEqual((checked, net.accepted), (["CN=frpc"], []))
+        self.assertTrue(net.client.closed and net.server.closed)
+        self.assertEqual(net.server._conn._close_event.error_code, 0x100 + 42)
 
     def test_session_close_reaches_the_peer(self):
         net = Network(self)

@@ -200,13 +200,14 @@ class FrpServerService(Service):
 
     def _listenQuic(self) -> None:
         """Listen on ``quic_bind_port`` (UDP): each stream a client opens is a logical connection."""
-        from frptw.transport.quicudp import QuicListener, serverConfiguration
+        from frptw.transport.quicudp import QuicListener, clientCertificateCheck, serverConfiguration
 
         transport = self.config.transport
         tls = transport.tls
-        configuration = serverConfiguration(transport.quic, tls.cert_file, tls.key_file, tls.trusted_ca_file)
+        configuration = serverConfiguration(transport.quic, tls.cert_file, tls.key_file)
+        checkClient = clientCertificateCheck(tls.trusted_ca_file) if tls.trusted_ca_file else None
         self._quicListener = QuicListener(self._reactor, configuration, transport.quic,
-                                          LogicalConnectionFactory(self._dispatcher))
+                                          LogicalConnectionFactory(self._dispatcher), checkClient)
         self._quicPort = self._reactor.listenUDP(self.config.quic_bind_port, self._quicListener,
                                                  interface=self.config.bind_addr)
         log.info("frps quic listen on {addr}:{port}", addr=self.config.bind_addr, port=self.config.quic_bind_port)

@@ -29,8 +29,10 @@ import logging
 from collections import deque
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
+from aioquic import tls
 from aioquic.quic import events
 from aioquic.quic.connection import MAX_STREAM_DATA_FRAME_CAPACITY, QuicConnection, QuicFrameType
+from cryptography import x509
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
@@ -67,25 +69,68 @@ NO_ERROR = 0
 Address = Tuple[str, int]
 
 
+#: Checks a client's certificate (leaf, then the chain it sent); raises ValueError to refuse it.
+ClientCertificateCheck = Callable[[x509.Certificate, List[x509.Certificate]], None]
+
+
+class _CertificateRequired(tls.Alert):
+    """TLS 1.3's ``certificate_required`` alert (RFC 8446 §6.2), which aioquic does not name:
+    what Go's crypto/tls sends when a client required to present a certificate sends none."""
+
+    description = 116
+
+
 class FrpQuicConnection(QuicConnection):
-    """aioquic's connection with two frp needs aioquic has no public API for.
+    """aioquic's connection with three frp needs aioquic has no public API for.
 
     * ``maxIncomingStreams`` (frp's ``transport.quic.maxIncomingStreams``) as the initial
       bidirectional stream limit advertised to the peer (aioquic hard-codes 128);
     * receive windows granted as the application consumes data (:meth:`consumed`), not as it
-      arrives, which is what lets a paused reader stop the sender.
+      arrives, which is what lets a paused reader stop the sender;
+    * on a server, ``clientCertificateCheck``: a client certificate is required and checked
+      inside the handshake, as Go's ``RequireAndVerifyClientCert`` (frps with
+      ``transport.tls.trustedCaFile``) does; a client without one, or with one the check
+      refuses, gets the alert Go sends and never reaches the application.
 
-    Both touch aioquic internals (``_local_max_streams_bidi``, ``_write_stream_limits``,
-    ``_streams``, the sender's ``_buffer_stop``); setup.py pins the aioquic release line this
-    was checked against and tests/test_transport_quic.py exercises each of them.
+    These touch aioquic internals (``_local_max_streams_bidi``, ``_write_stream_limits``,
+    ``_streams``, the sender's ``_buffer_stop``, the TLS context's certificate request and its
+    two client-certificate handlers); setup.py pins the aioquic release line this was checked
+    against and tests/test_transport_quic.py exercises each of them.
     """
 
-    def __init__(self, *, configuration, maxIncomingStreams: int = 100000, **kwargs) -> None:
+    def __init__(self, *, configuration, maxIncomingStreams: int = 100000,
+                 clientCertificateCheck: Optional[ClientCertificateCheck] = None, **kwargs) -> None:
         super().__init__(configuration=configuration, **kwargs)
         limit = self._local_max_streams_bidi
         limit.value = limit.sent = max(1, maxIncomingStreams)
         self._window = configuration.max_stream_data
         self._consumed: Dict[int, int] = {}
+        self._clientCertificateCheck = clientCertificateCheck
+
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        check = self._clientCertificateCheck
+        if check is None or self._is_client:
+            return
+        context = self.tls
+        context._request_client_certificate = True
+        handleCertificate = context._server_handle_certificate
+        handleCertificateVerify = context._server_handle_certificate_verify
+
+        def certificateReceived(buf) -> None:
+            handleCertificate(buf)
+            if context._peer_certificate is None:
+                raise _CertificateRequired("a client certificate is required")
+
+        def certificateVerified(buf) -> None:
+            handleCertificateVerify(buf)  # the client holds the certificate's key
+            try:
+                check(context._peer_certificate, list(context._peer_certificate_chain))
+            except ValueError as e:
+                raise tls.AlertBadCertificate(f"client certificate refused: {e}") from None
+
+        context._server_handle_certificate = certificateReceived
+        context._server_handle_certificate_verify = certificateVerified
 
     def consumed(self, streamId: int, size: int) -> None:
         """The application took ``size`` more bytes of stream ``streamId``."""

@@ -8,17 +8,21 @@ every client's session, told apart by the client's address (frp's clients do not
 TLS as frp sets it up (wire-protocol.md §2.8): ALPN ``frp``; the client sends
 ``tls.serverName`` (or the server address) and verifies the server only against a configured
 trusted CA, presenting its certificate when one is configured; the server presents its
-configured certificate or a self-signed one.  aioquic cannot verify client certificates on the
-server side, so frps refuses to open ``quicBindPort`` when ``tls.trustedCaFile`` asks for that.
+configured certificate or a self-signed one and, with ``tls.trustedCaFile``, requires a client
+certificate that chains to one of those CAs (:func:`clientCertificateCheck`), as frps does on
+its TCP bind port.
 """
 
 import ssl
 from functools import partial
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from aioquic.buffer import Buffer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.packet import QuicPacketType, pull_quic_header
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from OpenSSL import crypto
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import TimeoutError as DialTimeout
@@ -29,10 +33,10 @@ from frptw.config.model_common import QUICOptions
 from frptw.errors import ConfigError
 from frptw.logs import FrpLogger
 from frptw.transport.addresses import udpAddress
-from frptw.transport.quic import ALPN, FrpQuicConnection, QuicSession
+from frptw.transport.quic import ALPN, ClientCertificateCheck, FrpQuicConnection, QuicSession
 from frptw.transport.sockets import sendDatagram, widenDatagramBuffers
 from frptw.transport.timers import cancelCall
-from frptw.transport.tls import serverIdentity
+from frptw.transport.tls import loadCertificates, serverIdentity
 
 log = FrpLogger()
 
@@ -82,21 +86,39 @@ def clientConfiguration(
     return configuration
 
 
-def serverConfiguration(
-    options: QUICOptions, certFile: str = "", keyFile: str = "", trustedCaFile: str = ""
-) -> QuicConfiguration:
-    """frps's QUIC TLS settings; raises ConfigError when they cannot be honoured."""
-    if trustedCaFile:
-        raise ConfigError(
-            "quicBindPort with transport.tls.trustedCaFile: client certificates cannot be verified over QUIC "
-            "by this frps"
-        )
+def serverConfiguration(options: QUICOptions, certFile: str = "", keyFile: str = "") -> QuicConfiguration:
+    """frps's QUIC TLS settings; raises ConfigError naming a file that cannot be used."""
     configuration = _common(options, isClient=False)
     identity = serverIdentity(certFile or None, keyFile or None)
     configuration.certificate = identity["certificate"]
     configuration.private_key = identity["privateKey"]
     configuration.certificate_chain = identity.get("extraCertChain", [])
     return configuration
+
+
+def clientCertificateCheck(trustedCaFile: str) -> ClientCertificateCheck:
+    """frps's check of a QUIC client's certificate, as Go's ``RequireAndVerifyClientCert`` with
+    the CAs of ``trustedCaFile``: a chain to one of them (OpenSSL's verification, as on the TCP
+    bind port) and, if the certificate names extended key usages, client authentication (or any)
+    among them.  Raises ConfigError naming a file that cannot be read."""
+    store = crypto.X509Store()
+    for ca in loadCertificates(trustedCaFile, "CA certificate"):
+        store.add_cert(crypto.X509.from_cryptography(ca))
+
+    def check(leaf: x509.Certificate, chain: List[x509.Certificate]) -> None:
+        try:
+            usages = set(leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        except x509.ExtensionNotFound:
+            usages = {ExtendedKeyUsageOID.CLIENT_AUTH}
+        if not usages & {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}:
+            raise ValueError("certificate specifies an incompatible key usage")
+        intermediates = [crypto.X509.from_cryptography(c) for c in chain]
+        try:
+            crypto.X509StoreContext(store, crypto.X509.from_cryptography(leaf), intermediates).verify_certificate()
+        except crypto.X509StoreContextError as e:
+            raise ValueError(str(e)) from None
+
+    return check
 
 
 def clientSession(configuration: QuicConfiguration, options: QUICOptions, clock: IReactorTime,
@@ -113,7 +135,8 @@ def clientSession(configuration: QuicConfiguration, options: QUICOptions, clock:
 
 def serverSession(datagram: bytes, configuration: QuicConfiguration, options: QUICOptions, clock: IReactorTime,
                   send: Callable[[bytes, Address], None], client: Address, local: Address,
-                  acceptFactory: Optional[IProtocolFactory]) -> Optional[QuicSession]:
+                  acceptFactory: Optional[IProtocolFactory],
+                  checkClient: Optional[ClientCertificateCheck] = None) -> Optional[QuicSession]:
     """The server side of a QUIC connection whose first datagram from ``client`` is
     ``datagram``, or None unless that is a full-sized Initial of a version we speak.  Feed it
     ``datagram`` and what follows.  frps's listener uses it, and so can a punched hole."""
@@ -129,6 +152,7 @@ def serverSession(datagram: bytes, configuration: QuicConfiguration, options: QU
         configuration=configuration,
         original_destination_connection_id=header.destination_cid,
         maxIncomingStreams=options.max_incoming_streams,
+        clientCertificateCheck=checkClient,
     )
     return QuicSession(connection, clock, send, peer=udpAddress(*client), host=udpAddress(*local),
                        acceptFactory=acceptFactory, keepalivePeriod=options.keepalive_period)
@@ -197,11 +221,14 @@ def dialQuic(reactor, host: str, port: int, configuration: QuicConfiguration, op
 
 
 class QuicListener(DatagramProtocol):
-    """frps's QUIC port: one session per client address, each stream built by ``acceptFactory``."""
+    """frps's QUIC port: one session per client address, each stream built by ``acceptFactory``;
+    with ``checkClient`` (:func:`clientCertificateCheck`) every client must present a certificate
+    it accepts."""
 
     def __init__(self, clock: IReactorTime, configuration: QuicConfiguration, options: QUICOptions,
-                 acceptFactory: IProtocolFactory) -> None:
+                 acceptFactory: IProtocolFactory, checkClient: Optional[ClientCertificateCheck] = None) -> None:
         self._clock = clock
+        self._checkClient = checkClient
         self._configuration = configuration
         self._options = options
         self._acceptFactory = acceptFactory
@@ -229,7 +256,7 @@ class QuicListener(DatagramProtocol):
     def _newSession(self, data: bytes, addr: Address) -> Optional[QuicSession]:
         local = self.transport.getHost()
         session = serverSession(data, self._configuration, self._options, self._clock, self._send, addr,
-                                (local.host, local.port), self._acceptFactory)
+                                (local.host, local.port), self._acceptFactory, self._checkClient)
         if session is not None:
             self._sessions[addr] = session
             session.whenClosed().addCallback(self._forget, addr, session)

@@ -72,7 +72,8 @@ def _read(path: str, what: str) -> bytes:
         raise ConfigError(f"{path}: cannot read {what}: {e.strerror}") from None
 
 
-def _loadCertificates(path: str, what: str) -> List[x509.Certificate]:
+def loadCertificates(path: str, what: str) -> List[x509.Certificate]:
+    """The PEM certificates in ``path``; raises ConfigError naming the file and ``what`` it is."""
     try:
         return x509.load_pem_x509_certificates(_read(path, what))
     except ValueError as e:
@@ -86,7 +87,7 @@ def _identity(certFile: Optional[str], keyFile: Optional[str]) -> dict:
         return {}
     if not certFile or not keyFile:
         raise ConfigError(f"TLS certificate {certFile!r} and key {keyFile!r}: both or neither must be set")
-    chain = _loadCertificates(certFile, "certificate")
+    chain = loadCertificates(certFile, "certificate")
     try:
         key = serialization.load_pem_private_key(_read(keyFile, "private key"), password=None)
     except (ValueError, TypeError) as e:
@@ -95,7 +96,7 @@ def _identity(certFile: Optional[str], keyFile: Optional[str]) -> dict:
 
 
 def _trustRoot(trustedCaFile: str):
-    cas = _loadCertificates(trustedCaFile, "CA certificate")
+    cas = loadCertificates(trustedCaFile, "CA certificate")
     return ssl.trustRootFromCertificates([ssl.Certificate(crypto.X509.from_cryptography(ca)) for ca in cas])
 
 
