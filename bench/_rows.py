@@ -46,7 +46,10 @@ from tests.support import free_port
 RESULTS = os.path.join(ROOT, "bench", "results")
 #: Column labels of the implementations (or client->server pairs) compared; ratios are
 #: against ``go``.
-LABELS = {"go": "Go frp 0.65", "tw": "frptw", "tw-go": "frptw frpc -> Go frps", "go-tw": "Go frpc -> frptw frps"}
+LABELS = {"go": "Go frp 0.65", "tw": "frptw", "tw-go": "frptw frpc -> Go frps", "go-tw": "Go frpc -> frptw frps",
+          "tw-malloc": "frptw, PYTHONMALLOC=malloc"}
+#: The frpc->frps pairs ``--pairs`` may name.
+PAIRS = ("go", "tw", "tw-go", "go-tw")
 #: The payload of one echo probe (the service's mode byte, then 16 bytes echoed).
 ECHO = b"0123456789abcdef"
 
@@ -73,8 +76,8 @@ def pairs_option(p: argparse.ArgumentParser, default: str) -> Callable[[argparse
 
     def read(args: argparse.Namespace) -> List[str]:
         pairs = [x for x in args.pairs.split(",") if x]
-        if any(x not in LABELS for x in pairs):
-            p.error(f"--pairs: some of {', '.join(LABELS)}")
+        if any(x not in PAIRS for x in pairs):
+            p.error(f"--pairs: some of {', '.join(PAIRS)}")
         return ["go"] + [x for x in pairs if x != "go"]
 
     return read

@@ -20,7 +20,8 @@ out, and p50/p99 of connect to first answer.
 **held**: ``--held`` echo-checked connections through one tcp proxy, opened 500 at a time from
 16 loopback source addresses and then all open at once; RSS and open sockets of frps and frpc
 before, with all held, and 5 s and 40 s after they closed (the sockets must be back; RSS shows
-what each process gives back).
+what each process gives back; frptw's tap sweeps every 30 s).  ``--malloc-variant`` adds frptw
+under ``PYTHONMALLOC=malloc``.
 
 **stall**: raw connections that stop in one phase and then say nothing, all opened at once on
 a fresh frps (and frpc, for the visitor-free listeners); the seconds until the server closed
@@ -113,7 +114,7 @@ def burst_part(s: Session, backend: int, count: int) -> List[Figure]:
     return figures
 
 
-def held_part(s: Session, backend: int, count: int) -> List[Figure]:
+def held_part(s: Session, backend: int, count: int, impls: List[str]) -> List[Figure]:
     def run(impl: str) -> dict:
         with s.one_run(f"held-{impl}-") as r:
             stack = Stack(s, r, impl, backend, full=False)
@@ -141,7 +142,7 @@ def held_part(s: Session, backend: int, count: int) -> List[Figure]:
                 out[f"{k}_sockets"] = (before[k][1], peak[k][1], after[k][1])
             return out
 
-    runs = s.alternate("held", run)
+    runs = s.alternate("held", run, impls)
     figures = [figure(f"held connections served of {count}", "", False, runs, lambda r: float(r["served"])),
                figure("alive at release", "", False, runs, lambda r: float(r["alive"]))]
     for side in ("frps", "frpc"):
@@ -249,6 +250,8 @@ def main() -> int:
     p.add_argument("--parts", default="burst,held,stall", help="some of burst, held, stall (default all)")
     p.add_argument("--count", type=int, default=1000, help="simultaneous connects per listener (default 1000)")
     p.add_argument("--held", type=int, default=10000, help="connections held through one tcp proxy (default 10000)")
+    p.add_argument("--malloc-variant", action="store_true",
+                   help="held: also frptw under PYTHONMALLOC=malloc (what the C allocator gives back)")
     p.add_argument("--stall-cap", type=float, default=90.0, help="seconds a stalled connection is watched (default 90)")
     args = p.parse_args()
     parts = [x for x in args.parts.split(",") if x]
@@ -264,7 +267,9 @@ def main() -> int:
             s.table(f"burst: {args.count} simultaneous connects per listener", burst_part(s, backend, args.count),
                     impls, "Not served = refused + reset + timed out (the kinds are in the log of the run).")
         if "held" in parts:
-            s.table(f"held: {args.held} connections through one tcp proxy", held_part(s, backend, args.held), impls)
+            held = impls + (["tw-malloc"] if args.malloc_variant else [])
+            s.table(f"held: {args.held} connections through one tcp proxy", held_part(s, backend, args.held, held),
+                    held)
         if "stall" in parts:
             s.table(f"stall: seconds until a stalled peer is closed (cap {args.stall_cap:.0f} s = still open)",
                     stall_part(s, backend, args.stall_cap), impls)

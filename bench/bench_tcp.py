@@ -404,6 +404,8 @@ def frp_env(impl: str) -> dict:
     if impl == "go":
         return {"PATH": os.environ.get("PATH", "")}
     _compile_checkout()
+    if impl == "tw-malloc":  # every allocation through the C library's malloc (bench_burst's held part)
+        return dict(os.environ, PYTHONPATH=ROOT, PYTHONMALLOC="malloc")
     return dict(os.environ, PYTHONPATH=ROOT)
 
 

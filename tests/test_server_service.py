@@ -22,7 +22,7 @@ from frptw import tap as tapModule
 from frptw.server import FrpServerService
 from frptw.server.records import ClientRecord, ProxyRecord
 from frptw.tap import ServerOptions
-from frptw.tap.collector import OLDER_THRESHOLDS, YOUNG_THRESHOLD, tuneCollector
+from frptw.tap.collector import OLDER_THRESHOLDS, YOUNG_THRESHOLD, manageMemory, tuneCollector
 from frptw.transport import sockets as socketsModule
 from frptw.wire import messages as m
 from frptw.wire.auth import privilege_key
@@ -324,7 +324,7 @@ class StartupTests(SynchronousTestCase):
         self.patch(tapModule, "set_level", lambda level: None)
         self.patch(socketsModule, "raiseFileLimit", lambda: None)
         tapModule.makeService(options, reactor)
-        self.assertEqual([hook[0] for hook in reactor.whenRunningHooks], [tuneCollector])
+        self.assertEqual([hook[:2] for hook in reactor.whenRunningHooks], [(manageMemory, (reactor,))])
 
     def test_tuning_freezes_then_raises_the_thresholds(self):
         calls = []

@@ -133,9 +133,9 @@ def makeService(options: Options, reactor: Optional[IReactorCore] = None) -> ISe
     from frptw.transport.sockets import raiseFileLimit
 
     raiseFileLimit()  # process-wide effects: the program's, not the embeddable service's
-    from frptw.tap.collector import tuneCollector
+    from frptw.tap.collector import manageMemory
 
-    reactor.callWhenRunning(tuneCollector)  # once started: what start-up made is frozen
+    reactor.callWhenRunning(manageMemory, reactor)  # once started: what start-up made is frozen
     if options.role == "frpc":
         return _frpc(options, reactor)
     from frptw.server import FrpServerService
