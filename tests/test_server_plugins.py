@@ -56,6 +56,19 @@ class ChainTests(TestCase):
             "user": {"user": "carol", "metas": {"team": "red"}, "run_id": "run1"},
             "proxy_name": "carol.echo", "proxy_type": "tcp", "remote_port": 6000}})
 
+    async def test_an_address_literal_is_dialled_without_the_name_resolver(self) -> None:
+        """"127.0.0.1:port" goes straight to connectTCP: no getaddrinfo in the thread pool per
+        connection (which under load once failed a call with DNSLookupError)."""
+
+        class NoResolver:
+            def resolveHostName(self, *args, **kwargs):
+                raise AssertionError("the name resolver was asked")
+
+        self.patch(reactor, "_nameResolver", NoResolver())
+        manager, [server] = await self.plugins(("p", ["NewProxy"]))
+        self.assertEqual(await manager.newProxy(CAROL, REQUEST), REQUEST)
+        self.assertEqual(len(server.calls), 1)
+
     async def test_chain_in_order_each_seeing_the_last_rewrite(self) -> None:
         manager, [first, second] = await self.plugins(("a", ["NewProxy"]), ("b", ["NewProxy", "Ping"]))
         first.answer("NewProxy", {"unchange": False, "content": {"proxy_name": "carol.echo", "proxy_type": "tcp",

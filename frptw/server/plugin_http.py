@@ -6,7 +6,10 @@ per-call timeout.  :class:`HTTPPlugin` is one configured plugin: its URL (frp's 
 ``addr`` + ``path``, ``http://`` unless ``addr`` names a scheme), its ``ops``, and its TLS
 policy: ``https://`` addresses verify the certificate (system roots and host name) only with
 ``tlsVerify``; without it, as Go's ``InsecureSkipVerify``, anything is accepted (SNI is still
-sent for a host name).  A reply is read up to :data:`MAX_REPLY` bytes, then judged by
+sent for a host name).  Plugins at an address literal (``127.0.0.1:9000``, the usual case) are
+dialled as they are, names resolved (:func:`~frptw.transport.sockets.tcpEndpoint`): Agent's own
+``HostnameEndpoint`` sends even "127.0.0.1" through getaddrinfo in the thread pool, a thread
+hand-off per connection, which under load once failed a call with ``DNSLookupError``.  A reply is read up to :data:`MAX_REPLY` bytes, then judged by
 :mod:`frptw.server.plugin_rpc`.  Loaded only when plugins are configured.
 """
 
@@ -15,8 +18,9 @@ from typing import List, Set
 from urllib.parse import urlsplit, urlunsplit
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.error import ConnectError, ConnectionClosed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.web.client import (
@@ -32,11 +36,12 @@ from twisted.web.client import (
     _HTTP11ClientFactory,
 )
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IPolicyForHTTPS
+from twisted.web.iweb import IAgentEndpointFactory, IPolicyForHTTPS
 from zope.interface import implementer
 
 from frptw.errors import FrpError
 from frptw.server import plugin_rpc as rpc
+from frptw.transport.sockets import tcpEndpoint
 from frptw.transport.tls import clientContextFactory
 
 #: Bytes of a reply read at most; a longer one is a failed call.
@@ -62,6 +67,23 @@ class _NoVerification:
 
     def creatorForNetloc(self, hostname: bytes, port: int):
         return clientContextFactory(hostname.decode("idna"))
+
+
+@implementer(IAgentEndpointFactory)
+class _PluginEndpoints:
+    """Where the Agent connects for a plugin URL: :func:`tcpEndpoint` (literals as they are,
+    ``TCP_NODELAY``), in TLS for ``https://`` as ``policy`` says."""
+
+    def __init__(self, reactor, policy: IPolicyForHTTPS, timeout: float) -> None:
+        self._reactor = reactor
+        self._policy = policy
+        self._timeout = timeout
+
+    def endpointForURI(self, uri) -> IStreamClientEndpoint:
+        endpoint = tcpEndpoint(self._reactor, uri.host.decode("idna"), uri.port, self._timeout)
+        if uri.scheme == b"https":
+            endpoint = wrapClientTLS(self._policy.creatorForNetloc(uri.host, uri.port), endpoint)
+        return endpoint
 
 
 def plugin_url(addr: str, path: str) -> str:
@@ -148,7 +170,7 @@ class HTTPPlugin:
         self.ops: Set[str] = set(options.ops)
         self.url = plugin_url(options.addr, options.path)
         policy = BrowserLikePolicyForHTTPS() if options.tls_verify else _NoVerification()
-        self._agent = Agent(reactor, contextFactory=policy, pool=pool)
+        self._agent = Agent.usingEndpointFactory(reactor, _PluginEndpoints(reactor, policy, timeout), pool=pool)
         self._clock = clock
         self._timeout = timeout
 
