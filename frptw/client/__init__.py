@@ -12,9 +12,19 @@ proxies and visitors change); :class:`Reloader` reloads a configuration file int
 :class:`AdminService` is frpc's admin API (``webServer.*``) on :mod:`frptw.web`.
 """
 
-from frptw.client._admin import AdminService, Reloader
 from frptw.client._proxies import ProxyStatus
+from frptw.client._reload import Reloader
 from frptw.client._service import FrpClientService
 from frptw.client._visitors import VisitorStatus
 
 __all__ = ["AdminService", "FrpClientService", "ProxyStatus", "Reloader", "VisitorStatus"]
+
+
+def __getattr__(name: str):
+    """``AdminService`` on first use: it brings ``twisted.web`` (~40 ms of frpc's start), which an
+    frpc without ``webServer.port`` never needs."""
+    if name == "AdminService":
+        from frptw.client._admin import AdminService
+
+        return AdminService
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,13 +25,13 @@ import os
 from typing import Callable, Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 
-from frptw.client._reload import ConfigDiff
-from frptw.config import ClientConfig, load_client_config, parse_client_config
-from frptw.errors import ConfigError, FrpError
+from frptw.client._reload import ConfigDiff, Reloader
+from frptw.config import parse_client_config
+from frptw.errors import ConfigError
 from frptw.logs import FrpLogger
 from frptw.web import ApiResource, BasicAuthGate, Healthz, RedirectToStatic, WebServer, staticAssets, textBody
 
@@ -47,42 +47,6 @@ def goParseBool(text: str) -> Optional[bool]:
     if text in ("0", "f", "F", "FALSE", "false", "False"):
         return False
     return None
-
-
-class Reloader:
-    """Reloads frpc's configuration file into a running :class:`FrpClientService`.
-
-    :param service: the running frpc.
-    :param path: the configuration file (None: frpc was configured without a file).
-    :param strict: default strictness (unknown keys rejected) when a caller does not choose.
-    """
-
-    def __init__(self, service, path: Optional[str], strict: bool = True) -> None:
-        self.service = service
-        self.path = path
-        self.strict = strict
-
-    def load(self, strict: Optional[bool] = None) -> ClientConfig:
-        """The file's configuration, loaded and verified; raises ConfigError."""
-        if not self.path:
-            raise ConfigError("frpc has no config file path")
-        return load_client_config(self.path, strict=self.strict if strict is None else strict)
-
-    def reload(self, strict: Optional[bool] = None) -> Deferred:
-        """Load the file and apply its proxies and visitors; fires with the ConfigDiff, fails
-        with ConfigError (nothing changed) when the file does not load."""
-        d = maybeDeferred(self.load, strict).addCallback(self.service.applyConfig)
-        return d.addCallbacks(self._reloaded, self._failed)
-
-    def _reloaded(self, diff: ConfigDiff) -> ConfigDiff:
-        _log.info("success reload conf")
-        return diff
-
-    def _failed(self, failure: Failure) -> Failure:
-        _log.warn("reload frpc proxy config error: {error}", error=failure.value)
-        if not failure.check(FrpError):
-            _log.failure("reloading {path}", failure, path=self.path)  # a bug: keep its traceback
-        return failure
 
 
 def statusDocument(service) -> dict:

@@ -99,7 +99,7 @@ def _frpc(options: Options, reactor) -> IService:
     the SIGHUP reload (``sighup``)."""
     from twisted.application.service import MultiService
 
-    from frptw.client import AdminService, FrpClientService, Reloader
+    from frptw.client import FrpClientService, Reloader
     from frptw.tap.hangup import HangupReload
 
     top = MultiService()
@@ -108,6 +108,8 @@ def _frpc(options: Options, reactor) -> IService:
     frpc.setServiceParent(top)
     reloader = Reloader(frpc, options["config"], strict=not options["no-strict-config"])
     if options.loaded.web_server.port > 0:
+        from frptw.client import AdminService
+
         admin = AdminService(
             frpc, reloader, reactor,
             onStop=lambda: exitProcess(reactor, 0),
