@@ -11,7 +11,8 @@
 
 import ssl
 import struct
-from typing import List, Optional
+from contextlib import nullcontext
+from typing import ContextManager, List, Optional
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
@@ -128,6 +129,10 @@ class FakeControl:
     def admitUser(self, proxyName: str, proxyType: str, remoteAddr: str) -> None:
         """No server plugin judges user connections here."""
         return None
+
+    def writesTogether(self) -> ContextManager[None]:
+        """Its work connections are plain transports: nothing to join."""
+        return nullcontext()
 
     def makeWork(self) -> SwitchableProtocol:
         work = SwitchableProtocol()

@@ -1,7 +1,7 @@
 """The ProxyOwner interface between frps's proxies and the client they belong to.
 
 frps's proxies may use of their client's session only what ``ProxyOwner`` declares (clock, run
-id, user, pool count, a work connection, the NewUserConn plugins).  The real owner (the control
+id, user, pool count, a work connection, the NewUserConn plugins, writes joined into one).  The real owner (the control
 protocol) and the tests' fake must both provide all of it, and no proxy module may reach for
 anything else on its owner: a new need is a new member of the interface, declared first.
 """
@@ -32,7 +32,8 @@ def declared() -> Set[str]:
 
 class ProxyOwnerTests(SynchronousTestCase):
     def test_the_interface(self) -> None:
-        self.assertEqual(declared(), {"clock", "runId", "user", "poolCount", "getWorkConn", "admitUser"})
+        self.assertEqual(declared(), {"clock", "runId", "user", "poolCount", "getWorkConn", "admitUser",
+                                      "writesTogether"})
 
     def test_the_control_protocol_provides_it(self) -> None:
         clock = Clock()

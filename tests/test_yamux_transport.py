@@ -24,7 +24,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from frptw.errors import ConnectionClosed
-from frptw.transport.yamux import YamuxSession, YamuxStream
+from frptw.transport.yamux import YamuxSession, YamuxStream, writesTogether
 from frptw.wire.yamux import Flag, FrameType, decode_header, encode_header
 from tests.frpbin import frp_binary
 from tests.support import free_port, tempDir, until
@@ -396,6 +396,33 @@ class SingleSessionTests(SynchronousTestCase):
         self.assertEqual(framesIn(self.transport.value()), [(FrameType.WINDOW_UPDATE, Flag.ACK, 1, 0x5C0000)])
         self.transport.clear()
         return session, factory.built[0]
+
+    def test_writes_together_leave_as_one_write(self):
+        """Frames of two streams written inside writesTogether reach the transport as one write
+        when the outermost block ends; outside a block each write goes at once."""
+        writes = []
+        self.patch(self.transport, "writeSequence", lambda chunks: writes.append(b"".join(chunks)))
+        session = self.session(keepaliveInterval=None)
+        first, second = Recorder(), Recorder()
+        session.openStream(first)
+        session.openStream(second)
+        self.assertEqual(len(writes), 2)  # the SYNs, each at once
+        del writes[:]
+        with writesTogether(first.transport):
+            with session.writesTogether():
+                first.transport.write(b"one")
+            second.transport.write(b"two")
+            self.assertEqual(writes, [])
+        self.assertEqual([framesIn(w) for w in writes],
+                         [[(FrameType.DATA, 0, 1, 3), (FrameType.DATA, 0, 3, 3)]])
+        first.transport.write(b"three")
+        self.assertEqual(len(writes), 2)
+
+    def test_writes_together_on_another_transport_joins_nothing(self):
+        transport = StringTransport()
+        with writesTogether(transport):
+            transport.write(b"x")
+        self.assertEqual(transport.value(), b"x")
 
     def test_peer_fin_to_half_closeable_protocol(self):
         """readConnectionLost, the reply still goes out, and connectionLost comes on the next turn."""

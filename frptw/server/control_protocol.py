@@ -20,7 +20,7 @@ connections with ``ReqWorkConn``, and checks heartbeats once per second when
 """
 
 from collections import deque
-from typing import Callable, Deque, List, Optional
+from typing import Callable, ContextManager, Deque, List, Optional
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
@@ -48,6 +48,7 @@ from frptw.server.proxy_base import ProxyOwner
 from frptw.server.workpool import WorkConnPool
 from frptw.transport.addresses import describePeer
 from frptw.transport.switch import SwitchableProtocol
+from frptw.transport.yamux import writesTogether
 from frptw.wire import messages as m
 from frptw.wire.crypto import AESCFBCodec
 from frptw.wire.errors import ProtocolError
@@ -126,6 +127,11 @@ class ControlProtocol(Protocol):
     def getWorkConn(self) -> "Deferred[SwitchableProtocol]":
         """A work connection of this client (see :meth:`WorkConnPool.get`)."""
         return self.pool.get()
+
+    def writesTogether(self) -> ContextManager[None]:
+        """Messages to this client written inside leave as one write (with tcp_mux, the control
+        stream and the work streams share one yamux session)."""
+        return writesTogether(self.transport)
 
     def admitUser(self, proxyName: str, proxyType: str, remoteAddr: str) -> "Optional[Deferred[None]]":
         """Ask the ``NewUserConn`` plugins about a user connection; None when none takes it,

@@ -21,7 +21,7 @@ A user connection that gets no work connection within ``user_conn_timeout`` is c
 Closing the proxy closes its user connections, including those still waiting.
 """
 
-from typing import Dict, List, Optional, Set
+from typing import ContextManager, Dict, List, Optional, Set
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
@@ -76,6 +76,10 @@ class ProxyOwner(TypingProtocol):
     def admitUser(self, proxyName: str, proxyType: str, remoteAddr: str) -> "Optional[Deferred[None]]":
         """None if no server plugin judges user connections; else a Deferred that fails with
         :class:`~frptw.errors.PluginRejected` if this one is refused."""
+
+    def writesTogether(self) -> ContextManager[None]:
+        """A block whose messages to the client leave as one write (a pooled work connection's
+        ``StartWorkConn`` and the ``ReqWorkConn`` for its replacement)."""
 
 
 class UserConnection(SwitchableProtocol):
@@ -154,7 +158,8 @@ class BaseProxy:
         remoteAddr = join_host_port(host, port)
         admitted = self.owner.admitUser(self.name, self.type, remoteAddr)
         if admitted is None:
-            self._findWorkConn(user)
+            with self.owner.writesTogether():
+                self._findWorkConn(user)
             return
         self._waiting[user] = admitted
         admitted.addCallbacks(lambda _: self._findWorkConn(user), lambda f: self._rejected(user, remoteAddr, f))

@@ -32,7 +32,8 @@ A missed ping or ACK closes the whole session, as yamux does.
 """
 
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, ContextManager, Deque, Dict, Iterator, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
@@ -410,6 +411,8 @@ class YamuxSession(Protocol):
         self._keepaliveCall: Optional[IDelayedCall] = None
         self._pingTimeoutCall: Optional[IDelayedCall] = None
         self._pingId: Optional[int] = None
+        #: Nesting depth of :meth:`writesTogether`: frames wait for the outermost to end.
+        self._joining = 0
 
     def __repr__(self) -> str:
         peer = self.transport.getPeer() if self.transport is not None else None
@@ -477,9 +480,23 @@ class YamuxSession(Protocol):
             self.transport.loseConnection()
 
     def _flush(self) -> None:
+        if self._joining:
+            return
         chunks = self._conn.chunks_to_send()
         if chunks and not self._closed:
             self.transport.writeSequence(chunks)
+
+    @contextmanager
+    def writesTogether(self) -> Iterator[None]:
+        """Frames of any stream queued inside go to the transport as one write when the
+        outermost block ends (one TLS record and one ``send`` instead of one per frame)."""
+        self._joining += 1
+        try:
+            yield
+        finally:
+            self._joining -= 1
+            if not self._joining and self.transport is not None:
+                self._flush()
 
     # -- opening streams ---------------------------------------------------------------------
     def openStream(self, protocol: IProtocol) -> Deferred:
@@ -665,3 +682,12 @@ class YamuxSession(Protocol):
         wire.GoAwayReceived: _onGoAwayReceived,
         wire.ConnectionTerminated: _onConnectionTerminated,
     }
+
+
+def writesTogether(transport: Any) -> ContextManager[None]:
+    """What is written inside to ``transport`` and to the other streams of its yamux session
+    leaves as one write at the end (:meth:`YamuxSession.writesTogether`); for a transport that
+    is not a yamux stream there is nothing to join."""
+    if isinstance(transport, YamuxStream):
+        return transport._session.writesTogether()
+    return nullcontext()
