@@ -159,3 +159,10 @@ class ServerTests(SynchronousTestCase):
         config = parse_server_config("sshTunnelGateway.bindPort = 70000\nallowPorts = [{start = 9, end = 1}]\n", "toml", env={})
         self.assertEqual(config.ssh_tunnel_gateway.bind_port, 70000)
         self.assertTrue(any("range 9-1 is empty" in w for w in config.warnings))
+
+    def test_ssh_tunnel_gateway_is_accepted_with_a_warning(self) -> None:
+        """frp 0.65 serves an SSH gateway there; frptw has none, and says so when frps starts."""
+        config = parse_server_config("sshTunnelGateway.bindPort = 2200\n", "toml", "frps.toml", env={})
+        self.assertIn("frps.toml sshTunnelGateway.bindPort: frptw has no SSH tunnel gateway: nothing will listen "
+                      "on this port (Go frps 0.65 serves one)", config.warnings)
+        self.assertEqual(parse_server_config("bindPort = 7000\n", "toml", env={}).warnings, [])

@@ -197,4 +197,7 @@ def validate_server(config: ServerConfig) -> List[Problem]:
     for start, end in config.allow_ports:
         if end < start:
             warnings.append(Problem(f"range {start}-{end} is empty (its end is before its start)", "allowPorts"))
+    if config.ssh_tunnel_gateway.bind_port > 0:
+        warnings.append(Problem("frptw has no SSH tunnel gateway: nothing will listen on this port (Go frps 0.65 "
+                                "serves one)", "sshTunnelGateway.bindPort"))
     return warnings
