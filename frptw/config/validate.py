@@ -17,6 +17,7 @@ from frptw.config.problems import Problem, Scope, quote
 from frptw.config.proxies import ProxyConfig, TCPMuxProxyConfig
 from frptw.config.visitors import VisitorConfig, XTCPVisitorConfig
 from frptw.wire.auth import AUTH_SCOPES
+from frptw.wire.hostport import dns_server_address
 
 TRANSPORT_PROTOCOLS = ("tcp", "kcp", "quic", "websocket", "wss")
 HTTP_PLUGIN_OPS = ("Login", "NewProxy", "CloseProxy", "Ping", "NewWorkConn", "NewUserConn")
@@ -68,6 +69,9 @@ def validate_client(config: ClientConfig) -> List[Problem]:
         if gate not in KNOWN_FEATURE_GATES:
             warnings.append(Problem(f"unknown gate {gate!r} (frp refuses it when frpc starts)", "featureGates"))
     _auth(config.auth.method, config.auth.additional_scopes)
+    if config.dns_server and dns_server_address(config.dns_server) is None:
+        warnings.append(Problem("not an IP address with an optional port: names are resolved by the system's "
+                                "resolver (Go frpc would fail every lookup)", "dnsServer"))
     if config.auth.token_source is not None:
         if config.auth.token:
             raise Problem("cannot be used together with auth.tokenSource", "auth.token")

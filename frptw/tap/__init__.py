@@ -102,6 +102,10 @@ def _frpc(options: Options, reactor) -> IService:
     from frptw.client import FrpClientService, Reloader
     from frptw.tap.hangup import HangupReload
 
+    if options.loaded.dns_server:
+        from frptw.tap.dns import installDNSServer
+
+        installDNSServer(reactor, options.loaded.dns_server)  # process-wide, as Go frpc's
     top = MultiService()
     frpc = FrpClientService(options.loaded, reactor=reactor, onFatal=lambda failure: exitProcess(reactor))
     frpc.setName("frpc")

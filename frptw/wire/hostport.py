@@ -7,9 +7,13 @@ frps, their plugins and the wire machines all use these two, so that a log line,
 field and a dial target are spelled the same way.
 """
 
-from typing import Tuple
+from ipaddress import ip_address
+from typing import Optional, Tuple
 
-__all__ = ["join_host_port", "split_host_port"]
+__all__ = ["dns_server_address", "join_host_port", "split_host_port"]
+
+#: The port of a ``dnsServer`` given without one.
+DNS_PORT = 53
 
 
 def split_host_port(text: str) -> Tuple[str, int]:
@@ -30,3 +34,18 @@ def split_host_port(text: str) -> Tuple[str, int]:
 def join_host_port(host: str, port: int) -> str:
     """Go's ``net.JoinHostPort``: ``host:port``, an IPv6 host in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def dns_server_address(text: str) -> Optional[Tuple[str, int]]:
+    """frpc's ``dnsServer`` as (IP, port): ``"8.8.8.8"`` and ``"::1"`` get port 53 (Go adds
+    ``:53`` when SplitHostPort fails), ``"1.2.3.4:5353"`` and ``"[::1]:53"`` keep theirs; None
+    for a host name or a port out of range, which Go frpc could not use either."""
+    try:
+        host, port = split_host_port(text)
+    except ValueError:
+        host, port = text, DNS_PORT
+    try:
+        ip_address(host)
+    except ValueError:
+        return None
+    return (host, port) if 0 < port < 65536 else None
