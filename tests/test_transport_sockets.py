@@ -13,6 +13,7 @@ from typing import List
 
 from twisted.internet import reactor, tcp
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IHostnameResolver, IReactorPluggableNameResolver
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
@@ -159,6 +160,56 @@ class RealSocketTests(TestCase):
         client.transport.write(b"then this")
         self.assertEqual(client.transport._tempDataLen, len(b"queued then this"))
         await until(lambda: server.received == b"queued then this", lambda: f"in order; got {server.received!r}")
+
+
+    async def test_closing_a_flushed_connection_skips_the_writer_round_trip(self) -> None:
+        """loseConnection with nothing queued: never registered for writing, no zero-byte send,
+        closed on the next turn with connectionDone, and the peer sees an orderly EOF."""
+        client, server = await self.connectedPair()
+        lost = []
+        server.connectionLost = lost.append
+        server.transport.write(b"last words")
+        sends = []
+        real = server.transport.socket
+
+        class Counting:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def send(self, data):
+                sends.append(bytes(data))
+                return real.send(data)
+
+        server.transport.socket = Counting()
+        server.transport.loseConnection()
+        self.assertNotIn(server.transport, reactor.getWriters())
+        self.assertNotIn(server.transport, reactor.getReaders())
+        self.assertEqual(lost, [])  # not within loseConnection
+        await until(lambda: lost, "the connection to be lost")
+        lost[0].trap(ConnectionDone)
+        self.assertEqual(sends, [])
+        await until(lambda: client.received == b"last words" and not client.transport.connected,
+                    "the peer to read everything and then the end")
+
+    async def test_bytes_written_after_lose_connection_still_go_first(self) -> None:
+        client, server = await self.connectedPair()
+        lost = []
+        server.connectionLost = lost.append
+        server.transport.loseConnection()
+        server.transport.write(b"after the close was asked for")
+        await until(lambda: lost, "the connection to be lost")
+        await until(lambda: client.received == b"after the close was asked for", "the late bytes to arrive")
+
+    async def test_abort_after_lose_connection_wins(self) -> None:
+        client, server = await self.connectedPair()
+        lost = []
+        server.connectionLost = lost.append
+        server.transport.loseConnection()
+        server.transport.abortConnection()
+        await until(lambda: lost, "the connection to be lost")
+        await until(lambda: not client.transport.connected, "the peer to see the end")
+        self.assertEqual(len(lost), 1)
+        lost[0].trap(ConnectionAborted)
 
 
 class BatchedUDPTests(TestCase):

@@ -38,8 +38,10 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
     IUDPTransport,
 )
+from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frptw.logs import FrpLogger
@@ -110,6 +112,32 @@ class _SendsAtOnce:
 
     def writeSequence(self, iovec) -> None:
         self.write(b"".join(iovec))
+
+    def _flushed(self) -> bool:
+        return not self._tempDataLen and self.offset == len(self.dataBuffer) and self.producer is None
+
+    def loseConnection(self) -> None:
+        """Close on the next reactor turn when nothing waits to be sent.
+
+        Twisted's own ``loseConnection`` always registers the socket for writing and closes it
+        when the reactor finds it writable: two ``epoll_ctl`` calls, a zero-byte ``send`` and a
+        ``doWrite`` per closed connection even when everything was sent already, which is the
+        usual case here (writes go at once).  Bytes written after this call, before the close,
+        still go first: they put the connection back on Twisted's path."""
+        if self.connected and not self.disconnecting and not self._writeDisconnected and self._flushed():
+            self.stopReading()
+            self.disconnecting = True
+            self.reactor.callLater(0, self._closeIfFlushed)
+            return
+        super().loseConnection()
+
+    def _closeIfFlushed(self) -> None:
+        if not self.connected or self._aborting or not hasattr(self, "socket"):
+            return  # lost meanwhile, or aborted (abortConnection's own call reports it)
+        if self._flushed():
+            self.stopWriting()
+            self.connectionLost(Failure(CONNECTION_DONE))
+        # else: a write since loseConnection registered the writer; doWrite closes when sent
 
 
 class _Server(_SendsAtOnce, tcp.Server):
