@@ -25,6 +25,9 @@ setup(
         "cramjam",
         # CRC-32C (hardware-accelerated C) for the snappy framing checksums; Apache-2.0.
         "google-crc32c",
+        # SIMD base64: frp carries every UDP datagram base64-encoded inside JSON, and the
+        # standard library's strict decoder costs ~9 us per 1400-byte datagram (pybase64: ~1).
+        "pybase64",
         # A real HTTP/1.1 parser for the vhost HTTP proxy and tcpmux CONNECT (no hand-rolled headers).
         "h11",
         # frp's v1 configuration format is TOML (tomllib is stdlib only from 3.11).

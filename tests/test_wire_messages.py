@@ -1,6 +1,7 @@
 """frp v1 message framing and JSON: byte-exact vectors from real frp captures, Go JSON rules,
 the incremental reader's bounds, and hypothesis round trips / garbage."""
 
+import base64
 import dataclasses
 import json
 import struct
@@ -504,3 +505,54 @@ class PropertyTests(SynchronousTestCase):
             return
         self.assertIsInstance(msg, cls)
         m.encode_body(msg)  # whatever we accept, we can send again
+
+
+def _generic_udp_packet(body: bytes) -> m.UDPPacket:
+    """What the generic decoder makes of a UDPPacket body (ProtocolError as it raises)."""
+    try:
+        obj = json.loads(body.decode("utf-8", "replace"))
+    except ValueError as e:
+        raise ProtocolError(str(e)) from None
+    return m.struct_from_json(m.UDPPacket, obj, "UDPPacket")
+
+
+_udp_address = st.builds(m.UDPAddr, st.one_of(st.just(""), st.ip_addresses().map(str)), st.integers(0, 0xFFFF),
+                         st.sampled_from(["", "eth0", "lo", "a.b-c_1", "\u00e9", "<&>", '"']))
+
+
+class DatagramFastPathTests(SynchronousTestCase):
+    """UDPPacket's own encoder and decoder agree with the generic ones, byte for byte and value
+    for value, on everything the generic ones take; what they do not recognise goes generic."""
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.binary(max_size=8000), _udp_address)
+    def test_encoding_is_the_generic_encoding(self, payload, address):
+        try:
+            expected = m.encode_message(m.UDPPacket(c=payload, r=address))
+        except m.MessageTooLarge:
+            self.assertRaises(m.MessageTooLarge, m.encode_udp_packet, payload, address)
+            return
+        self.assertEqual(m.encode_udp_packet(payload, address), expected)
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.binary(max_size=2000), st.none() | _udp_address, st.none() | _udp_address)
+    def test_decoding_frps_and_frpcs_bodies_is_the_generic_decoding(self, payload, local, remote):
+        body = m.encode_body(m.UDPPacket(c=payload, l=local, r=remote))
+        self.assertEqual(m.decode_body(m.UDPPacket.TYPE[0], bytearray(body)), _generic_udp_packet(body))
+
+    @settings(max_examples=1000, deadline=None)
+    @given(st.binary(min_size=1, max_size=300), st.sampled_from([b"127.0.0.1", b"::1", b"", b"1.2.3"]),
+           st.integers(0, 99999), st.binary(max_size=8), st.integers(0, 400), st.binary(max_size=3))
+    def test_near_misses_decode_as_the_generic_decoder_does(self, payload, ip, port, zone, cut, splice):
+        """frp's spelling with bytes changed here and there: the same message, or the same
+        refusal, as the generic decoder gives."""
+        body = (b'{"c":"' + base64.b64encode(payload) + b'","r":{"IP":"' + ip + b'","Port":' + str(port).encode()
+                + b',"Zone":"' + zone + b'"}}')
+        position = cut % (len(body) + 1)
+        body = body[:position] + splice + body[position + len(splice):]
+        try:
+            expected = _generic_udp_packet(body)
+        except ProtocolError:
+            self.assertRaises(ProtocolError, m.decode_body, m.UDPPacket.TYPE[0], bytearray(body))
+            return
+        self.assertEqual(m.decode_body(m.UDPPacket.TYPE[0], bytearray(body)), expected)

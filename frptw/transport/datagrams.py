@@ -50,6 +50,7 @@ from frptw.wire.messages import (
     UDPAddr,
     UDPPacket,
     encode_message,
+    encode_udp_packet,
 )
 
 #: Framed messages a paused channel keeps before it drops datagrams (frp: 1024 packets).
@@ -127,7 +128,7 @@ def encode_packet(payload: bytes, user: Address) -> bytes:
     :raises MessageTooLarge: the payload does not fit in a v1 message (about 7.5 KB).
     """
     host, port = user
-    return encode_message(UDPPacket(c=payload, r=UDPAddr(ip=host, port=port)))
+    return encode_udp_packet(payload, UDPAddr(ip=host, port=port))
 
 
 @implementer(IPushProducer)

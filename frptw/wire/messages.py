@@ -38,7 +38,6 @@ to send a message that no frp peer would accept.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import dataclasses
 import functools
@@ -48,6 +47,8 @@ import re
 import struct
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, ClassVar, Mapping, NoReturn, Optional, get_args, get_origin, get_type_hints
+
+import pybase64
 
 from frptw.errors import FrpError
 from frptw.wire.errors import ProtocolError
@@ -488,7 +489,7 @@ def _decode_base64(value: Any, where: str) -> bytes:
     if type(value) is not str:
         raise _type_error(where, "a base64 string", value)
     try:
-        return base64.b64decode(value, validate=True)
+        return pybase64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as e:
         raise ProtocolError(f"{where}: invalid base64 ({e})") from None
 
@@ -583,7 +584,7 @@ def _kind(hint: Any) -> tuple[Callable[[Any, str], Any], Optional[Callable[[Any]
 
 
 def _encode_base64(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
+    return pybase64.b64encode(value).decode("ascii")
 
 
 def _struct_to_dict(obj: Any) -> dict[str, Any]:
@@ -726,6 +727,10 @@ def decode_body(type_byte: int, body: bytes | bytearray) -> Message:
 
     :raises ProtocolError: unknown type byte, malformed JSON, or a wrongly typed field.
     """
+    if type_byte == _UDP_PACKET_TYPE:
+        packet = _decode_udp_packet_as_frp_writes_it(body)
+        if packet is not None:
+            return packet
     cls = _CLASS_BY_TYPE_BYTE.get(type_byte)
     if cls is None:
         raise ProtocolError(f"unknown message type byte 0x{type_byte:02x}")
@@ -738,6 +743,77 @@ def decode_body(type_byte: int, body: bytes | bytearray) -> Message:
     except ValueError as e:
         raise ProtocolError(f"{cls.__name__}: malformed JSON ({e})") from None
     return _struct_from_dict(cls, obj, cls.__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Datagrams: UDPPacket as frp writes it, without the generic codec per datagram
+# --------------------------------------------------------------------------------------------
+
+_UDP_PACKET_TYPE = UDPPacket.TYPE[0]
+#: How frp's body for a datagram starts (``{"c":"`` base64 payload ``","r":`` address ``}``);
+#: any other spelling (other keys, key order or case, escapes, whitespace) takes the generic path.
+_UDP_HEAD = b'{"c":"'
+_UDP_MIDDLE = b'","r":'
+_UDP_ADDRESS = re.compile(rb'\{"IP":"[0-9A-Fa-f.:]*","Port":[0-9]{1,5},"Zone":"[A-Za-z0-9._-]*"\}')
+#: Addresses seen in datagrams (a proxy's few users), as JSON and back; cleared when full.
+_ADDRESS_CACHE_LIMIT = 1024
+_address_json: dict[tuple[str, int, str], bytes] = {}
+_address_from_json: dict[bytes, tuple[str, int, str]] = {}
+
+
+def encode_udp_packet(payload: bytes, address: UDPAddr) -> bytes:
+    """``encode_message(UDPPacket(c=payload, r=address))``, byte for byte: base64 needs no
+    JSON escaping and the address's JSON is built once per address, so a datagram costs a
+    base64 encoding (pybase64's SIMD codec) and two joins instead of the generic encoder (a
+    1400-byte payload: ~14 -> ~1.5 us).
+
+    :raises MessageTooLarge: as :func:`encode_message`.
+    """
+    key = (address.ip, address.port, address.zone)
+    tail = _address_json.get(key)
+    if tail is None:
+        if len(_address_json) >= _ADDRESS_CACHE_LIMIT:
+            _address_json.clear()
+        tail = _address_json[key] = b'","r":' + encode_json(_struct_to_dict(address)) + b"}"
+    if not payload:  # Go omits an empty "c"
+        return encode_message(UDPPacket(c=payload, r=address))
+    body = b'{"c":"' + pybase64.b64encode(payload) + tail
+    if len(body) > MAX_BODY_LENGTH:
+        return encode_message(UDPPacket(c=payload, r=address))  # raises MessageTooLarge
+    return _HEADER.pack(_UDP_PACKET_TYPE, len(body)) + body
+
+
+def _decode_udp_packet_as_frp_writes_it(body: bytes | bytearray) -> Optional[UDPPacket]:
+    """The ``UDPPacket`` of a body in frp's own spelling (what the generic decoder would
+    return for it), or None to leave the body to the generic decoder.
+
+    The payload is decoded by pybase64 with the generic path's strictness (alphabet and
+    padding checked; the standard library's strict decoder costs ~9 us for a 1400-byte
+    payload, pybase64 ~1), and the address's JSON once per address."""
+    if not body.startswith(_UDP_HEAD) or not body.endswith(b"}"):
+        return None
+    middle = body.find(_UDP_MIDDLE, len(_UDP_HEAD))
+    if middle < 0:
+        return None
+    try:
+        payload = pybase64.b64decode(body[len(_UDP_HEAD):middle], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if not payload:  # Go omits an empty "c": not frp's spelling
+        return None
+    raw = bytes(body[middle + len(_UDP_MIDDLE):-1])  # a key: the body may be a bytearray
+    address = _address_from_json.get(raw)
+    if address is None:
+        if _UDP_ADDRESS.fullmatch(raw) is None:
+            return None
+        try:
+            decoded = _struct_from_dict(UDPAddr, json.loads(raw), "UDPPacket.r")
+        except ProtocolError:
+            return None
+        if len(_address_from_json) >= _ADDRESS_CACHE_LIMIT:
+            _address_from_json.clear()
+        address = _address_from_json[raw] = (decoded.ip, decoded.port, decoded.zone)
+    return UDPPacket(c=payload, r=UDPAddr(*address))
 
 
 class MessageReader:
