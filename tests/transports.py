@@ -122,10 +122,18 @@ class UDPTransportMixin:
     def traffic(self):
         """:data:`BIG` bytes echoed on one connection, then :data:`EACH` on each of
         :data:`CONCURRENT` at once, through the pair's proxy."""
-        echoed = yield exchange(reactor, self.remotePort, BIG)
-        self.assertEqual(echoed, BIG)
-        echoed = yield exchange(reactor, self.remotePort, EACH, connections=CONCURRENT)
-        self.assertEqual(echoed, EACH * CONCURRENT)
+        try:
+            echoed = yield exchange(reactor, self.remotePort, BIG)
+            self.assertEqual(echoed, BIG)
+            echoed = yield exchange(reactor, self.remotePort, EACH, connections=CONCURRENT)
+            self.assertEqual(echoed, EACH * CONCURRENT)
+        except AssertionError as e:
+            raise AssertionError(f"{e}{self.goSaid()}") from None
+
+    def goSaid(self) -> str:
+        """The end of what the Go sides of the pair logged, for a failure's message."""
+        sides = [(name, getattr(self, name, None)) for name in ("frps", "frpc")]
+        return "".join(f"\nGo {name} said:\n{side.output[-4000:]}" for name, side in sides if isinstance(side, GoFrp))
 
     @inlineCallbacks
     def startFrps(self, kind: str, protocol: str, extra: str = ""):
