@@ -9,8 +9,8 @@ policy: ``https://`` addresses verify the certificate (system roots and host nam
 sent for a host name).  Plugins at an address literal (``127.0.0.1:9000``, the usual case) are
 dialled as they are, names resolved (:func:`~frptw.transport.sockets.tcpEndpoint`): Agent's own
 ``HostnameEndpoint`` sends even "127.0.0.1" through getaddrinfo in the thread pool, a thread
-hand-off per connection, which under load once failed a call with ``DNSLookupError``.  A reply is read up to :data:`MAX_REPLY` bytes, then judged by
-:mod:`frptw.server.plugin_rpc`.  Loaded only when plugins are configured.
+hand-off per connection, which under load once failed a call with ``DNSLookupError``.  A reply
+is read up to :data:`MAX_REPLY` bytes, then judged by :mod:`frptw.server.plugin_rpc`.  Loaded only when plugins are configured.
 """
 
 from io import BytesIO

@@ -29,8 +29,9 @@ there is none): +19/+22 MiB 40 s after the close (medians of 3; Go frp 0.65: +35
 What stays is CPython's small-object allocator: its 1 MiB arenas go back only when empty, and a
 few objects made late in the burst (the pool's fresh work connections) keep 10-15 of them.
 Under ``PYTHONMALLOC=malloc`` everything goes through glibc, which the trim empties page by
-page: +5.5/+4.0 MiB (``bench/bench_burst.py --parts held --malloc-variant``).  A sweep costs what a full collection costs: 0.2-0.35 s
-with 10 000 connections held, once every 30 s while they are busy.
+page: +5.5/+4.0 MiB (``bench/bench_burst.py --parts held --malloc-variant``).  A sweep costs
+what a full collection costs: 0.2-0.35 s with 10 000 connections held, once every 30 s while
+they are busy.
 
 This is an effect on the whole process, so the tap applies it, not the embeddable services.
 """

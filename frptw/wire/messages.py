@@ -755,10 +755,24 @@ _UDP_PACKET_TYPE = UDPPacket.TYPE[0]
 _UDP_HEAD = b'{"c":"'
 _UDP_MIDDLE = b'","r":'
 _UDP_ADDRESS = re.compile(rb'\{"IP":"[0-9A-Fa-f.:]*","Port":[0-9]{1,5},"Zone":"[A-Za-z0-9._-]*"\}')
-#: Addresses seen in datagrams (a proxy's few users), as JSON and back; cleared when full.
-_ADDRESS_CACHE_LIMIT = 1024
-_address_json: dict[tuple[str, int, str], bytes] = {}
-_address_from_json: dict[bytes, tuple[str, int, str]] = {}
+
+
+@functools.lru_cache(maxsize=1024)  # a proxy's datagrams go to and come from a few users
+def _udp_tail(ip: str, port: int, zone: str) -> bytes:
+    """The end of a datagram's body after its payload: the address as JSON, then ``}``."""
+    return _UDP_MIDDLE + encode_json(_struct_to_dict(UDPAddr(ip, port, zone))) + b"}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _udp_address(raw: bytes) -> Optional[tuple[str, int, str]]:
+    """(IP, port, zone) of an address in frp's spelling, or None for the generic decoder."""
+    if _UDP_ADDRESS.fullmatch(raw) is None:
+        return None
+    try:
+        decoded = _struct_from_dict(UDPAddr, json.loads(raw), "UDPPacket.r")
+    except ProtocolError:
+        return None
+    return decoded.ip, decoded.port, decoded.zone
 
 
 def encode_udp_packet(payload: bytes, address: UDPAddr) -> bytes:
@@ -769,15 +783,9 @@ def encode_udp_packet(payload: bytes, address: UDPAddr) -> bytes:
 
     :raises MessageTooLarge: as :func:`encode_message`.
     """
-    key = (address.ip, address.port, address.zone)
-    tail = _address_json.get(key)
-    if tail is None:
-        if len(_address_json) >= _ADDRESS_CACHE_LIMIT:
-            _address_json.clear()
-        tail = _address_json[key] = b'","r":' + encode_json(_struct_to_dict(address)) + b"}"
     if not payload:  # Go omits an empty "c"
         return encode_message(UDPPacket(c=payload, r=address))
-    body = b'{"c":"' + pybase64.b64encode(payload) + tail
+    body = _UDP_HEAD + pybase64.b64encode(payload) + _udp_tail(address.ip, address.port, address.zone)
     if len(body) > MAX_BODY_LENGTH:
         return encode_message(UDPPacket(c=payload, r=address))  # raises MessageTooLarge
     return _HEADER.pack(_UDP_PACKET_TYPE, len(body)) + body
@@ -801,18 +809,9 @@ def _decode_udp_packet_as_frp_writes_it(body: bytes | bytearray) -> Optional[UDP
         return None
     if not payload:  # Go omits an empty "c": not frp's spelling
         return None
-    raw = bytes(body[middle + len(_UDP_MIDDLE):-1])  # a key: the body may be a bytearray
-    address = _address_from_json.get(raw)
+    address = _udp_address(bytes(body[middle + len(_UDP_MIDDLE):-1]))  # bytes: a cache key
     if address is None:
-        if _UDP_ADDRESS.fullmatch(raw) is None:
-            return None
-        try:
-            decoded = _struct_from_dict(UDPAddr, json.loads(raw), "UDPPacket.r")
-        except ProtocolError:
-            return None
-        if len(_address_from_json) >= _ADDRESS_CACHE_LIMIT:
-            _address_from_json.clear()
-        address = _address_from_json[raw] = (decoded.ip, decoded.port, decoded.zone)
+        return None
     return UDPPacket(c=payload, r=UDPAddr(*address))
 
 
