@@ -91,12 +91,27 @@ class GoFrp:
         own process, so its memory and descriptors are its own); frptw logs the same ready
         lines as frp."""
         path = writeConfig(kind, config_text)
+        return cls.runOurs(reactor, kind, ["--config", path], ready, timeout, directory=os.path.dirname(path))
+
+    @classmethod
+    def runOurs(cls, reactor, kind: str, args: Sequence[str], ready: Optional[str] = "default",
+                timeout: float = 30.0, directory: Optional[str] = None) -> defer.Deferred:
+        """frptw's ``kind`` under ``twistd -n`` with the command line ``args`` (after the
+        command name: a config file, or frp's flags)."""
         if ready == "default":
             ready = READY_LINES[kind]
         argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-                kind, "--config", path]
+                kind, *args]
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": ROOT}
-        return cls.command(reactor, f"frptw {kind}", argv, ready, timeout, directory=os.path.dirname(path), env=env)
+        return cls.command(reactor, f"frptw {kind}", argv, ready, timeout, directory=directory, env=env)
+
+    @classmethod
+    def run(cls, reactor, kind: str, args: Sequence[str], ready: Optional[str] = "default",
+            timeout: float = 15.0) -> defer.Deferred:
+        """The real ``kind`` with the command line ``args`` (frp's flags instead of a file)."""
+        if ready == "default":
+            ready = READY_LINES[kind]
+        return cls.command(reactor, kind, [frp_binary(kind), *args], ready, timeout)
 
     @property
     def pid(self) -> Optional[int]:

@@ -364,6 +364,17 @@ def load_config(path: str, role: Optional[str] = None, strict: bool = True,
     return _build(_read(path), None, path, role, strict, env)
 
 
+def config_from_document(data: Dict[str, Any], role: str, source: str, strict: bool = True,
+                         env: Optional[Mapping[str, str]] = None) -> AnyConfig:
+    """A configuration from a v1 document already in memory (``frps``'s flags, ``frpc tcp``'s:
+    :mod:`frptw.config.flags`), defaulted and validated exactly as a file with that content;
+    ``source`` names it in errors."""
+    if role not in ROLES:
+        raise ValueError(f"role must be 'frpc' or 'frps', not {role!r}")
+    document = _Document(source, "json", data=data)
+    return _BUILDERS[role](document, strict, os.environ if env is None else env).build()
+
+
 def load_client_config(path: str, strict: bool = True, env: Optional[Mapping[str, str]] = None) -> ClientConfig:
     """:func:`load_config` for frpc."""
     return load_config(path, "frpc", strict, env)  # type: ignore[return-value]

@@ -15,13 +15,25 @@ import atexit
 import hashlib
 import os
 import sys
-from typing import Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorCore
 from twisted.python import usage
 
+from frptw import FRP_VERSION, __version__
 from frptw.config import load_config
+from frptw.config.flags import (
+    CLIENT_ROOT_FLAGS,
+    PROXY_TYPES,
+    SERVER_FLAGS,
+    VISITOR_TYPES,
+    FlagError,
+    client_command,
+    command_flags,
+    server_document,
+)
+from frptw.config.load import AnyConfig, config_from_document
 from frptw.errors import ConfigError
 from frptw.logs import set_level
 
@@ -46,34 +58,48 @@ def exitProcess(reactor, status: int = 1) -> None:
 
 
 class Options(usage.Options):
-    """Command line of ``twistd frpc`` / ``twistd frps``."""
-
-    optParameters = [
-        ["config", "c", None, "configuration file (frp INI, TOML, YAML or JSON)"],
-    ]
-    optFlags = [
-        ["strict-config", None, "reject unknown keys in TOML/YAML/JSON (frp's default)"],
-        ["no-strict-config", None, "ignore unknown keys in TOML/YAML/JSON"],
-    ]
+    """Command line of ``twistd frpc`` / ``twistd frps``: frp's own (a configuration file, or
+    the whole configuration as flags: :mod:`frptw.config.flags`), read as frp reads it."""
 
     role = "frpc"
 
-    def postOptions(self) -> None:
-        if not self["config"]:
-            raise usage.UsageError("--config FILE is required")
+    def parseOptions(self, options: Optional[Sequence[str]] = None) -> None:
+        args = sys.argv[1:] if options is None else list(options)
         try:
-            self.loaded = load_config(
-                self["config"], role=self.role, strict=not self["no-strict-config"]
-            )
-        except ConfigError as e:
+            self.loaded = self._configure(args)
+        except (ConfigError, FlagError) as e:
             # One clear line and a non-zero exit, before any port is opened; twistd's own
             # UsageError handling would print the whole option summary first.
             sys.stderr.write(f"{self.role}: {e}\n")
             raise SystemExit(1)
-        self._choosePidfile()
+        self._choosePidfile(args)
 
-    def _choosePidfile(self) -> None:
-        """Give each config its own pid file, so several twistd runs can share a directory.
+    def _configure(self, args: List[str]) -> AnyConfig:
+        """The configuration the command line ``args`` gives (each program reads its own)."""
+        raise NotImplementedError(f"{type(self).__name__} reads no command line")
+
+    def _fromFile(self, path: str, given: Dict[str, Any]) -> AnyConfig:
+        strict = given.get("strict-config", True) and not given.get("no-strict-config", False)
+        self["config"] = path
+        self["no-strict-config"] = not strict
+        return load_config(path, role=self.role, strict=strict)
+
+    def _fromFlags(self, document: Dict[str, Any], source: str) -> AnyConfig:
+        self["config"] = None
+        self["no-strict-config"] = False
+        return config_from_document(document, self.role, source)
+
+    def _exitIfAsked(self, given: Dict[str, Any], usage: str) -> None:
+        if given.get("help"):
+            print(usage)
+            raise SystemExit(0)
+        if given.get("version"):
+            print(f"frptw {__version__} (frp {FRP_VERSION})")
+            raise SystemExit(0)
+
+    def _choosePidfile(self, args: List[str]) -> None:
+        """Give each config (or command line) its own pid file, so several twistd runs can
+        share a directory.
 
         twistd's default ``twistd.pid`` would make a second ``twistd frpc`` (or an frps next to
         an frpc) in the same directory refuse to start; an explicit ``--pidfile`` is kept.
@@ -81,17 +107,59 @@ class Options(usage.Options):
         parent = getattr(self, "parent", None)
         if parent is None or parent.get("pidfile") != "twistd.pid":
             return
-        stem = os.path.splitext(os.path.basename(self["config"]))[0]
-        digest = hashlib.sha1(os.path.abspath(self["config"]).encode()).hexdigest()[:8]
+        if self["config"]:
+            stem = os.path.splitext(os.path.basename(self["config"]))[0]
+            identity = os.path.abspath(self["config"])
+        else:
+            stem, identity = "flags", "\0".join(args)
+        digest = hashlib.sha1(identity.encode()).hexdigest()[:8]
         parent["pidfile"] = f"{self.role}-{stem}-{digest}.pid"
 
 
 class ClientOptions(Options):
+    """``twistd frpc -c FILE`` (frp's default ``./frpc.ini``), or one proxy from flags:
+    ``twistd frpc tcp -s HOST -P PORT -l LOCAL -r REMOTE -n NAME``, ``twistd frpc stcp visitor
+    ...`` (``twistd frpc tcp --help`` lists a command's flags)."""
+
     role = "frpc"
+
+    def _configure(self, args: List[str]) -> AnyConfig:
+        given, command = CLIENT_ROOT_FLAGS.parse(args, interspersed=False)
+        if not command:
+            self._exitIfAsked(given, self.getUsage())
+            return self._fromFile(given.get("config") or "./frpc.ini", given)
+        document, commandGiven = client_command(command)
+        visitor = "visitors" in document
+        name = " ".join(command[:2] if visitor else command[:1])
+        self._exitIfAsked(commandGiven, f"Usage: twistd frpc {name} [flags]\n\n"
+                          + command_flags(command[0], visitor).usage())
+        return self._fromFlags(document, f"frpc {name} command line")
+
+    def getUsage(self, width: Optional[int] = None) -> str:
+        commands = ", ".join(PROXY_TYPES)
+        return ("Usage: twistd frpc [-c FILE] | twistd frpc COMMAND [flags]\n\n"
+                f"{CLIENT_ROOT_FLAGS.usage()}\n\nCommands (one proxy, no file): {commands};\n"
+                f"{', '.join(VISITOR_TYPES)} also take 'visitor' (one visitor).  "
+                "'twistd frpc COMMAND --help' lists a command's flags.")
 
 
 class ServerOptions(Options):
+    """``twistd frps -c FILE``, or frps configured by frp's flags (``-t TOKEN -p PORT ...``)
+    when no file is given."""
+
     role = "frps"
+
+    def _configure(self, args: List[str]) -> AnyConfig:
+        given, extra = SERVER_FLAGS.parse(args)
+        if extra:
+            raise FlagError(f'unknown command "{extra[0]}" for "frps"')
+        self._exitIfAsked(given, self.getUsage())
+        if given.get("config"):
+            return self._fromFile(given["config"], given)
+        return self._fromFlags(server_document(given), "frps command line")
+
+    def getUsage(self, width: Optional[int] = None) -> str:
+        return "Usage: twistd frps [-c FILE] [flags]\n\n" + SERVER_FLAGS.usage()
 
 
 def _frpc(options: Options, reactor) -> IService:
