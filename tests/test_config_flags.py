@@ -225,6 +225,14 @@ class TwistdOptionsTests(SynchronousTestCase):
             self.assertEqual(exit.code, 1)
             self.assertTrue(self.stderr.getvalue().startswith(text), self.stderr.getvalue())
 
+    def test_config_dir_is_refused_at_the_top_and_ignored_by_commands_as_in_frp(self) -> None:
+        exit = self.assertRaises(SystemExit, ClientOptions().parseOptions, ["--config-dir", "conf.d"])
+        self.assertEqual(exit.code, 1)
+        self.assertIn("--config-dir", self.stderr.getvalue())
+        options = ClientOptions()
+        options.parseOptions(["tcp", "--config_dir", "conf.d", "-n", "ssh", "-l", "22"])
+        self.assertEqual([p.name for p in options.loaded.proxies], ["ssh"])
+
     def test_help_lists_a_commands_flags(self) -> None:
         out = io.StringIO()
         self.patch(sys, "stdout", out)

@@ -35,6 +35,7 @@ _LOG = (
 #: Flags frp takes on every command of the program and that configure nothing here.
 _GLOBAL = (
     Flag("config", "c", STRING, "", None, "config file"),
+    Flag("config-dir", None, STRING, "", None, "frpc: one frpc per file of the directory (not in frptw)"),
     Flag("strict-config", None, BOOL, "", True, "reject unknown keys in TOML/YAML/JSON"),
     Flag("no-strict-config", None, BOOL, "", False, "ignore unknown keys in TOML/YAML/JSON (frptw)"),
     Flag("version", "v", BOOL, "", False, "version"),

@@ -127,6 +127,9 @@ class ClientOptions(Options):
         given, command = CLIENT_ROOT_FLAGS.parse(args, interspersed=False)
         if not command:
             self._exitIfAsked(given, self.getUsage())
+            if given.get("config-dir"):
+                raise FlagError("--config-dir (one frpc per file, which frp keeps for its own tests) is not "
+                                "supported: run one twistd frpc per file")
             return self._fromFile(given.get("config") or "./frpc.ini", given)
         document, commandGiven = client_command(command)
         visitor = "visitors" in document
