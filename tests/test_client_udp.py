@@ -265,15 +265,18 @@ class UDPForwarderTests(SynchronousTestCase):
         self.reactor.advance(PING_INTERVAL)
         self.assertEqual(readMessages(self.work.value()), [Ping()])
 
-    def test_proxy_protocol_header_on_first_datagram_per_user(self) -> None:
+    def test_proxy_protocol_header_on_every_datagram(self) -> None:
+        """As frp 0.65's udp.Forwarder: the header goes before each datagram, not only a user's first."""
         self.forwarder(udpConfig('transport.proxyProtocolVersion = "v2"'))
         self.deliver(b"a")
         self.deliver(b"b")
         self.deliver(b"c", OTHER)
         first, second = self.reactor.fakeUdpPorts
         header = proxy_protocol_header("v2", USER[0], USER[1], "127.0.0.1", 5353, transport="udp")
-        self.assertEqual(first.written, [(header + b"a", None), (b"b", None)])
-        self.assertTrue(second.written[0][0].startswith(V2_SIGNATURE))
+        self.assertEqual(first.written, [(header + b"a", None), (header + b"b", None)])
+        [(data, _)] = second.written
+        self.assertTrue(data.startswith(V2_SIGNATURE) and data.endswith(b"c"))
+        self.assertNotEqual(data, header + b"c")  # the other user's own address
 
     def test_wildcard_bind_for_non_loopback_service(self) -> None:
         self.fwd = UDPForwarder(self.reactor, udpConfig(localIp="10.0.0.5"), "10.0.0.5", 1500)

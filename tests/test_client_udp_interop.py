@@ -4,6 +4,8 @@
   must all come back from a UDP echo server.
 * stcp / sudp: every mix of our frpc and the real frpc as owner and visitor, through the real
   frps: bulk TCP traffic (sha256-checked) for stcp, echoed datagrams for sudp.
+* udp with ``transport.proxyProtocolVersion = "v2"``: every datagram reaching the local service
+  starts with the PROXY header of its user, from our frpc as from the real one.
 * refusals: wrong secret key, a user not in allow_users, an unknown server name; the visitor
   logs frps's text and later connections still work.
 """
@@ -11,15 +13,16 @@
 import socket
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred, inlineCallbacks
+from twisted.internet.defer import Deferred, TimeoutError, ensureDeferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial.unittest import TestCase
 
+from frptw.client.proxyprotocol import proxy_protocol_header
 from tests.interop import GoAndOursMixin, secretProxy, udpProxy, visitor
 from tests.support import LogCapture, free_port
 from tests.traffic import exchange
-from tests.udptraffic import BIG_REPLY, udp_exchange, wait_for_echo
+from tests.udptraffic import BIG_REPLY, UDPProbe, udp_exchange, wait_for_echo
 
 STCP_CONNECTIONS = 20
 STCP_PER_CONNECTION = 420 * 1024  # 20 x 420 KiB = 8.2 MiB each way
@@ -62,6 +65,42 @@ class UDPProxyTests(GoAndOursMixin, TestCase):
         yield ensureDeferred(logs.waitFor(f"dropping a {BIG_REPLY}-byte datagram"))
         result = yield udp_exchange(reactor, remote, 50)
         self.assertEqual(result, (50, 0, 0))
+
+    @inlineCallbacks
+    def check_proxy_protocol_on_every_datagram(self, ours: bool):
+        """frp 0.65's udp.Forwarder puts the header before each datagram, not a user's first only."""
+        yield self.startFrps()
+        echo = self.udpEcho()
+        remote = free_port()
+        proxy = udpProxy(echo.port, remote, 'transport.proxyProtocolVersion = "v2"')
+        if ours:
+            yield self.ours("u1", proxy)
+        else:
+            yield self.go("u1", proxy, ready="start proxy success")
+        target = ("127.0.0.1", remote)
+        ready = UDPProbe.listen(reactor)
+        self.addCleanup(ready.stop)
+        for _ in range(50):  # frps sets the work connection up a moment after the proxy
+            try:
+                yield ready.ask(target, b"ready?", timeout=0.2)
+                break
+            except TimeoutError:
+                continue
+        probe = UDPProbe.listen(reactor)  # a user of its own: no late answer to "ready?"
+        self.addCleanup(probe.stop)
+        user = probe.listening.getHost().port
+        header = proxy_protocol_header("v2", "127.0.0.1", user, "127.0.0.1", echo.port, transport="udp")
+        for payload in (b"one", b"two", b"three"):
+            answer = yield probe.ask(target, payload)
+            self.assertEqual(answer, header + payload)
+        mine = [data for data in echo.received if not data.endswith(b"ready?")]
+        self.assertEqual(mine, [header + b"one", header + b"two", header + b"three"])
+
+    def test_proxy_protocol_on_every_datagram_ours(self):
+        return self.check_proxy_protocol_on_every_datagram(ours=True)
+
+    def test_proxy_protocol_on_every_datagram_go(self):
+        return self.check_proxy_protocol_on_every_datagram(ours=False)
 
 
 class STCPTests(GoAndOursMixin, TestCase):

@@ -12,8 +12,9 @@ user and its replies come back on the socket that belongs to that user; each rep
   (frp counts only replies; counting both keeps a one-way stream on one socket), or when the
   local service answers with ICMP port unreachable; the next datagram for that user opens a
   new one.
-* With ``transport.proxy_protocol_version`` set, the first datagram sent for each user carries
-  a PROXY header (DGRAM family) built from ``r`` and the local service address.
+* With ``transport.proxy_protocol_version`` set, every datagram sent for a user carries a PROXY
+  header (DGRAM family) built from ``r`` and the local service address, as frp 0.65 does: a
+  datagram service cannot tell the first datagram of a user from the others.
 * ``Ping {}`` goes out every :data:`PING_INTERVAL` seconds: frps drops a work connection that
   stays silent for 60 s.
 * When the work connection ends, every socket is closed; frps asks for a new work connection.
@@ -55,10 +56,10 @@ class _LocalSocket(DatagramProtocol):
 
     noisy = False
 
-    def __init__(self, forwarder: "UDPForwarder", user: Address) -> None:
+    def __init__(self, forwarder: "UDPForwarder", user: Address, header: bytes) -> None:
         self.forwarder = forwarder
         self.user = user
-        self.sentHeader = False
+        self.header = header  # the PROXY header put before each datagram (b"" without one)
         # Restarted by every datagram either way, fired almost never: no DelayedCall.reset
         # (a heap operation) per datagram.
         self._idle = LazyTimer(forwarder.clock, self._expired)
@@ -72,7 +73,7 @@ class _LocalSocket(DatagramProtocol):
 
     def send(self, payload: bytes) -> None:
         self.touch()
-        self.transport.write(payload)
+        self.transport.write(self.header + payload if self.header else payload)
 
     def datagramReceived(self, data: bytes, addr) -> None:
         self.touch()
@@ -130,13 +131,6 @@ class UDPForwarder:
             sock = self._open(user)
             if sock is None:
                 return
-        version = self.config.transport.proxy_protocol_version
-        if version and not sock.sentHeader:
-            sock.sentHeader = True
-            header = proxy_protocol_header(
-                version, user[0], user[1], self.localIp, self.config.local_port, transport="udp"
-            )
-            payload = header + payload
         sock.send(payload)
 
     def channelClosed(self, reason: Failure) -> None:
@@ -145,7 +139,13 @@ class UDPForwarder:
 
     # -- users' sockets ------------------------------------------------------------------
     def _open(self, user: Address) -> Optional[_LocalSocket]:
-        sock = _LocalSocket(self, user)
+        version = self.config.transport.proxy_protocol_version
+        header = b""
+        if version:
+            header = proxy_protocol_header(
+                version, user[0], user[1], self.localIp, self.config.local_port, transport="udp"
+            )
+        sock = _LocalSocket(self, user, header)
         try:
             port = listenUDP(self.reactor, 0, sock, interface=_bindInterface(self.localIp), maxPacketSize=self.packetSize)
             port.connect(self.localIp, self.config.local_port)
