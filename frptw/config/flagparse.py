@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from frptw.errors import ConfigError
+
 #: Flag kinds: what a value is parsed into.
 STRING, INT, BOOL, LIST, MAP = "string", "int", "bool", "list", "map"
 
@@ -22,7 +24,7 @@ _FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 _GO_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO]?[0-7_]*|0[bB][01_]+|[1-9][0-9_]*)\Z")
 
 
-class FlagError(ValueError):
+class FlagError(ConfigError):
     """A command line frp would refuse, with pflag's reason."""
 
 

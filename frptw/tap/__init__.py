@@ -67,7 +67,7 @@ class Options(usage.Options):
         args = sys.argv[1:] if options is None else list(options)
         try:
             self.loaded = self._configure(args)
-        except (ConfigError, FlagError) as e:
+        except ConfigError as e:  # FlagError too
             # One clear line and a non-zero exit, before any port is opened; twistd's own
             # UsageError handling would print the whole option summary first.
             sys.stderr.write(f"{self.role}: {e}\n")
