@@ -258,6 +258,25 @@ class StreamingTests(VhostTestCase):
         self.backendWrite(0, b"0\r\n\r\n")
         self.assertTrue(transport.value().endswith(b"3\r\nabc\r\n0\r\n\r\n"))
 
+    def test_an_http10_backend_is_answered_in_http11(self) -> None:
+        """A backend that speaks HTTP/1.0 (Python's http.server, small devices) is relayed as
+        HTTP/1.1, as Go frps's ReverseProxy does; a body that ends at the backend's close goes to
+        the user chunked, and the user's connection stays open."""
+        self.addProxy(custom_domains=["a.test"])
+        proto, transport = self.connect()
+        for body, framing in ((b"Content-Length: 9\r\n\r\nold style", b"content-length: 9"),
+                              (b"\r\nold style", b"transfer-encoding: chunked")):
+            transport.clear()
+            proto.dataReceived(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            index = len(self.control.works) - 1
+            self.backendWrite(index, b"HTTP/1.0 200 OK\r\nServer: BaseHTTP/0.6\r\n" + body)
+            self.control.protocols[index].connectionLost(Failure(ConnectionDone()))
+            head, _, sent = transport.value().partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"), head)
+            self.assertIn(framing, head.lower())
+            self.assertIn(b"old style", sent)
+            self.assertFalse(transport.disconnecting)
+
     def test_early_response_then_rest_of_body_then_reuse(self) -> None:
         self.addProxy(custom_domains=["a.test"])
         proto, transport = self.connect()

@@ -444,14 +444,16 @@ class Exchange:
         log.warn(self.FAILURE_LOG, name=self._name, reason=reason)
 
     def _rewritten(self, response: h11.Response) -> h11.Response:
-        """The response head for the user: Go's reason phrase, hop-by-hop headers dropped, the
-        proxy's ``response_headers`` set.  A head that needs none of that (the usual one) is
-        relayed as parsed: building a new event would validate every header again, and
-        h11's work is most of the vhost's CPU per request (bench_vhost_exchange --profile)."""
+        """The response head for the user: HTTP/1.1 whatever the backend spoke (as Go's
+        ReverseProxy answers; an HTTP/1.0 backend's body that ends at its close goes on chunked),
+        Go's reason phrase, hop-by-hop headers dropped, the proxy's ``response_headers`` set.  A
+        head that needs none of that (the usual one) is relayed as parsed: building a new event
+        would validate every header again, and h11's work is most of the vhost's CPU per request
+        (bench_vhost_exchange --profile)."""
         headers = response.headers.raw_items()
         rewritten = rewrite_response(headers, self._responseHeaders, False)
         text = reason(response.status_code, response.reason)
-        if rewritten == headers and text == response.reason:
+        if rewritten == headers and text == response.reason and response.http_version == b"1.1":
             return response
         return h11.Response(status_code=response.status_code, reason=text, headers=rewritten)
 
