@@ -190,6 +190,23 @@ class ExchangeTests(SynchronousTestCase):
         backend.connectionLost(Failure(ConnectionDone()))
         self.assertEqual((exchange.state, exchange.answer), (S.FAILED, None))
 
+    def test_http10_response_reaches_the_user_as_http11(self) -> None:
+        """A backend answering HTTP/1.0 with its body ended by the close (Python's
+        http.server): the user gets an HTTP/1.1 head and the whole body, as from Go's frps."""
+        backend = makeBackend(self.clock)
+        exchange = Exchange(self.user, FakePool(backend), "web", REQUEST, False, {}, 60.0)  # head relayed as is
+        self.user.exchange = exchange
+        exchange.start(None)
+        exchange.requestEnd()
+        backend.dataReceived(b"HTTP/1.0 200 OK\r\nServer: py\r\n\r\nhello ")
+        backend.dataReceived(b"world")
+        backend.connectionLost(Failure(ConnectionDone()))
+        self.assertIs(exchange.state, S.COMPLETE)
+        sent = self.user.transport.value()
+        self.assertTrue(sent.startswith(b"HTTP/1.1 200 OK\r\n"), sent)
+        self.assertIn(b"Server: py", sent)
+        self.assertTrue(sent.endswith(b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"), sent)
+
     def test_break_before_the_response_answers_404(self) -> None:
         backend = makeBackend(self.clock)
         exchange = self.exchange(FakePool(backend))
