@@ -1,12 +1,14 @@
 """The small shared helpers under frptw.transport: addresses as frp writes them, and the one way
 a delayed call is stopped."""
 
+import socket
+
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from frptw.transport.addresses import describePeer, hostPort
+from frptw.transport.addresses import datagramHost, describePeer, hostPort, unmappedHost
 from frptw.transport.timers import cancelCall, resetCall
 
 
@@ -23,6 +25,17 @@ class AddressTests(SynchronousTestCase):
         self.assertEqual(hostPort(None), ("", 0))
         self.assertEqual(hostPort(UNIXAddress(b"/tmp/s")), ("", 0))
         self.assertIn("UNIXAddress", describePeer(StringTransport(peerAddress=UNIXAddress(b"/tmp/s"))))
+
+
+    def test_dual_stack_datagram_hosts(self) -> None:
+        """A ``::`` socket's IPv4 peer is reported and written to as Go does it."""
+        self.assertEqual(unmappedHost("::ffff:192.0.2.1"), "192.0.2.1")
+        for host in ("::ffff:c000:201", "::1", "2001:db8::1", "192.0.2.1"):
+            self.assertEqual(unmappedHost(host), host)
+        self.assertEqual(datagramHost("192.0.2.1", socket.AF_INET6), "::ffff:192.0.2.1")
+        self.assertEqual(datagramHost("2001:db8::1", socket.AF_INET6), "2001:db8::1")
+        self.assertEqual(datagramHost("192.0.2.1", socket.AF_INET), "192.0.2.1")
+        self.assertEqual(datagramHost("192.0.2.1", None), "192.0.2.1")
 
 
 class CancelCallTests(SynchronousTestCase):

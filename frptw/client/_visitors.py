@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 from frptw.config import ClientConfig, VisitorConfig
 from frptw.errors import ConfigError, ConnectionClosed, ProxyError, VisitorNotFound
 from frptw.logs import FrpLogger
+from frptw.transport.addresses import datagramHost, unmappedHost
 from frptw.transport.datagrams import Address, DatagramChannel
 from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.preamble import PreambleProtocol
@@ -260,7 +261,7 @@ class SUDPVisitor(_Visitor, DatagramProtocol):
         )
 
     def datagramReceived(self, data: bytes, addr) -> None:
-        user = (addr[0], addr[1])
+        user = (unmappedHost(addr[0]), addr[1])
         if self.channel is not None:
             self.channel.sendPacket(data, user)
             return
@@ -286,7 +287,8 @@ class SUDPVisitor(_Visitor, DatagramProtocol):
     # -- DatagramReceiver ----------------------------------------------------------------
     def packetReceived(self, payload: bytes, user: Address) -> None:
         if self.transport is not None:
-            self.transport.write(payload, user)
+            family = getattr(self.transport, "addressFamily", None)
+            self.transport.write(payload, (datagramHost(user[0], family), user[1]))
 
     def channelClosed(self, reason: Failure) -> None:
         self.channel = None

@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 from frptw.logs import FrpLogger
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
+from frptw.transport.addresses import datagramHost, unmappedHost
 from frptw.transport.datagrams import DatagramChannel, LogLimiter
 from frptw.transport.sockets import listenUDP
 from frptw.transport.switch import SwitchableProtocol
@@ -68,7 +69,12 @@ class _UserSocket(DatagramProtocol):
         self._proxy = proxy
 
     def datagramReceived(self, datagram: bytes, addr: Address) -> None:
-        self._proxy.userDatagram(datagram, addr)
+        self._proxy.userDatagram(datagram, (unmappedHost(addr[0]), addr[1]))
+
+    def send(self, datagram: bytes, user: Address) -> None:
+        """``datagram`` to ``user`` (an IPv4 user of a ``::`` port as IPv4-mapped)."""
+        family = getattr(self.transport, "addressFamily", None)
+        self.transport.write(datagram, (datagramHost(user[0], family), user[1]))
 
     def readBatchStarted(self) -> None:
         """The datagrams of one read of the port go to frpc as one write."""
@@ -144,7 +150,7 @@ class UDPProxy(BaseProxy):
         if self.stats is not None:
             self.stats.addOut(len(payload))
         try:
-            self._socket.transport.write(payload, user)
+            self._socket.send(payload, user)
         except (OSError, OverflowError, MessageLengthError, ValueError) as e:
             # frp ignores write errors on the UDP socket too: the user is unreachable.
             log.debug("[{name}] cannot send a datagram to {user}: {error}", name=self.name, user=user, error=e)
