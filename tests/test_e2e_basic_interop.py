@@ -6,9 +6,13 @@ real Go frp 0.65, run with frptw on one side and the Go binaries on the other.
 * ``[Feature: Client-Server] IPv6 bind address``: with frps on ``bindAddr = "::"`` a udp proxy's
   port is dual-stack, so an IPv4 user's datagrams must be answered (Go's frpc sends the user's
   address back in Go's spelling, ``127.0.0.1``, which a ``::`` socket must map); the same
-  holds for an sudp visitor bound to ``::``.
+  holds for an sudp visitor bound to ``::``;
+* ``[Feature: Server Manager] Ports Whitelist``: a udp proxy refused its port is told
+  ``acquire port N error: port not allowed`` (frps's udp proxy wraps the port error, its tcp
+  proxy does not).
 """
 
+import re
 import socket
 
 from twisted.internet import protocol, reactor
@@ -93,3 +97,28 @@ class DualStackDatagrams(GoAndOursMixin, TestCase):
                                    f"bindPort = {bindPort}\n")
         await wait_for_echo(reactor, bindPort)
         self.assertEqual(await udp_exchange(reactor, bindPort, 50), (50, 0, 0))
+
+
+class PortRefusals(TestCase):
+    timeout = 60
+
+    async def refusal(self, frpsPort: int) -> str:
+        """Go frpc's log line for a tcp and a udp proxy on ports outside ``allowPorts``."""
+        frpc = await GoFrp.start(
+            reactor, "frpc",
+            f'serverAddr = "127.0.0.1"\nserverPort = {frpsPort}\n'
+            '[[proxies]]\nname = "t"\ntype = "tcp"\nlocalPort = 1\nremotePort = 11001\n'
+            '[[proxies]]\nname = "u"\ntype = "udp"\nlocalPort = 1\nremotePort = 11003\n')
+        self.addCleanup(frpc.stop)
+        await frpc.waitFor("start error", count=2)
+        return sorted(re.findall(r"\[[tu]\] start error: .*", frpc.output))
+
+    async def test_our_frps_refuses_as_go_frps(self):
+        allow = "allowPorts = [{ start = 10000, end = 11000 }, { single = 11002 }]\n"
+        goPort = free_port()
+        go = await GoFrp.start(reactor, "frps", f'bindAddr = "127.0.0.1"\nbindPort = {goPort}\n{allow}')
+        self.addCleanup(go.stop)
+        expected = await self.refusal(goPort)
+        self.assertEqual(expected, ["[t] start error: port not allowed",
+                                    "[u] start error: acquire port 11003 error: port not allowed"])
+        self.assertEqual(await self.refusal(await ourFrps(self, allow)), expected)

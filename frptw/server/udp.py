@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IDelayedCall, IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 from twisted.python.failure import Failure
 
+from frptw.errors import ProxyError
 from frptw.logs import FrpLogger
 from frptw.server.ports import PortAllocator
 from frptw.server.proxy_base import BaseProxy, ProxyOwner
@@ -85,7 +86,8 @@ class _UserSocket(DatagramProtocol):
 
 
 class UDPProxy(BaseProxy):
-    """A udp proxy; raises ProxyError (frp's port texts) if it cannot bind its port."""
+    """A udp proxy; raises ProxyError (frp's ``acquire port N error: ...`` texts) if it cannot
+    bind its port."""
 
     type = "udp"
 
@@ -123,7 +125,10 @@ class UDPProxy(BaseProxy):
             listener.maxPacketSize = packetSize + 1
             return listener
 
-        self.remote_port, listener = ports.acquire(self.name, request.remote_port, bind)
+        try:
+            self.remote_port, listener = ports.acquire(self.name, request.remote_port, bind)
+        except ProxyError as e:  # frp's udp proxy (not its tcp proxy) says which port it asked for
+            raise ProxyError(f"acquire port {request.remote_port} error: {e}") from None
         self.listeners.append(listener)
         self.remote_addr = f":{self.remote_port}"
         self.channel = self._newChannel()
