@@ -108,9 +108,10 @@ class WorkConnectionTests(SynchronousTestCase):
         self.work.dataReceived(encode_message(START))
         self.connectLocal()
         self.work.dataReceived(b"z" * 1500)
-        self.assertEqual(self.localTransport.value(), b"z" * 1500)
+        self.assertEqual(self.localTransport.value(), b"z" * 1024)
         self.assertEqual(self.workTransport.producerState, "paused")
-        self.reactor.advance(0.5)
+        self.reactor.advance(476 / 1024)
+        self.assertEqual(self.localTransport.value(), b"z" * 1500)
         self.assertEqual(self.workTransport.producerState, "producing")
 
     def test_server_mode_bandwidth_limit_is_not_applied_here(self) -> None:

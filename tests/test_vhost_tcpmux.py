@@ -83,15 +83,17 @@ class ServerBandwidthTests(SynchronousTestCase):
                     b"k" * 16, vhost, "")
         _, transport = connectVhost(vhost, b"CONNECT m.test:1 HTTP/1.1\r\nHost: m\r\n\r\n" + b"u" * 2048)
         work = control.works[0]
-        self.assertEqual(backendBytes(work), b"u" * 2048)
-        self.assertEqual(transport.producerState, "paused")  # 1 KiB in debt
+        self.assertEqual(backendBytes(work), b"u" * 1024)  # the burst; the rest waits for its tokens
+        self.assertEqual(transport.producerState, "paused")
         clock.advance(0.9)
         self.assertEqual(transport.producerState, "paused")
         clock.advance(0.2)
+        self.assertEqual(backendBytes(work), b"u" * 2048)
         self.assertEqual(transport.producerState, "producing")
-        # ~0 tokens now: a 512-byte reply puts the shared bucket in debt, pausing the work side
+        # ~100 tokens left: a 512-byte reply waits for the shared bucket, pausing the work side
         control.protocols[0].dataReceived(b"d" * 512)
-        self.assertTrue(transport.value().endswith(b"d" * 512))
+        self.assertFalse(transport.value().endswith(b"d" * 512))
         self.assertEqual(work.producerState, "paused")
         clock.advance(0.6)
+        self.assertTrue(transport.value().endswith(b"d" * 512))
         self.assertEqual(work.producerState, "producing")

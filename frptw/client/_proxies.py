@@ -26,11 +26,14 @@ from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 
 from frptw.client._health_machine import isChecked
 from frptw.client.plugins import IClientPlugin, isSupported
+from frptw.config.bandwidth import parse_bandwidth
 from frptw.config.proxies import ProxyConfig, local_name, wire_name
 from frptw.errors import ConnectionClosed, ProxyError, ProxyNotFound
+from frptw.transport.bandwidth import TokenBucket
 from frptw.wire.codec import FRPTW_COMPRESSIONS
 from frptw.wire.messages import NewProxy
 
@@ -91,6 +94,7 @@ class ProxyEntry:
         self.error = self.unsupported
         #: The running client plugin, while the service runs (see :attr:`pluginOptions`).
         self.plugin: Optional[IClientPlugin] = None
+        self._bucket: Optional[TokenBucket] = None
         #: What frps answered (``:6000`` for tcp), kept as sent.
         self.remoteAddr = ""
         self.waiters: List[Deferred] = []
@@ -105,6 +109,17 @@ class ProxyEntry:
         if self.config.type in DATAGRAM_TYPES:
             return None
         return self.config.plugin
+
+    def bandwidthBucket(self, clock: IReactorTime) -> Optional[TokenBucket]:
+        """The token bucket all of this proxy's work connections spend, both ways, when frpc
+        limits its bandwidth (mode ``client``), as frp gives a proxy one limiter; None without
+        a limit here.  Made on first use."""
+        transport = self.config.transport
+        if self._bucket is None and transport.bandwidth_limit_mode != "server":
+            rate = parse_bandwidth(transport.bandwidth_limit)
+            if rate > 0:
+                self._bucket = TokenBucket(rate, clock)
+        return self._bucket
 
     def refuse(self, reason: str) -> None:
         """This client cannot serve the proxy (its plugin cannot start): ``start error``."""

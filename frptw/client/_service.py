@@ -656,7 +656,7 @@ class FrpClientService(Service):
         entry = self._proxies.find(self._proxies.localName(wireName))
         if entry is None or entry.state != RUNNING:
             return None
-        return RunningProxy(entry.config, entry.plugin)
+        return RunningProxy(entry.config, entry.plugin, entry.bandwidthBucket(self._reactor))
 
     def _openWork(self, hello: NewWorkConn, mux: Optional[YamuxSession]) -> None:
         """Open a work connection: a stream of the session's yamux ``mux``, or (None) a new

@@ -34,6 +34,7 @@ from frptw.client._udp import UDPForwarder
 from frptw.client.plugins import ConnectionInfo, IClientPlugin
 from frptw.config import ProxyConfig
 from frptw.logs import FrpLogger
+from frptw.transport.bandwidth import TokenBucket
 from frptw.transport.dataplane import DataPlane, stackDataPlane
 from frptw.transport.preamble import PreambleProtocol
 from frptw.transport.sockets import quietFactory, tcpEndpoint
@@ -48,11 +49,13 @@ LOCAL_DIAL_TIMEOUT = 10.0
 
 
 class RunningProxy(NamedTuple):
-    """What a work connection needs of a running proxy: its configuration and its client
-    plugin (None: dial ``local_ip:local_port``)."""
+    """What a work connection needs of a running proxy: its configuration, its client plugin
+    (None: dial ``local_ip:local_port``) and the token bucket all its work connections spend
+    when frpc limits its bandwidth (None: no limit here)."""
 
     config: ProxyConfig
     plugin: Optional[IClientPlugin] = None
+    bucket: Optional[TokenBucket] = None
 
 
 class WorkState(Enum):
@@ -95,6 +98,8 @@ class WorkConnection(PreambleProtocol):
         self.state = WorkState.WAITING
         #: The compression frps chose in StartWorkConn (``""``: snappy, frp's).
         self._compression = ""
+        #: The proxy's bandwidth bucket, once StartWorkConn named the proxy.
+        self._bucket: Optional[TokenBucket] = None
 
     def badMessage(self, error: ProtocolError) -> None:
         self._log.warn("closing work connection: frps sent bad data: {error}", error=error)
@@ -146,6 +151,7 @@ class WorkConnection(PreambleProtocol):
             self._close(abort=True)
             return
         self._compression = msg.frptw_compression
+        self._bucket = running.bucket
         if config.type in ("udp", "sudp"):
             self._startDatagrams(config)
             return
@@ -212,7 +218,7 @@ class WorkConnection(PreambleProtocol):
         transport = config.transport
         plane = DataPlane.parse(derive_key(self._token), transport.use_encryption, transport.use_compression,
                                 transport.bandwidth_limit, transport.bandwidth_limit_mode)
-        return stackDataPlane(self, plane.compressedWith(self._compression), "client", self._reactor)
+        return stackDataPlane(self, plane.compressedWith(self._compression), "client", self._reactor, self._bucket)
 
 
 
