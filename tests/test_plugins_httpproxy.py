@@ -82,6 +82,11 @@ class HTTPProxyInteropTests(PluginRigMixin, TestCase):
         requests = {
             "get without auth": b"GET http://127.0.0.1:%d/x HTTP/1.1\r\nHost: a\r\n\r\n" % web,
             "get wrong auth": b"GET http://127.0.0.1:%d/x HTTP/1.1\r\nHost: a\r\n%s\r\n" % (web, WRONG),
+            # frp answers 407 (after 200 ms for wrong credentials) before it honours the close.
+            "get without auth, closing": b"GET http://127.0.0.1:%d/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+                                         b"\r\n" % web,
+            "get wrong auth, closing": b"GET http://127.0.0.1:%d/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+                                       b"%s\r\n" % (web, WRONG),
             "get": b"GET http://127.0.0.1:%d/x?y=1 HTTP/1.1\r\nHost: a\r\nX-Mine: 1\r\nProxy-Connection: keep-alive"
                    b"\r\n%s\r\n" % (web, GOOD),
             "post": b"POST http://127.0.0.1:%d/up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n%s\r\nhello" % (web, GOOD),

@@ -292,8 +292,13 @@ class HTTPFrontConnection(SwitchableProtocol):
             self._nextRequest()
 
     def _nextRequest(self) -> None:
-        """The request and its response are complete: read the next one, or close."""
+        """The request and its response are complete: read the next one, or close.  Called
+        when the request ends before its answer (a 407 a plugin delays, as frp's http_proxy
+        does) it waits: :meth:`answer` calls it again, and a client's ``Connection: close``
+        then closes after the answer, not instead of it."""
         h = self.h11
+        if h.our_state is h11.SEND_RESPONSE:
+            return
         if h.our_state is h11.MUST_CLOSE or h.their_state is h11.MUST_CLOSE:
             self._close()
             return
