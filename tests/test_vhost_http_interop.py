@@ -150,6 +150,8 @@ class _Result:
     def __init__(self) -> None:
         self.status = 0
         self.headers: Dict[str, str] = {}
+        #: The response's header names as written, in order.
+        self.names: Tuple[str, ...] = ()
         self.body = b""
         self.hash = hashlib.sha256()
         self.size = 0
@@ -180,6 +182,7 @@ class _Client(protocol.Protocol):
             if isinstance(event, (h11.Response, h11.InformationalResponse)):
                 self.result.status = event.status_code
                 self.result.headers = {k.decode().lower(): v.decode() for k, v in event.headers.raw_items()}
+                self.result.names = tuple(k.decode() for k, _ in event.headers.raw_items())
                 if event.status_code == 101:
                     self.finish()
             elif isinstance(event, h11.Data):
@@ -309,7 +312,10 @@ def summary(result: _Result, port: int) -> tuple:
     if seen:
         del answered["content-length"]  # the JSON view differs: Go adds Accept-Encoding and User-Agent
     body = result.body if result.headers.get("x-backend") != "yes" else b""
-    return (result.status, answered, seen, body)
+    # frps's own answers (401, 404, 504) are laid out as Go's server writes them, names and
+    # order; every response is dated (the order of relayed heads is not Go's sorted one)
+    layout = result.names if result.headers.get("x-backend") != "yes" else "date" in result.headers
+    return (result.status, answered, seen, body, layout)
 
 
 class Stacks:

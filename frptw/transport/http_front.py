@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from frptw.logs import FrpLogger
 from frptw.transport.addresses import describePeer
 from frptw.transport.http_exchange import Backend, Exchange, ExchangeState, Valve, reason
-from frptw.transport.http_headers import Headers, first_header
+from frptw.transport.http_headers import Headers, first_header, http_date
 from frptw.transport.lazytimer import LazyTimer
 from frptw.transport.splice import splice
 from frptw.transport.switch import SwitchableProtocol
@@ -54,6 +54,14 @@ log = FrpLogger()
 MAX_HEAD = 64 * 1024
 MAX_HEADERS = 128
 HEADER_TIMEOUT = 60.0
+
+
+def _dated(response: h11.Response) -> bool:
+    """True if ``response`` carries a ``Date`` (h11 keeps names lower-case beside the raw ones)."""
+    for name, _ in response.headers:
+        if name == b"date":
+            return True
+    return False
 
 
 class ConnectionState(enum.Enum):
@@ -78,6 +86,7 @@ class HTTPFrontConnection(SwitchableProtocol):
         self.state = ConnectionState.HEAD
         self.valve: Optional[Valve] = None
         self.exchange: Optional[Exchange] = None
+        self.clock = clock
         self._headTimer = LazyTimer(clock, self._headTimeout)
 
     # -- what a subclass decides ---------------------------------------------------------------
@@ -228,7 +237,12 @@ class HTTPFrontConnection(SwitchableProtocol):
         self._settle()
 
     def writeResponse(self, event) -> None:
-        """Write a response event from the exchange (h11 checks it fits the request)."""
+        """Write a response event (h11 checks it fits the request).  A final response without
+        ``Date`` gets one last, as Go's server dates every response it writes (frps's vhost,
+        frpc's HTTP plugins: all Go ``http.Server``); 1xx heads are left as they are."""
+        if type(event) is h11.Response and not _dated(event):
+            event = h11.Response(status_code=event.status_code, reason=event.reason,
+                                 headers=event.headers.raw_items() + [(b"Date", http_date(self.clock.seconds()))])
         data = self.h11.send(event)
         if data:
             self.transport.write(data)
@@ -275,12 +289,18 @@ class HTTPFrontConnection(SwitchableProtocol):
         splice(self, backend, backend.meter)
 
     # -- local answers -----------------------------------------------------------------------
-    def answer(self, status: int, headers: Headers, body: bytes) -> None:
-        """Answer the current request here; the rest of its body is dropped."""
+    def answer(self, status: int, headers: Headers, body: bytes, sniffedType: bytes = b"") -> None:
+        """Answer the current request here; the rest of its body is dropped.
+
+        The head is laid out as Go's server writes a handler's answer: the handler's
+        ``headers``, then those the server adds (``Date``, ``Content-Length``, and the
+        ``Content-Type`` it would sniff from the body, ``sniffedType``)."""
         self.state = ConnectionState.LOCAL
+        added = [(b"Date", http_date(self.clock.seconds())), (b"Content-Length", b"%d" % len(body))]
+        if sniffedType:
+            added.append((b"Content-Type", sniffedType))
         try:
-            self.writeResponse(h11.Response(status_code=status, reason=reason(status),
-                                            headers=headers + [(b"Content-Length", b"%d" % len(body))]))
+            self.writeResponse(h11.Response(status_code=status, reason=reason(status), headers=headers + added))
             if body:
                 self.writeResponse(h11.Data(data=body))
             self.writeResponse(h11.EndOfMessage())

@@ -7,6 +7,7 @@ response head a reverse proxy writes back.
 
 import base64
 import binascii
+from email.utils import formatdate
 from typing import Dict, Iterable, List, Optional, Tuple
 
 Headers = List[Tuple[bytes, bytes]]
@@ -79,6 +80,19 @@ def canonical_name(name: bytes) -> bytes:
             _CANONICAL.clear()
         _CANONICAL[name] = canonical
     return canonical
+
+
+#: The last (whole second, ``Date`` value) formatted: a busy vhost dates many responses a second.
+_last_date: Tuple[int, bytes] = (-1, b"")
+
+
+def http_date(seconds: float) -> bytes:
+    """The ``Date`` value Go's server writes for the time ``seconds`` (RFC 7231 IMF-fixdate)."""
+    global _last_date
+    whole = int(seconds)
+    if _last_date[0] != whole:
+        _last_date = (whole, formatdate(whole, usegmt=True).encode("ascii"))
+    return _last_date[1]
 
 
 def set_all(set_headers: Dict[str, str]) -> Dict[bytes, Tuple[bytes, bytes]]:

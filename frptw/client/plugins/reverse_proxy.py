@@ -21,12 +21,12 @@ does.
 What differs from Go on purpose: HTTP/2 is not offered (``enableHTTP2`` is accepted; clients
 speak HTTP/1.1), the backend is not sent ``Accept-Encoding: gzip`` on the client's behalf (Go's
 transport adds it and unzips the answer), and a response without ``Content-Type`` is relayed
-without one (Go's server sniffs one).  A missing ``Date`` is added, as Go's server adds it.
+without one (Go's server sniffs one).  A missing ``Date`` is added, as Go's server adds it
+(:meth:`~frptw.transport.http_front.HTTPFrontConnection.writeResponse`).
 """
 
 import enum
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Dict, Optional, Tuple
 
 import h11
@@ -268,14 +268,6 @@ class PluginFrontConnection(HTTPFrontConnection):
 
     def answerFailed(self, status: int) -> None:
         self.answer(status, [], b"")
-
-    def writeResponse(self, event) -> None:
-        """Go's server dates every final response that does not carry a ``Date``."""
-        if type(event) is h11.Response and first_header(event.headers.raw_items(), b"date") is None:
-            date = formatdate(self.plugin.context.reactor.seconds(), usegmt=True).encode("ascii")
-            event = h11.Response(status_code=event.status_code, reason=event.reason,
-                                 headers=event.headers.raw_items() + [(b"Date", date)])
-        super().writeResponse(event)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if reason.check(SSL.Error) and not self._served:

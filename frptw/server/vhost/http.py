@@ -108,8 +108,9 @@ class HTTPUserConnection(HTTPFrontConnection):
             self._notFound()
             return
         if not check_auth(proxy.request, key.credentials):
-            self.answer(401, _TEXT + [(b"X-Content-Type-Options", b"nosniff"),
-                                      (b"WWW-Authenticate", b'Basic realm="Restricted"')], b"Unauthorized\n")
+            # Go's http.Error after Header().Set: the handler's headers sorted, names canonical.
+            self.answer(401, _TEXT + [(b"Www-Authenticate", b'Basic realm="Restricted"'),
+                                      (b"X-Content-Type-Options", b"nosniff")], b"Unauthorized\n")
             return
         forwarded = rewrite_request(headers, key, getattr(self.transport.getPeer(), "host", ""),
                                     proxy.request.host_header_rewrite, proxy.request.headers, chunked)
@@ -129,4 +130,4 @@ class HTTPUserConnection(HTTPFrontConnection):
             self._notFound()
 
     def _notFound(self) -> None:
-        self.answer(404, [(b"Content-Type", b"text/html; charset=utf-8")], self.vhost.notFoundPage())
+        self.answer(404, [], self.vhost.notFoundPage(), sniffedType=b"text/html; charset=utf-8")
