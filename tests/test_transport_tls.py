@@ -10,7 +10,7 @@ import hashlib
 import json
 import struct
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -89,6 +89,15 @@ class Pki:
         self.serverCert, self.serverKey = self.authority.issueFiles(
             "server", dnsNames=[SERVER_NAME], ipAddresses=["127.0.0.1"], usage=SERVER_AUTH)
         self.clientCert, self.clientKey = self.authority.issueFiles("client", usage=CLIENT_AUTH)
+
+
+def namedLikeItsCA(testCase: SynchronousTestCase, name: str = "127.0.0.1") -> Tuple[str, str, str]:
+    """frp's e2e certificates (test/e2e/pkg/cert): a CA named after the host and one leaf with
+    the same name, for server and client alike; (CA, certificate, key) file paths.  OpenSSL
+    alone takes such a leaf for self-signed; Go accepts it."""
+    authority = TestCA(tempDir(testCase), name=name)
+    certFile, keyFile = authority.issueFiles(name, dnsNames=["localhost"], ipAddresses=["127.0.0.1"])
+    return authority.ca, certFile, keyFile
 
 
 class Sniffer(SwitchableProtocol):
@@ -235,6 +244,13 @@ class OurClientGoServerTests(TestCase):
             ),
         )
 
+    async def test_leaf_named_like_its_ca(self) -> None:
+        ca, cert, key = namedLikeItsCA(self)
+        await self.login(
+            clientContextFactory("127.0.0.1", trustedCaFile=ca, certFile=cert, keyFile=key), customFirstByte=True,
+            frpsExtra=f'transport.tls.certFile = "{cert}"\ntransport.tls.keyFile = "{key}"\n'
+                      f'transport.tls.trustedCaFile = "{ca}"\n')
+
     async def test_verification_rejects_frps_self_signed_cert(self) -> None:
         port = free_port()
         frps = await GoFrp.start(reactor, "frps", frpsConfig(port))
@@ -286,6 +302,14 @@ class GoClientOurServerTests(TestCase):
         )
 
 
+    async def test_leaf_named_like_its_ca(self) -> None:
+        ca, cert, key = namedLikeItsCA(self)
+        await self.firstLogin(
+            serverContextFactory(cert, key, trustedCaFile=ca),
+            f'transport.tls.trustedCaFile = "{ca}"\ntransport.tls.certFile = "{cert}"\n'
+            f'transport.tls.keyFile = "{key}"\n')
+
+
 class OurClientOurServerTests(TestCase):
     """Both ends ours: data after the handshake, SNI, verification and client certificates."""
 
@@ -327,6 +351,18 @@ class OurClientOurServerTests(TestCase):
         sniffer = await server.firstConnection
         with self.assertRaises(SSL.Error):
             await sniffer.above.message
+
+    async def test_leaf_named_like_another_ca_is_refused(self) -> None:
+        """The same names from a CA that is not trusted: refused both ways, as Go refuses it."""
+        ca, cert, key = namedLikeItsCA(self)
+        _, otherCert, otherKey = namedLikeItsCA(self)
+        for serverFiles, clientFiles in (((cert, key), (otherCert, otherKey)), ((otherCert, otherKey), (cert, key))):
+            server = TLSServer(self, serverContextFactory(*serverFiles, trustedCaFile=ca))
+            port = await server.listen()
+            reader = await connectTLS(self, port, clientContextFactory("127.0.0.1", ca, *clientFiles), False)
+            reader.transport.write(loginFrame())
+            with self.assertRaises(SSL.Error):
+                await reader.message
 
     async def test_wrong_server_name_fails_verification(self) -> None:
         p = Pki(self)

@@ -37,6 +37,7 @@ import os
 from typing import List, Optional
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL, crypto
@@ -95,9 +96,47 @@ def _identity(certFile: Optional[str], keyFile: Optional[str]) -> dict:
     return {"certificate": chain[0], "privateKey": key, "extraCertChain": chain[1:]}
 
 
-def _trustRoot(trustedCaFile: str):
-    cas = loadCertificates(trustedCaFile, "CA certificate")
+def _trustRoot(cas: List[x509.Certificate]):
     return ssl.trustRootFromCertificates([ssl.Certificate(crypto.X509.from_cryptography(ca)) for ca in cas])
+
+
+#: OpenSSL's ``X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT``.
+_DEPTH_ZERO_SELF_SIGNED = 18
+
+
+class _IssuedByTrusted:
+    """Go's verdict on a peer certificate that OpenSSL takes for self-signed.
+
+    A leaf with its CA's subject as its own and no key identifier of its own (frp's e2e
+    certificates: CA and leaf both named after the host) looks self-issued to OpenSSL, which
+    then fails it at depth 0 without trying the trusted CAs; Go's verifier builds the chain
+    from the issuer name and the signature, and accepts it.  This check does what Go does for
+    such a leaf: valid now, and signed by a trusted CA whose subject is its issuer.
+    """
+
+    def __init__(self, cas: List[x509.Certificate]) -> None:
+        self._cas = cas
+
+    def __call__(self, certificate: x509.Certificate) -> bool:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+            return False
+        for ca in self._cas:
+            if ca.subject != certificate.issuer:
+                continue
+            try:
+                certificate.verify_directly_issued_by(ca)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            return True
+        return False
+
+    def accepts(self, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
+        """An OpenSSL verify callback's verdict: OpenSSL's, or this check's for a leaf OpenSSL
+        refused as self-signed."""
+        if ok:
+            return True
+        return depth == 0 and errno == _DEPTH_ZERO_SELF_SIGNED and self(cert.to_cryptography())
 
 
 def _selfSignedIdentity() -> dict:
@@ -126,31 +165,33 @@ class _FrpClientOptions:
     """Client connections as frpc makes them: SNI for a host name (none for an address, as in
     Go), and, only when a CA is trusted, verification of the chain and of the server name."""
 
-    def __init__(self, serverName: str, options: ssl.CertificateOptions, verify: bool) -> None:
+    def __init__(self, serverName: str, options: ssl.CertificateOptions, trusted: Optional[_IssuedByTrusted]) -> None:
         self._isAddress = isIPAddress(serverName) or isIPv6Address(serverName)
         self._serverName = serverName
         self._sni = None if self._isAddress or not serverName else serverName.encode("idna")
         self._options = options
-        self._verify = verify
+        self._trusted = trusted
 
     def clientConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
         connection = self._options.clientConnectionForTLS(tlsProtocol)
         if self._sni is not None:
             connection.set_tlsext_host_name(self._sni)
-        if self._verify:
+        if self._trusted is not None:
             connection.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._checker(tlsProtocol))
         return connection
 
     def _checker(self, tlsProtocol):
         """An OpenSSL verify callback that also checks the server certificate's names.
 
-        OpenSSL itself fails the handshake on a bad chain (``ok`` false); a name mismatch is
-        reported to the TLS protocol so that the connection's failure says which name.
+        OpenSSL itself fails the handshake on a bad chain (``ok`` false, unless Go would accept
+        it: :class:`_IssuedByTrusted`); a name mismatch is reported to the TLS protocol so that
+        the connection's failure says which name.
         """
 
         def check(connection: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
+            ok = self._trusted.accepts(cert, errno, depth, ok)
             if not ok or depth != 0:
-                return bool(ok)
+                return ok
             certificate = cert.to_cryptography()
             try:
                 if self._isAddress:
@@ -173,9 +214,12 @@ def clientContextFactory(
 ) -> IOpenSSLClientConnectionCreator:
     """TLS client settings of frpc; raises ConfigError naming a file that cannot be used."""
     options = _identity(certFile, keyFile)
+    trusted = None
     if trustedCaFile:
-        options["trustRoot"] = _trustRoot(trustedCaFile)
-    return _FrpClientOptions(serverName, _wholeWrites(ssl.CertificateOptions(**options)), verify=bool(trustedCaFile))
+        cas = loadCertificates(trustedCaFile, "CA certificate")
+        options["trustRoot"] = _trustRoot(cas)
+        trusted = _IssuedByTrusted(cas)
+    return _FrpClientOptions(serverName, _wholeWrites(ssl.CertificateOptions(**options)), trusted)
 
 
 def serverContextFactory(
@@ -183,9 +227,14 @@ def serverContextFactory(
 ) -> ssl.CertificateOptions:
     """TLS server settings of frps; raises ConfigError naming a file that cannot be used."""
     identity = serverIdentity(certFile, keyFile)
-    if trustedCaFile:
-        identity["trustRoot"] = _trustRoot(trustedCaFile)
-    return _wholeWrites(ssl.CertificateOptions(**identity))
+    if not trustedCaFile:
+        return _wholeWrites(ssl.CertificateOptions(**identity))
+    cas = loadCertificates(trustedCaFile, "CA certificate")
+    options = _wholeWrites(ssl.CertificateOptions(trustRoot=_trustRoot(cas), **identity))
+    trusted = _IssuedByTrusted(cas)
+    options.getContext().set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+                                    lambda connection, cert, errno, depth, ok: trusted.accepts(cert, errno, depth, ok))
+    return options
 
 
 def serverIdentity(certFile: Optional[str] = None, keyFile: Optional[str] = None) -> dict:
