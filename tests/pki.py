@@ -1,8 +1,9 @@
 """A throw-away certificate authority for TLS tests: a CA and certificates it signs, written as
 PEM files into a directory the test owns (e.g. :func:`tests.support.tempDir`, removed with it).
 
-ECDSA P-256 keys, valid from an hour ago for a day; OpenSSL, Go's crypto/tls and Python's ssl
-all accept them.
+ECDSA P-256 keys, valid from an hour ago for a day, with key identifiers (Python 3.13's ssl
+verifies strictly and wants the authority key identifier); OpenSSL, Go's crypto/tls and
+Python's ssl all accept them.
 """
 
 import datetime
@@ -40,6 +41,7 @@ class TestCA:
             _builder(_name(name), _name(name), self._key.public_key())
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()), critical=False)
             .sign(self._key, hashes.SHA256())
         )
         self.ca = self.write("ca.pem", self._certificate.public_bytes(serialization.Encoding.PEM))
@@ -49,7 +51,8 @@ class TestCA:
         """A certificate for common name ``name`` (with those subject alternative names and
         extended key usage) and its private key, both PEM."""
         key = ec.generate_private_key(ec.SECP256R1())
-        builder = _builder(_name(name), self._certificate.subject, key.public_key())
+        builder = _builder(_name(name), self._certificate.subject, key.public_key()).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False)
         sans = [x509.DNSName(n) for n in dnsNames] + [x509.IPAddress(ipaddress.ip_address(a)) for a in ipAddresses]
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)

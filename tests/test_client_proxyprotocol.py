@@ -49,10 +49,15 @@ class ProxyProtocolV1Tests(SynchronousTestCase):
         )
 
     def test_mixed_families_become_ipv6(self) -> None:
+        """go-proxyproto 0.7 (frp 0.65) writes the IPv4 side of a TCP6 header with Go's
+        ``net.IP.String``, which prints a v4-mapped address in dotted form; v2 carries it
+        v4-mapped."""
         self.assertEqual(
             proxy_protocol_header("v1", "2001:db8::1", 5, "1.1.1.1", 6),
-            b"PROXY TCP6 2001:db8::1 ::ffff:101:101 5 6\r\n",
+            b"PROXY TCP6 2001:db8::1 1.1.1.1 5 6\r\n",
         )
+        self.assertTrue(proxy_protocol_header("v2", "2001:db8::1", 5, "1.1.1.1", 6).endswith(
+            b"\x00" * 10 + b"\xff\xff\x01\x01\x01\x01\x00\x05\x00\x06"))
 
     def test_no_header_without_source(self) -> None:
         self.assertEqual(proxy_protocol_header("v1", "", 0, "1.1.1.1", 6), b"")

@@ -38,11 +38,23 @@ def _parse(address: str) -> Optional[_IP]:
 
 
 def _same_family(src: _IP, dst: _IP) -> "tuple[_IP, _IP]":
-    """Both addresses in one family (a header has one): IPv6, v4-mapped, when they differ."""
+    """Both addresses in one family (a header has one): IPv6, v4-mapped, when they differ.
+
+    go-proxyproto picks the family from the source alone, so with an IPv4 source and an IPv6
+    destination Go's frpc fails to write a v1 header (and writes a short v2 one); frptw writes
+    the TCP6 form instead."""
     if src.version == dst.version:
         return src, dst
     as6 = [a if a.version == 6 else ipaddress.IPv6Address(f"::ffff:{a}") for a in (src, dst)]
     return as6[0], as6[1]
+
+
+def _text(ip: _IP) -> str:
+    """An address as Go's ``net.IP.String`` writes it: a v4-mapped IPv6 address (one side of a
+    mixed-family header) in dotted IPv4 form, the same on every Python (3.13 writes
+    ``::ffff:1.1.1.1``, older ones ``::ffff:101:101``)."""
+    mapped = ip.ipv4_mapped if ip.version == 6 else None
+    return str(mapped if mapped is not None else ip)
 
 
 def proxy_protocol_header(
@@ -70,7 +82,7 @@ def proxy_protocol_header(
     src, dst = _same_family(src, dst)
     if version == "v1":
         family = "TCP4" if src.version == 4 else "TCP6"
-        return f"PROXY {family} {src} {dst} {src_port} {dst_port}\r\n".encode("ascii")
+        return f"PROXY {family} {_text(src)} {_text(dst)} {src_port} {dst_port}\r\n".encode("ascii")
     body = src.packed + dst.packed + struct.pack(">HH", src_port, dst_port)
     family_byte = _V2_FAMILY[(src.version, transport)]
     return V2_SIGNATURE + bytes([_V2_PROXY, family_byte]) + struct.pack(">H", len(body)) + body
