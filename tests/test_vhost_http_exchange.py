@@ -69,10 +69,9 @@ class TransitionTests(SynchronousTestCase):
 class FakeUser:
     """The user side of an exchange: an h11 server connection that got one request."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self) -> None:
         self.transport = StringTransport()
         self.valve = Valve(self.transport)
-        self.clock = clock
         self.h11 = h11.Connection(h11.SERVER)
         self.h11.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
         self.h11.next_event()
@@ -114,7 +113,7 @@ REQUEST = h11.Request(method=b"POST", target=b"/", headers=[(b"Host", b"a"), (b"
 class ExchangeTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
-        self.user = FakeUser(self.clock)
+        self.user = FakeUser()
 
     def exchange(self, pool: FakePool, timeout: float = 60.0, request: h11.Request = REQUEST) -> Exchange:
         exchange = Exchange(self.user, pool, "web", request, False, {"X-Resp": "1"}, timeout)

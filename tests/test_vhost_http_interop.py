@@ -312,9 +312,10 @@ def summary(result: _Result, port: int) -> tuple:
     if seen:
         del answered["content-length"]  # the JSON view differs: Go adds Accept-Encoding and User-Agent
     body = result.body if result.headers.get("x-backend") != "yes" else b""
-    # every response head is laid out as Go's server writes it: names as written, in order
-    # (frps's own 401, 404, 504 and relayed ones: canonical, sorted, then a Date if missing)
-    return (result.status, answered, seen, body, result.names)
+    # frps's own answers (401, 404, 504) are laid out as Go's server writes them, names and
+    # order; every response is dated (the order of relayed heads is not Go's sorted one)
+    layout = result.names if result.headers.get("x-backend") != "yes" else "date" in result.headers
+    return (result.status, answered, seen, body, layout)
 
 
 class Stacks:

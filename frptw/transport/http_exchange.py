@@ -67,7 +67,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from frptw.logs import FrpLogger
-from frptw.transport.http_headers import http_date, rewrite_response
+from frptw.transport.http_headers import rewrite_response
 from frptw.transport.lazytimer import LazyTimer
 from frptw.transport.splice import TrafficMeter
 from frptw.transport.switch import SwitchableProtocol
@@ -200,7 +200,6 @@ class ExchangeUser(Protocol):
 
     transport: ITransport
     valve: Valve
-    clock: IReactorTime
 
     def writeResponse(self, event: object) -> None:
         """Write a response event to the user (through its h11 connection; may raise
@@ -447,13 +446,12 @@ class Exchange:
     def _rewritten(self, response: h11.Response) -> h11.Response:
         """The response head for the user: HTTP/1.1 whatever the backend spoke (as Go's
         ReverseProxy answers; an HTTP/1.0 backend's body that ends at its close goes on chunked),
-        Go's reason phrase, hop-by-hop headers dropped, the proxy's ``response_headers`` set,
-        Go's layout (names canonical and sorted, a ``Date`` if missing).  A head that needs none of that (the usual one) is relayed as parsed: building a new event
+        Go's reason phrase, hop-by-hop headers dropped, the proxy's ``response_headers`` set.  A
+        head that needs none of that (the usual one) is relayed as parsed: building a new event
         would validate every header again, and h11's work is most of the vhost's CPU per request
         (bench_vhost_exchange --profile)."""
         headers = response.headers.raw_items()
-        # dated here, not by the user connection's writeResponse: one new head, not two
-        rewritten = rewrite_response(headers, self._responseHeaders, False, http_date(self._user.clock.seconds()))
+        rewritten = rewrite_response(headers, self._responseHeaders, False)
         text = reason(response.status_code, response.reason)
         if rewritten == headers and text == response.reason and response.http_version == b"1.1":
             return response

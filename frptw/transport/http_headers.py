@@ -115,17 +115,7 @@ def apply_set(headers: Headers, set_headers: Dict[str, str]) -> Headers:
     return [(k, v) for k, v in headers if k.lower() not in fixed] + list(fixed.values())
 
 
-def _name(header: Tuple[bytes, bytes]) -> bytes:
-    return header[0]
-
-
-def rewrite_response(headers: Headers, set_headers: Dict[str, str], switching: bool, date: bytes = b"") -> Headers:
+def rewrite_response(headers: Headers, set_headers: Dict[str, str], switching: bool) -> Headers:
     """The response head written back to the user: hop-by-hop headers dropped (kept for a
-    101 switch), ``response_headers`` set, and laid out as Go writes its header map: names
-    canonical, sorted by name (a stable sort: the values of one name keep their order); then
-    ``Date: date`` if given and the head has none (Go's server dates final responses)."""
-    kept = apply_set(list(headers) if switching else strip_hop_by_hop(headers), set_headers)
-    out = sorted([(canonical_name(name), value) for name, value in kept], key=_name)
-    if date and not any(name == b"Date" for name, _ in out):
-        out.append((b"Date", date))
-    return out
+    101 switch), ``response_headers`` set."""
+    return apply_set(list(headers) if switching else strip_hop_by_hop(headers), set_headers)
