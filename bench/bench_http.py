@@ -43,7 +43,9 @@ from tests.support import free_port  # noqa: E402
 TOKEN = "bench"
 HOST = "bench.test"
 BODY = b"x" * 1024
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
+#: A head as real servers write it: with Date (RFC 9110 6.6.1), which frps, like Go, adds when missing.
+RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: bench\r\nDate: Fri, 04 Dec 2026 09:00:00 GMT\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
 
 
 # -- the backend (``bench_http.py backend PORT``, in its own process) ---------------------------

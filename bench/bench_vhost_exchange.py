@@ -33,7 +33,9 @@ from frptw.transport.switch import SwitchableProtocol  # noqa: E402
 from frptw.wire.messages import NewProxy  # noqa: E402
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench.test\r\n\r\n"  # what wrk sends
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n\r\n" + b"x" * 1024
+#: A head as real servers write it: with Date (RFC 9110 6.6.1), which frps, like Go, adds when missing.
+RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: bench\r\nDate: Fri, 04 Dec 2026 09:00:00 GMT\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 1024\r\n\r\n" + b"x" * 1024)
 
 
 class _Owner:
