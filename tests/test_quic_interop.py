@@ -115,10 +115,10 @@ class QuicTLS(UDPTransportMixin, TestCase):
         yield self.assertFailure(service.whenLoggedIn(), Exception)
 
     @inlineCallbacks
-    def frpsRequiringClientCertificates(self, kind: str):
+    def frpsRequiringClientCertificates(self, kind: str, caName: str = "frptw test CA"):
         """frps (Go or ours) with ``transport.tls.trustedCaFile``: QUIC clients must present a
         certificate from that CA (Go's RequireAndVerifyClientCert, on the QUIC port too)."""
-        ca = TestCA(tempDir(self))
+        ca = TestCA(tempDir(self), caName)
         yield self.startFrps(kind, "quic", f'transport.tls.trustedCaFile = "{ca.ca}"\n')
         return ca
 
@@ -141,6 +141,16 @@ class QuicTLS(UDPTransportMixin, TestCase):
     def test_go_frpc_with_a_client_certificate_through_our_frps(self):
         ca = yield self.frpsRequiringClientCertificates("ours")
         cert, key = ca.issueFiles("frpc", usage=CLIENT_AUTH)
+        yield self.startFrpc("go", "quic", self.udpPort,
+                             extra=f'transport.tls.certFile = "{cert}"\ntransport.tls.keyFile = "{key}"\n')
+        yield exchange(reactor, self.remotePort, 64 * 1024)
+
+    @inlineCallbacks
+    def test_go_frpc_with_a_leaf_named_like_its_ca_through_our_frps(self):
+        """frp's e2e certificates (CA and leaf both named after the host): OpenSSL alone takes
+        the leaf for self-signed, Go (and so our frps) accepts it."""
+        ca = yield self.frpsRequiringClientCertificates("ours", caName="127.0.0.1")
+        cert, key = ca.issueFiles("127.0.0.1", ipAddresses=["127.0.0.1"])
         yield self.startFrpc("go", "quic", self.udpPort,
                              extra=f'transport.tls.certFile = "{cert}"\ntransport.tls.keyFile = "{key}"\n')
         yield exchange(reactor, self.remotePort, 64 * 1024)

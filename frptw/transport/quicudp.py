@@ -36,7 +36,7 @@ from frptw.transport.addresses import udpAddress
 from frptw.transport.quic import ALPN, ClientCertificateCheck, FrpQuicConnection, QuicSession
 from frptw.transport.sockets import sendDatagram, widenDatagramBuffers
 from frptw.transport.timers import cancelCall
-from frptw.transport.tls import loadCertificates, serverIdentity
+from frptw.transport.tls import IssuedByTrusted, loadCertificates, serverIdentity
 
 log = FrpLogger()
 
@@ -102,8 +102,10 @@ def clientCertificateCheck(trustedCaFile: str) -> ClientCertificateCheck:
     bind port) and, if the certificate names extended key usages, client authentication (or any)
     among them.  Raises ConfigError naming a file that cannot be read."""
     store = crypto.X509Store()
-    for ca in loadCertificates(trustedCaFile, "CA certificate"):
+    cas = loadCertificates(trustedCaFile, "CA certificate")
+    for ca in cas:
         store.add_cert(crypto.X509.from_cryptography(ca))
+    trusted = IssuedByTrusted(cas)
 
     def check(leaf: x509.Certificate, chain: List[x509.Certificate]) -> None:
         try:
@@ -116,7 +118,9 @@ def clientCertificateCheck(trustedCaFile: str) -> ClientCertificateCheck:
         try:
             crypto.X509StoreContext(store, crypto.X509.from_cryptography(leaf), intermediates).verify_certificate()
         except crypto.X509StoreContextError as e:
-            raise ValueError(str(e)) from None
+            errno, depth = e.errors[:2]
+            if not trusted.overrules(errno, depth, leaf):
+                raise ValueError(str(e)) from None
 
     return check
 

@@ -104,7 +104,7 @@ def _trustRoot(cas: List[x509.Certificate]):
 _DEPTH_ZERO_SELF_SIGNED = 18
 
 
-class _IssuedByTrusted:
+class IssuedByTrusted:
     """Go's verdict on a peer certificate that OpenSSL takes for self-signed.
 
     A leaf with its CA's subject as its own and no key identifier of its own (frp's e2e
@@ -136,7 +136,12 @@ class _IssuedByTrusted:
         refused as self-signed."""
         if ok:
             return True
-        return depth == 0 and errno == _DEPTH_ZERO_SELF_SIGNED and self(cert.to_cryptography())
+        return self.overrules(errno, depth, cert.to_cryptography())
+
+    def overrules(self, errno: int, depth: int, certificate: x509.Certificate) -> bool:
+        """Whether OpenSSL's error ``errno`` at ``depth`` is one Go does not make for
+        ``certificate``: a leaf refused as self-signed that a trusted CA signed."""
+        return depth == 0 and errno == _DEPTH_ZERO_SELF_SIGNED and self(certificate)
 
 
 def _selfSignedIdentity() -> dict:
@@ -165,7 +170,7 @@ class _FrpClientOptions:
     """Client connections as frpc makes them: SNI for a host name (none for an address, as in
     Go), and, only when a CA is trusted, verification of the chain and of the server name."""
 
-    def __init__(self, serverName: str, options: ssl.CertificateOptions, trusted: Optional[_IssuedByTrusted]) -> None:
+    def __init__(self, serverName: str, options: ssl.CertificateOptions, trusted: Optional[IssuedByTrusted]) -> None:
         self._isAddress = isIPAddress(serverName) or isIPv6Address(serverName)
         self._serverName = serverName
         self._sni = None if self._isAddress or not serverName else serverName.encode("idna")
@@ -184,7 +189,7 @@ class _FrpClientOptions:
         """An OpenSSL verify callback that also checks the server certificate's names.
 
         OpenSSL itself fails the handshake on a bad chain (``ok`` false, unless Go would accept
-        it: :class:`_IssuedByTrusted`); a name mismatch is reported to the TLS protocol so that
+        it: :class:`IssuedByTrusted`); a name mismatch is reported to the TLS protocol so that
         the connection's failure says which name.
         """
 
@@ -218,7 +223,7 @@ def clientContextFactory(
     if trustedCaFile:
         cas = loadCertificates(trustedCaFile, "CA certificate")
         options["trustRoot"] = _trustRoot(cas)
-        trusted = _IssuedByTrusted(cas)
+        trusted = IssuedByTrusted(cas)
     return _FrpClientOptions(serverName, _wholeWrites(ssl.CertificateOptions(**options)), trusted)
 
 
@@ -231,7 +236,7 @@ def serverContextFactory(
         return _wholeWrites(ssl.CertificateOptions(**identity))
     cas = loadCertificates(trustedCaFile, "CA certificate")
     options = _wholeWrites(ssl.CertificateOptions(trustRoot=_trustRoot(cas), **identity))
-    trusted = _IssuedByTrusted(cas)
+    trusted = IssuedByTrusted(cas)
     options.getContext().set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
                                     lambda connection, cert, errno, depth, ok: trusted.accepts(cert, errno, depth, ok))
     return options
