@@ -104,6 +104,10 @@ def _trustRoot(cas: List[x509.Certificate]):
 _DEPTH_ZERO_SELF_SIGNED = 18
 
 
+def _validAt(certificate: x509.Certificate, now: datetime.datetime) -> bool:
+    return certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc
+
+
 class IssuedByTrusted:
     """Go's verdict on a peer certificate that OpenSSL takes for self-signed.
 
@@ -111,7 +115,8 @@ class IssuedByTrusted:
     certificates: CA and leaf both named after the host) looks self-issued to OpenSSL, which
     then fails it at depth 0 without trying the trusted CAs; Go's verifier builds the chain
     from the issuer name and the signature, and accepts it.  This check does what Go does for
-    such a leaf: valid now, and signed by a trusted CA whose subject is its issuer.
+    such a leaf: valid now, and signed by a trusted CA, itself valid now, whose subject is its
+    issuer.
     """
 
     def __init__(self, cas: List[x509.Certificate]) -> None:
@@ -119,10 +124,10 @@ class IssuedByTrusted:
 
     def __call__(self, certificate: x509.Certificate) -> bool:
         now = datetime.datetime.now(datetime.timezone.utc)
-        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        if not _validAt(certificate, now):
             return False
         for ca in self._cas:
-            if ca.subject != certificate.issuer:
+            if ca.subject != certificate.issuer or not _validAt(ca, now):
                 continue
             try:
                 certificate.verify_directly_issued_by(ca)
